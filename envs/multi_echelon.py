@@ -1,0 +1,133 @@
+"""``meio/MultiEchelon-v0``: one copy of a multi-echelon inventory network as a Gymnasium env."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.scenario import Scenario, load_scenario
+from envs.simulator import Simulator, StepResult
+from envs.spaces import ActionMap, ObservationMap
+from envs.topology import COST_NAMES
+
+
+def resolve_scenario(scenario: str | Path | Scenario, horizon: int | None) -> Scenario:
+    """Load ``scenario`` and apply a horizon override (``horizon`` must be an int >= 1)."""
+    sc = load_scenario(scenario)
+    if horizon is not None:
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ValueError(f"horizon: {horizon!r} is not an integer >= 1")
+        sc = replace(sc, horizon=int(horizon))
+    return sc
+
+
+def step_info(result: StepResult, row: int) -> dict[str, Any]:
+    """The ``info`` of one period for one row: cost split and service counts."""
+    costs = result.costs[row]
+    out = result.node_out[row]
+    return {
+        "cost": float(costs.sum()),
+        "cost_split": dict(zip(COST_NAMES, costs.tolist())),
+        "demand": out[:, 0].copy(),
+        "filled": out[:, 1].copy(),
+        "short": out[:, 2].copy(),
+        "orders": result.orders[row].copy(),
+    }
+
+
+class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A multi-echelon inventory network (any DAG of stock points) under periodic review.
+
+    The network, demand, lead times and costs come from a scenario (a shipped name such as
+    ``"ex61"`` or a YAML path); the period's events follow ``docs/model.md``.
+
+    ## Action
+    ``Box(-1, 1, (S,), float32)``, one entry per slot (lane and transport mode, in scenario
+    order; names in ``slot_names``). ``action_mode="order_quantity"`` maps an entry affinely to an
+    order quantity in ``[0, max_order]``; ``"order_up_to"`` maps it to a target inventory position
+    in ``[0, max_level]`` and orders the shortfall (a base-stock rule when the targets are fixed).
+    Out-of-range actions are clipped. See :mod:`envs.spaces`.
+
+    ## Observation
+    ``Box(-inf, inf, (F,), float32)``: on-hand stock, customer backorders, what suppliers still owe,
+    the pipeline by arrival period, component stock, inventory positions, last demand, supplier
+    outages and the fraction of the episode left, each scaled to order one. Names in
+    ``observation_labels``.
+
+    ## Reward
+    Minus the period's total cost: holding, backorder or lost-sales penalty, fixed ordering,
+    per-unit transport and pipeline holding. ``info`` holds the split (``cost_split``) and the
+    demand, filled and short units per demand node (order of ``demand_node_names``).
+
+    ## Starting state
+    The scenario's initial inventory at every node, nothing in transit or owed.
+
+    ## Episode end
+    Never terminates; truncated after ``horizon`` periods (the scenario's, or the ``horizon``
+    argument).
+
+    ## Arguments
+    ``scenario``, ``action_mode`` (default: the scenario's), ``horizon`` (default: the
+    scenario's), ``render_mode`` (``"ansi"`` or ``None``).
+
+    ## Version history
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, scenario: str | Path | Scenario = "ex61", action_mode: str | None = None,
+                 horizon: int | None = None, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not one of {self.metadata['render_modes']} or None")
+        self.scenario = resolve_scenario(scenario, horizon)
+        self.sim = Simulator(self.scenario, n=1)
+        topo = self.sim.topology
+        self.topology = topo
+        self.action_mode = action_mode or self.scenario.action_mode
+        self.action_map = ActionMap(topo, self.action_mode)
+        self.observation_map = ObservationMap(topo)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (self.observation_map.size,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
+        self.render_mode = render_mode
+        self.slot_names = topo.slot_names
+        self.observation_labels = self.observation_map.labels
+        self.demand_node_names = tuple(topo.node_names[j] for j in topo.demand_nodes)
+        self._obs = np.zeros((1, self.observation_map.size), dtype=np.float32)
+        self._last: StepResult | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.sim.rngs[0] = self.np_random
+        self.sim.reset()
+        self._last = None
+        return self.observation_map(self.sim, self._obs)[0].copy(), {}
+
+    def step(self, action: np.ndarray):
+        if self.sim.t[0] >= self.scenario.horizon:
+            raise RuntimeError("step() called after the episode was truncated; call reset() first")
+        orders = self.action_map.to_orders(self.sim, np.asarray(action, dtype=np.float64).reshape(1, -1))
+        result = self.sim.step(orders)
+        self._last = result
+        obs = self.observation_map(self.sim, self._obs)[0].copy()
+        truncated = bool(self.sim.t[0] >= self.scenario.horizon)
+        return obs, -float(result.costs[0].sum()), False, truncated, step_info(result, 0)
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        topo = self.topology
+        lines = [f"period {int(self.sim.t[0])}/{self.scenario.horizon}"]
+        node_ip, _ = self.sim.positions()
+        for j, name in enumerate(topo.node_names):
+            lines.append(f"  {name:>12}: on hand {self.sim.on_hand[0, j]:10.2f}  backorders "
+                         f"{self.sim.cust_bo[0, j]:8.2f}  position {node_ip[0, j]:10.2f}")
+        if self._last is not None:
+            split = ", ".join(f"{k} {v:.2f}" for k, v in zip(COST_NAMES, self._last.costs[0]))
+            lines.append(f"  cost {self._last.costs[0].sum():.2f} ({split})")
+        return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""Observations and actions of the environments, shared by the single and the vector env.
+
+Observation (float32, one row per copy), every quantity divided by a scale so that it is of order
+one under a sensible policy; ``labels`` names each feature:
+
+=========================  ======================================================  ===============
+feature                    per                                                     scale
+=========================  ======================================================  ===============
+``on_hand``                node                                                    ``mu_j (1+L_j)``
+``backorders``             demand node (backorder scenarios only)                  ``mu_j (1+L_j)``
+``owed``                   slot: what the supplier still owes (all ages)           ``mu_j b``
+``pipeline[k]``            slot, ``k = 1..max lead time``: arriving in k periods   ``mu_j b``
+``components``             component lane of an assembly node                      ``mu_j b``
+``position``               node: installation inventory position                   ``mu_j (1+L_j)``
+``last_demand``            demand node: last period's demand                       ``mu_j``
+``outage``                 disrupted external lane: 1 while the supplier is out    1
+``periods_left``           (horizon - t) / horizon                                 1
+=========================  ======================================================  ===============
+
+``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
+time into it, ``b`` the lane's bill-of-materials ratio.
+
+Actions are in ``[-1, 1]``, one per slot (lane and mode, in scenario order), mapped affinely to
+``[0, max]``: order quantities (``order_quantity``; ``max`` is the mode's ``max_order``, by
+default ``min(capacity, 3 mu_j b)``) or order-up-to targets for the slot's inventory position
+(``order_up_to``; ``max`` is ``max_level``, by default
+``2 b (mu_j (1 + L) + 4 sigma_j sqrt(1 + L))`` with ``L`` the slot's mean lead time).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from envs.simulator import Simulator
+from envs.topology import Topology
+
+ACTION_MODES = ("order_quantity", "order_up_to")
+
+
+class ObservationMap:
+    """Builds observation rows from a :class:`Simulator`'s state."""
+
+    def __init__(self, topo: Topology) -> None:
+        n, s = topo.n_nodes, topo.n_slots
+        mu = np.maximum(topo.throughput, 1e-9)
+        lead_in = np.zeros(n)
+        for q in range(s):
+            lead_in[topo.slot_dst[q]] = max(lead_in[topo.slot_dst[q]], topo.slot_lt_mean[q])
+        self.node_scale = mu * (1.0 + lead_in)
+        self.slot_scale = mu[topo.slot_dst] * topo.lane_bom[topo.slot_lane]
+        self.lane_scale = mu[topo.lane_dst] * topo.lane_bom
+        self.component_lanes = np.flatnonzero(topo.lane_is_component).astype(np.int64)
+        self.pipe_len = topo.slot_lt_max.astype(np.int64)
+        names = topo.node_names
+        labels = [f"on_hand[{x}]" for x in names]
+        if topo.backorders:
+            labels += [f"backorders[{names[j]}]" for j in topo.demand_nodes]
+        labels += [f"owed[{x}]" for x in topo.slot_names]
+        labels += [f"pipeline[{x}][{k}]" for q, x in enumerate(topo.slot_names)
+                   for k in range(1, topo.slot_lt_max[q] + 1)]
+        lane_names = [f"{names[topo.lane_src[m]] if topo.lane_src[m] >= 0 else 'external'}->{names[topo.lane_dst[m]]}"
+                      for m in range(topo.n_lanes)]
+        labels += [f"components[{lane_names[m]}]" for m in self.component_lanes]
+        labels += [f"position[{x}]" for x in names]
+        labels += [f"last_demand[{names[j]}]" for j in topo.demand_nodes]
+        labels += [f"outage[{lane_names[topo.slot_lane[q]]}]" for q in _first_slot_per_disruption(topo)]
+        labels.append("periods_left")
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.size = len(labels)
+        self.horizon = topo.horizon
+        self.backorders = topo.backorders
+        self.demand_nodes = topo.demand_nodes
+        self.demand_scale = mu[topo.demand_nodes]
+
+    def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
+        """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
+        node_ip, _ = sim.positions()
+        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.pipe, sim.raw, node_ip, sim._node_out, sim.down, sim.t,
+                 self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
+                 self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
+        return out
+
+
+def _first_slot_per_disruption(topo: Topology) -> list[int]:
+    first: dict[int, int] = {}
+    for q in range(topo.n_slots):
+        x = topo.slot_disruption[q]
+        if x >= 0 and x not in first:
+            first[x] = q
+    return [first[x] for x in sorted(first)]
+
+
+@nb.njit(cache=True)
+def _observe(on_hand, cust_bo, owed, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
+             component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, out):
+    n_batch, n_nodes = on_hand.shape
+    n_slots = owed.shape[1]
+    for b in range(n_batch):
+        f = 0
+        for j in range(n_nodes):
+            out[b, f] = on_hand[b, j] / node_scale[j]
+            f += 1
+        if backorders:
+            for d in range(demand_nodes.shape[0]):
+                j = demand_nodes[d]
+                out[b, f] = cust_bo[b, j] / node_scale[j]
+                f += 1
+        for s in range(n_slots):
+            q = 0.0
+            for a in range(owed.shape[2]):
+                q += owed[b, s, a]
+            out[b, f] = q / slot_scale[s]
+            f += 1
+        for s in range(n_slots):
+            for k in range(pipe_len[s]):
+                out[b, f] = pipe[b, s, k] / slot_scale[s]
+                f += 1
+        for m in component_lanes:
+            out[b, f] = raw[b, m] / lane_scale[m]
+            f += 1
+        for j in range(n_nodes):
+            out[b, f] = node_ip[b, j] / node_scale[j]
+            f += 1
+        for d in range(demand_nodes.shape[0]):
+            out[b, f] = node_out[b, d, 0] / demand_scale[d]
+            f += 1
+        for x in range(down.shape[1]):
+            out[b, f] = 1.0 if down[b, x] else 0.0
+            f += 1
+        out[b, f] = (horizon - t[b]) / horizon
+
+
+class ActionMap:
+    """Maps actions in ``[-1, 1]`` to orders in units, per slot."""
+
+    def __init__(self, topo: Topology, mode: str) -> None:
+        if mode not in ACTION_MODES:
+            raise ValueError(f"action_mode: {mode!r} is not one of {', '.join(ACTION_MODES)}")
+        self.mode = mode
+        scenario = topo.scenario
+        s = topo.n_slots
+        mu = topo.throughput
+        sd = topo.throughput_sd
+        self.high = np.zeros(s)
+        for q in range(s):
+            m = scenario.lanes[topo.slot_lane[q]].modes[topo.slot_mode[q]]
+            bom = topo.lane_bom[topo.slot_lane[q]]
+            j = topo.slot_dst[q]
+            if mode == "order_quantity":
+                default = min(m.capacity, 3.0 * mu[j] * bom)
+                self.high[q] = m.max_order if m.max_order is not None else default
+            else:
+                cover = 1.0 + topo.slot_lt_mean[q]
+                default = 2.0 * bom * (mu[j] * cover + 4.0 * sd[j] * math.sqrt(cover))
+                self.high[q] = m.max_level if m.max_level is not None else default
+        self.high = np.maximum(self.high, 1e-6)
+
+    def to_orders(self, sim: Simulator, action: np.ndarray) -> np.ndarray:
+        """Orders ``(n, S)`` for actions ``(n, S)`` (clipped to ``[-1, 1]`` first)."""
+        value = (np.clip(action, -1.0, 1.0) + 1.0) * (0.5 * self.high)
+        if self.mode == "order_quantity":
+            return value
+        return sim.orders_up_to(value)
+
+    def from_orders_up_to(self, targets: np.ndarray) -> np.ndarray:
+        """The action that asks for order-up-to ``targets`` (inverse map, ``order_up_to`` mode)."""
+        return np.clip(2.0 * np.asarray(targets) / self.high - 1.0, -1.0, 1.0)

@@ -1,0 +1,138 @@
+"""A batched stable-baselines3 ``VecEnv``: ``n_envs`` copies stepped by one call of the step function.
+
+Row ``i`` behaves exactly like :class:`envs.multi_echelon.MultiEchelonEnv` reset with seed
+``seed + i`` (SB3's seeding convention): same observations, rewards and episode ends.
+
+Following SB3, an episode that reaches the horizon is reset in the same ``step_wait``: the returned
+observation is the new episode's first, ``info["terminal_observation"]`` holds the last one and
+``info["TimeLimit.truncated"]`` is ``True`` (a horizon is a truncation, never a termination, so
+SB3 bootstraps from the terminal observation). The episode's totals are in ``info["episode"]``
+(``r``, ``l``, ``t`` as SB3's ``Monitor`` writes them) and ``info["episode_cost_split"]``.
+
+Per-period infos for every row cost more than the step itself at large batches, so by default
+``infos`` only carry the episode-end entries and the period's arrays are attributes:
+``last_costs`` ``(n, 6)``, ``last_node_out`` ``(n, D, 3)``, ``last_orders`` ``(n, S)``. Pass
+``step_infos=True`` for the single env's per-period ``info`` in every row.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+
+from envs.multi_echelon import resolve_scenario, step_info
+from envs.scenario import Scenario
+from envs.simulator import Simulator
+from envs.spaces import ActionMap, ObservationMap
+from envs.topology import COST_NAMES
+
+
+class MultiEchelonVecEnv(VecEnv):
+    """``n_envs`` copies of a scenario in one :class:`~envs.simulator.Simulator`."""
+
+    def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
+                 action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False) -> None:
+        if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
+        self.scenario = resolve_scenario(scenario, horizon)
+        self.sim = Simulator(self.scenario, n=int(n_envs))
+        topo = self.sim.topology
+        self.topology = topo
+        self.action_mode = action_mode or self.scenario.action_mode
+        self.action_map = ActionMap(topo, self.action_mode)
+        self.observation_map = ObservationMap(topo)
+        self.render_mode = None
+        self.step_infos = step_infos
+        self.slot_names = topo.slot_names
+        self.observation_labels = self.observation_map.labels
+        self.demand_node_names = tuple(topo.node_names[j] for j in topo.demand_nodes)
+        observation_space = spaces.Box(-np.inf, np.inf, (self.observation_map.size,), np.float32)
+        action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
+        super().__init__(int(n_envs), observation_space, action_space)
+        self._obs = np.zeros((self.num_envs, self.observation_map.size), dtype=np.float32)
+        self._actions: np.ndarray | None = None
+        self._ep_return = np.zeros(self.num_envs)
+        self._ep_costs = np.zeros((self.num_envs, len(COST_NAMES)))
+        self._ep_start = np.full(self.num_envs, time.perf_counter())
+        self.last_costs = self.sim._costs
+        self.last_node_out = self.sim._node_out
+        self.last_orders = self.sim._orders
+        if seed is not None:
+            self.seed(seed)
+
+    # ---- VecEnv API ---------------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        seeds = self._seeds if any(s is not None for s in self._seeds) else None
+        self.sim.reset(seeds=seeds)
+        self._reset_seeds()
+        self._reset_options()
+        self._ep_return[:] = 0.0
+        self._ep_costs[:] = 0.0
+        self._ep_start[:] = time.perf_counter()
+        return self.observation_map(self.sim, self._obs).copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async(actions)")
+        orders = self.action_map.to_orders(self.sim, self._actions)
+        self._actions = None
+        result = self.sim.step(orders)
+        rewards = -result.costs.sum(axis=1)
+        self._ep_return += rewards
+        self._ep_costs += result.costs
+        dones = self.sim.t >= self.scenario.horizon
+        infos: list[dict[str, Any]] = (
+            [step_info(result, i) for i in range(self.num_envs)] if self.step_infos
+            else [{} for _ in range(self.num_envs)]
+        )
+        obs = self.observation_map(self.sim, self._obs)
+        if dones.any():
+            done_rows = np.flatnonzero(dones)
+            now = time.perf_counter()
+            for i in done_rows:
+                infos[i]["terminal_observation"] = obs[i].copy()
+                infos[i]["TimeLimit.truncated"] = True
+                infos[i]["episode"] = {"r": float(self._ep_return[i]), "l": int(self.sim.t[i]),
+                                       "t": round(now - self._ep_start[i], 6)}
+                infos[i]["episode_cost_split"] = dict(zip(COST_NAMES, self._ep_costs[i].tolist()))
+            self.sim.reset(rows=done_rows)
+            self._ep_return[done_rows] = 0.0
+            self._ep_costs[done_rows] = 0.0
+            self._ep_start[done_rows] = now
+            obs = self.observation_map(self.sim, self._obs)
+        return obs.copy(), rewards.astype(np.float32), dones.copy(), infos
+
+    def close(self) -> None:
+        return None
+
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+
+def make_vec_env(scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
+                 **kwargs: Any) -> MultiEchelonVecEnv:
+    """The batched SB3 ``VecEnv`` of a scenario; row ``i`` is seeded ``seed + i`` at its first reset."""
+    return MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, **kwargs)
