@@ -54,7 +54,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     Out-of-range actions are clipped. See :mod:`envs.spaces`.
 
     ## Observation
-    ``Box(-inf, inf, (F,), float32)``: on-hand stock, customer backorders, what suppliers still owe,
+    ``Box(-1000, 1000, (F,), float32)``: on-hand stock, customer backorders, what suppliers still owe,
     the pipeline by arrival period, component stock, inventory positions, last demand, supplier
     outages and the fraction of the episode left, each scaled to order one. Names in
     ``observation_labels``.
@@ -92,7 +92,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
         self.observation_map = ObservationMap(topo)
-        self.observation_space = spaces.Box(-np.inf, np.inf, (self.observation_map.size,), np.float32)
+        self.observation_space = self.observation_map.space()
         self.action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
         self.render_mode = render_mode
         self.slot_names = topo.slot_names

@@ -38,6 +38,9 @@ from envs.simulator import Simulator
 from envs.topology import Topology
 
 ACTION_MODES = ("order_quantity", "order_up_to")
+#: Observations are clipped to ``[-OBS_BOUND, OBS_BOUND]`` (in scaled units: a thousand times a
+#: node's typical stock), so the observation space is bounded as Gymnasium's checker asks.
+OBS_BOUND = 1000.0
 
 
 class ObservationMap:
@@ -81,7 +84,14 @@ class ObservationMap:
         _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.pipe, sim.raw, node_ip, sim._node_out, sim.down, sim.t,
                  self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
                  self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
+        np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
         return out
+
+    def space(self):
+        """The observation space: ``Box(-OBS_BOUND, OBS_BOUND, (size,), float32)``."""
+        from gymnasium import spaces
+
+        return spaces.Box(-OBS_BOUND, OBS_BOUND, (self.size,), np.float32)
 
 
 def _first_slot_per_disruption(topo: Topology) -> list[int]:

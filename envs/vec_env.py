@@ -52,7 +52,7 @@ class MultiEchelonVecEnv(VecEnv):
         self.slot_names = topo.slot_names
         self.observation_labels = self.observation_map.labels
         self.demand_node_names = tuple(topo.node_names[j] for j in topo.demand_nodes)
-        observation_space = spaces.Box(-np.inf, np.inf, (self.observation_map.size,), np.float32)
+        observation_space = self.observation_map.space()
         action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
         super().__init__(int(n_envs), observation_space, action_space)
         self._obs = np.zeros((self.num_envs, self.observation_map.size), dtype=np.float32)

@@ -1,0 +1,234 @@
+"""Long-run evaluation of a policy: costs with confidence intervals and the service metrics.
+
+:func:`evaluate` runs ``replications`` independent copies (rows ``seed, seed+1, ...``) for
+``warmup + periods`` periods under a :class:`~envs.policies.Policy` and reports, over the
+post-warm-up periods, the quantities defined in ``docs/model.md`` ("Service metrics"). Two
+policies evaluated with the same seed face the same demand, lead times and outages (common random
+numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
+
+from envs.policies import Policy
+from envs.scenario import Scenario
+from envs.simulator import Simulator
+from envs.topology import COST_NAMES
+
+#: Number of batches for batch-means confidence intervals from a single replication.
+N_BATCHES = 20
+
+
+def mean_ci95(samples: np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of the 95% Student-t confidence interval of i.i.d. ``samples``."""
+    x = np.asarray(samples, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"a confidence interval needs at least 2 samples, got {x.size}")
+    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return float(x.mean()), float(half)
+
+
+def batch_means(series: np.ndarray, n_batches: int = N_BATCHES) -> np.ndarray:
+    """Means of ``n_batches`` consecutive, equal batches of ``series`` (the remainder is dropped)."""
+    size = series.size // n_batches
+    if size < 1:
+        raise ValueError(f"{series.size} periods cannot make {n_batches} batches; run more periods")
+    return series[: size * n_batches].reshape(n_batches, size).mean(axis=1)
+
+
+@dataclass
+class Evaluation:
+    """KPIs of one policy on one scenario (see ``to_dict`` for the reported fields)."""
+
+    scenario: str
+    policy: str
+    periods: int
+    warmup: int
+    replications: int
+    seed: int
+    ci_method: str
+    cost_mean: float
+    cost_ci95: float
+    cost_ex_pipeline_mean: float
+    cost_ex_pipeline_ci95: float
+    cost_split: dict[str, float]
+    fill_rate: dict[str, float]
+    cycle_service_level: dict[str, float]
+    backorders: dict[str, float]
+    lost_sales: dict[str, float]
+    mean_on_hand: dict[str, float]
+    inventory_turnover: dict[str, float]
+    order_variance_ratio: dict[str, float]
+    unmet_demand: str
+    allocation: str
+    per_period_cost: np.ndarray = field(repr=False)   # (replications, periods) total cost
+
+    @property
+    def stockout_frequency(self) -> dict[str, float]:
+        return {k: 1.0 - v for k, v in self.cycle_service_level.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "scenario": self.scenario,
+            "policy": self.policy,
+            "unmet_demand": self.unmet_demand,
+            "allocation": self.allocation,
+            "periods": self.periods,
+            "warmup": self.warmup,
+            "replications": self.replications,
+            "seed": self.seed,
+            "cost_per_period": {"mean": self.cost_mean, "ci95": self.cost_ci95, "ci_method": self.ci_method},
+            "cost_per_period_excluding_pipeline": {"mean": self.cost_ex_pipeline_mean,
+                                                   "ci95": self.cost_ex_pipeline_ci95},
+            "cost_split": self.cost_split,
+            "fill_rate": self.fill_rate,
+            "cycle_service_level": self.cycle_service_level,
+            "stockout_frequency": self.stockout_frequency,
+            "mean_on_hand": self.mean_on_hand,
+            "inventory_turnover": self.inventory_turnover,
+            "order_variance_ratio": self.order_variance_ratio,
+        }
+        out["backorders" if self.unmet_demand == "backorder" else "lost_sales"] = (
+            self.backorders if self.unmet_demand == "backorder" else self.lost_sales
+        )
+        return out
+
+    def format(self) -> str:
+        """A plain-text report."""
+        d = self.to_dict()
+        lines = [
+            f"scenario {self.scenario}  policy {self.policy}  ({self.unmet_demand}, allocation {self.allocation})",
+            f"{self.replications} replication(s) x {self.periods} periods after {self.warmup} warm-up, seed {self.seed}",
+            f"cost per period: {self.cost_mean:.4f} +- {self.cost_ci95:.4f} (95% CI, {self.ci_method})",
+            "cost split: " + ", ".join(f"{k} {v:.4f}" for k, v in self.cost_split.items()),
+        ]
+        if self.cost_split["pipeline"]:
+            lines.append(f"cost excluding pipeline: {self.cost_ex_pipeline_mean:.4f} +- {self.cost_ex_pipeline_ci95:.4f}")
+        service = ("backorders" if self.unmet_demand == "backorder" else "lost_sales")
+        header = f"{'node':>14} {'fill rate':>10} {'cycle SL':>9} {service:>11}"
+        lines.append(header)
+        for node in self.fill_rate:
+            lines.append(f"{node:>14} {self.fill_rate[node]:10.4f} {self.cycle_service_level[node]:9.4f} "
+                         f"{d[service][node]:11.4f}")
+        lines.append(f"{'node':>14} {'on hand':>10} {'turnover':>9} {'order var ratio':>16}")
+        for node in self.mean_on_hand:
+            lines.append(f"{node:>14} {self.mean_on_hand[node]:10.4f} {self.inventory_turnover[node]:9.4f} "
+                         f"{self.order_variance_ratio[node]:16.4f}")
+        return "\n".join(lines)
+
+
+def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, periods: int = 10_000,
+             warmup: int = 100, replications: int = 1, seed: int = 0, progress: bool = False) -> Evaluation:
+    """Run ``policy`` and measure it (the simulator is built here unless one is passed)."""
+    for name, value, lo in (("periods", periods, 1), ("warmup", warmup, 0), ("replications", replications, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise ValueError(f"{name}: {value!r} is not an integer >= {lo}")
+    if replications == 1 and periods < N_BATCHES:
+        raise ValueError(f"periods: {periods} is too few for {N_BATCHES} batch means; run at least {N_BATCHES}")
+    sim = scenario if isinstance(scenario, Simulator) else Simulator(scenario, n=replications,
+                                                                     chunk=min(warmup + periods, 128))
+    if sim.n != replications:
+        raise ValueError(f"replications: {replications} but the simulator has {sim.n} rows")
+    sim.reset(seeds=seed)
+    topo = sim.topology
+    r, n_nodes, n_dem = replications, topo.n_nodes, topo.n_demand
+    in_units = 1.0 / topo.lane_bom[topo.slot_lane]           # slot units -> the ordering node's units
+    order_map = np.zeros((topo.n_slots, n_nodes))
+    order_map[np.arange(topo.n_slots), topo.slot_dst] = in_units
+    seen_map = np.zeros((topo.n_slots, n_nodes))              # orders a node receives, in its units
+    internal = topo.slot_src >= 0
+    seen_map[np.flatnonzero(internal), topo.slot_src[internal]] = 1.0
+
+    per_period = np.zeros((r, periods))
+    per_period_pipe = np.zeros((r, periods))
+    cost_sum = np.zeros(len(COST_NAMES))
+    demand_sum = np.zeros((r, n_dem))
+    filled_sum = np.zeros((r, n_dem))
+    short_sum = np.zeros((r, n_dem))
+    stockout_periods = np.zeros((r, n_dem))
+    stockout_any = 0.0
+    bo_sum = np.zeros((r, n_dem))
+    on_hand_sum = np.zeros((r, n_nodes))
+    out_sum = np.zeros((r, n_nodes))
+    o_sum = np.zeros((r, n_nodes))
+    o_sq = np.zeros((r, n_nodes))
+    s_sum = np.zeros((r, n_nodes))
+    s_sq = np.zeros((r, n_nodes))
+    dn = topo.demand_nodes
+    for t in tqdm(range(warmup + periods), desc=f"simulate {topo.scenario.name}", disable=not progress,
+                  unit="period", mininterval=0.5):
+        bo_before = sim.cust_bo[:, dn].copy()
+        res = sim.step(policy.act(sim))
+        if t < warmup:
+            continue
+        k = t - warmup
+        per_period[:, k] = res.costs.sum(axis=1)
+        per_period_pipe[:, k] = res.costs[:, 5]
+        cost_sum += res.costs.sum(axis=0)
+        out = res.node_out
+        demand_sum += out[:, :, 0]
+        filled_sum += out[:, :, 1]
+        short_sum += out[:, :, 2]
+        stockout_periods += out[:, :, 2] > 1e-9
+        stockout_any += float((out[:, :, 2] > 1e-9).any(axis=1).sum())
+        bo_after = sim.cust_bo[:, dn]
+        bo_sum += bo_after
+        served_backorders = bo_before + out[:, :, 2] - bo_after if topo.backorders else 0.0
+        on_hand_sum += sim.on_hand
+        leaving = res.shipped @ seen_map
+        leaving[:, dn] += out[:, :, 1] + served_backorders
+        out_sum += leaving
+        placed = res.orders @ order_map
+        seen = res.orders @ seen_map
+        seen[:, dn] += out[:, :, 0]
+        o_sum += placed
+        o_sq += placed * placed
+        s_sum += seen
+        s_sq += seen * seen
+
+    total = per_period.mean(axis=1) if r > 1 else batch_means(per_period[0])
+    ex_pipe = (per_period - per_period_pipe).mean(axis=1) if r > 1 else batch_means(per_period[0] - per_period_pipe[0])
+    cost_mean, cost_ci = mean_ci95(total)
+    ex_mean, ex_ci = mean_ci95(ex_pipe)
+    names = topo.node_names
+    dnames = [names[j] for j in dn]
+    n_obs = r * periods
+
+    def by_demand_node(num: np.ndarray, den: np.ndarray | float) -> dict[str, float]:
+        per = num.sum(axis=0) / np.where(np.asarray(den) > 0, den, 1.0)
+        return {name: float(per[d]) for d, name in enumerate(dnames)}
+
+    fill = by_demand_node(filled_sum, demand_sum.sum(axis=0))
+    fill["network"] = float(filled_sum.sum() / max(demand_sum.sum(), 1e-300))
+    csl = {nm: 1.0 - float(stockout_periods[:, d].sum() / n_obs) for d, nm in enumerate(dnames)}
+    csl["network"] = 1.0 - stockout_any / n_obs
+    var_o = o_sq / periods - (o_sum / periods) ** 2
+    var_s = s_sq / periods - (s_sum / periods) ** 2
+    ratio = np.where(var_s > 1e-12, var_o / np.where(var_s > 1e-12, var_s, 1.0), np.nan).mean(axis=0)
+    mean_on_hand = on_hand_sum.sum(axis=0) / n_obs
+    turnover = np.where(mean_on_hand > 0, out_sum.sum(axis=0) / n_obs / np.where(mean_on_hand > 0, mean_on_hand, 1), np.nan)
+    return Evaluation(
+        scenario=topo.scenario.name, policy=getattr(policy, "name", type(policy).__name__), periods=periods,
+        warmup=warmup, replications=r, seed=seed,
+        ci_method="replications" if r > 1 else f"batch_means({N_BATCHES})",
+        cost_mean=cost_mean, cost_ci95=cost_ci, cost_ex_pipeline_mean=ex_mean, cost_ex_pipeline_ci95=ex_ci,
+        cost_split={k: float(v / n_obs) for k, v in zip(COST_NAMES, cost_sum)},
+        fill_rate=fill, cycle_service_level=csl,
+        backorders={**{nm: float(bo_sum[:, d].sum() / n_obs) for d, nm in enumerate(dnames)},
+                    "network": float(bo_sum.sum() / n_obs)},
+        lost_sales={**{nm: float(short_sum[:, d].sum() / n_obs) for d, nm in enumerate(dnames)},
+                    "network": float(short_sum.sum() / n_obs)},
+        mean_on_hand={nm: float(mean_on_hand[j]) for j, nm in enumerate(names)},
+        inventory_turnover={nm: float(turnover[j]) for j, nm in enumerate(names)},
+        order_variance_ratio={nm: float(ratio[j]) for j, nm in enumerate(names)},
+        unmet_demand=topo.scenario.unmet_demand, allocation=topo.scenario.allocation,
+        per_period_cost=per_period,
+    )

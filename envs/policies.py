@@ -1,0 +1,131 @@
+"""Policies: anything that maps a batch of simulator states to a batch of orders.
+
+Every policy, a base-stock rule given by hand, one computed by a baseline, or a trained agent,
+has the same face, :class:`Policy`: ``policy.act(sim)`` returns orders of shape ``(n, S)`` in units
+for every row of the :class:`~envs.simulator.Simulator`. The evaluation code treats them alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from envs.simulator import Simulator
+from envs.topology import Topology
+
+#: Target of a slot a base-stock policy does not use: its order is always 0.
+_UNUSED = -1e300
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Maps the state of every row of a simulator to orders ``(n, S)`` in units."""
+
+    name: str
+
+    def act(self, sim: Simulator) -> np.ndarray: ...
+
+
+def primary_slots(topo: Topology) -> np.ndarray:
+    """The slot each node orders on under a single-sourcing rule: its first lane in, first mode.
+
+    For an assembly node, the first slot of each component lane (it orders every component).
+    """
+    chosen: list[int] = []
+    for j in range(topo.n_nodes):
+        seen_lanes: set[int] = set()
+        for s in topo.slots_into(j):
+            lane = int(topo.slot_lane[s])
+            if topo.is_assembly[j]:
+                if lane not in seen_lanes:
+                    chosen.append(int(s))
+                    seen_lanes.add(lane)
+            elif not seen_lanes:
+                chosen.append(int(s))
+                seen_lanes.add(lane)
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def parse_levels(text: str) -> dict[str, float]:
+    """``"retailer=6.49,dc=12.02"`` -> ``{"retailer": 6.49, "dc": 12.02}``."""
+    levels: dict[str, float] = {}
+    for i, part in enumerate(p for p in text.split(",") if p.strip()):
+        if "=" not in part:
+            raise ValueError(f"--levels item {i + 1}: {part.strip()!r} is not NODE=LEVEL")
+        node, value = (x.strip() for x in part.split("=", 1))
+        try:
+            levels[node] = float(value)
+        except ValueError:
+            raise ValueError(f"--levels {node}: {value!r} is not a number") from None
+    if not levels:
+        raise ValueError("--levels: give one NODE=LEVEL per node, separated by commas")
+    return levels
+
+
+class BaseStockPolicy:
+    """Order-up-to (base-stock) levels per node, installation or echelon.
+
+    * ``installation``: node ``j`` orders ``max(0, S_j - installation position_j)`` on its primary
+      slot (its first lane in, first mode; each component lane of an assembly node, at
+      ``ratio * S_j``).
+    * ``echelon`` (every node has one supplier): ``max(0, S^e_j - echelon position_j)``, the
+      echelon of ``j`` being ``j`` and everything downstream (Clark & Scarf 1960).
+
+    Positions are defined in ``docs/model.md``. Other slots (alternative sources, other modes) get no
+    orders.
+    """
+
+    def __init__(self, topo: Topology, levels: Mapping[str, float],
+                 kind: Literal["installation", "echelon"] = "installation", name: str | None = None) -> None:
+        if kind not in ("installation", "echelon"):
+            raise ValueError(f"kind: {kind!r} is not 'installation' or 'echelon'")
+        names = topo.node_names
+        for node, value in levels.items():
+            if node not in names:
+                close = difflib.get_close_matches(node, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"levels.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"levels.{node}: {value!r} is not a base-stock level >= 0")
+        missing = [n for n in names if n not in levels]
+        if missing:
+            raise ValueError(f"levels: no level for {', '.join(missing)}; every node needs one")
+        if kind == "echelon":
+            for j, node in enumerate(names):
+                lanes_in = {int(topo.slot_lane[s]) for s in topo.slots_into(j)}
+                if topo.is_assembly[j] or len(lanes_in) > 1:
+                    raise ValueError(
+                        f"kind: echelon base-stock needs every node to have one supplier; {node!r} has several "
+                        "(use kind: installation)"
+                    )
+        self.kind = kind
+        self.levels = {n: float(levels[n]) for n in names}
+        self.name = name or f"base_stock_{kind}"
+        self._topo = topo
+        self._slots = primary_slots(topo)
+        level_by_node = np.array([self.levels[n] for n in names])
+        self._targets = np.full(topo.n_slots, _UNUSED)
+        lanes = topo.slot_lane[self._slots]
+        self._targets[self._slots] = level_by_node[topo.slot_dst[self._slots]] * topo.lane_bom[lanes]
+        self._node_of_slot = topo.slot_dst[self._slots]
+
+    def act(self, sim: Simulator) -> np.ndarray:
+        if self.kind == "installation":
+            return sim.orders_up_to(np.broadcast_to(self._targets, (sim.n, self._topo.n_slots)))
+        echelon = sim.echelon_positions()
+        orders = np.zeros((sim.n, self._topo.n_slots))
+        orders[:, self._slots] = np.maximum(self._targets[self._slots] - echelon[:, self._node_of_slot], 0.0)
+        return orders
+
+
+class ConstantOrderPolicy:
+    """The same order quantity on every slot, every period (a test and warm-up aid)."""
+
+    def __init__(self, topo: Topology, quantity: float | np.ndarray, name: str = "constant") -> None:
+        self.quantity = np.broadcast_to(np.asarray(quantity, dtype=float), (topo.n_slots,)).copy()
+        self.name = name
+
+    def act(self, sim: Simulator) -> np.ndarray:
+        return np.broadcast_to(self.quantity, (sim.n, len(self.quantity))).copy()
