@@ -302,11 +302,20 @@ class _Parser:
         return vals, ps
 
     # -- pieces ----------------------------------------------------------------------------------
+    def dist_key(self, data: Mapping[str, Any], path: str) -> Any:
+        """The ``dist`` of a distribution mapping; a misspelt or missing key is named as such."""
+        if "dist" not in data:
+            for key in data:
+                if _hint(str(key), ("dist",)):
+                    raise ScenarioError(f"{path}.{key}: unknown key (did you mean 'dist'?)")
+            raise ScenarioError(f"{path}.dist: required key is missing")
+        return data["dist"]
+
     def lead_time(self, value: Any, path: str) -> LeadTimeSpec:
         if not isinstance(value, Mapping):
             v = self.integer(value, path, what="lead times are integers")
             return LeadTimeSpec(values=(v,), probs=(1.0,))
-        dist = value.get("dist")
+        dist = self.dist_key(value, path)
         self.choice(dist, f"{path}.dist", ("constant", "uniform_int", "discrete"))
         if dist == "constant":
             self.keys(value, path, ("dist", "value"), ("value",))
@@ -344,7 +353,7 @@ class _Parser:
 
     def demand(self, value: Any, path: str) -> DemandSpec:
         data = self.mapping(value, path)
-        dist = self.choice(data.get("dist"), f"{path}.dist", DEMAND_KINDS)
+        dist = self.choice(self.dist_key(data, path), f"{path}.dist", DEMAND_KINDS)
         required = _DEMAND_KEYS[dist]
         optional = _DEMAND_OPTIONAL.get(dist, ()) + ("seasonality", "trend")
         self.keys(data, path, ("dist",) + required + optional, required)
@@ -378,6 +387,8 @@ class _Parser:
             return DemandSpec(dist, low=lo, high=hi, **extra)
         if dist == "discrete":
             vals, ps = self.probabilities(data["values"], data["probs"], path, integer=False)
+            if len(set(vals)) != len(vals):
+                raise ScenarioError(f"{path}.values: {list(vals)} repeats a value; list each demand once")
             order = np.argsort(vals)
             vals = tuple(vals[i] for i in order)
             ps = tuple(ps[i] for i in order)
@@ -391,8 +402,10 @@ class _Parser:
         if not isinstance(file, str) or not file:
             raise ScenarioError(f"{path}.file: expected a CSV file path, got {file!r}")
         full = Path(file) if Path(file).is_absolute() else self.base_dir / file
-        if not full.is_file():
+        if not full.exists():
             raise ScenarioError(f"{path}.file: {file!r} does not exist (looked for {full})")
+        if not full.is_file():
+            raise ScenarioError(f"{path}.file: {file!r} is not a file (looked for {full})")
         column = data.get("column", "demand")
         if not isinstance(column, str):
             raise ScenarioError(f"{path}.column: expected a column name, got {column!r}")
@@ -412,6 +425,8 @@ class _Parser:
         values = []
         for i, row in enumerate(rows):
             cell = row.get(column)
+            if cell is None or not str(cell).strip():
+                raise ScenarioError(f"{path}.file: {file!r} row {i + 2}, column {column!r}: the cell is empty")
             try:
                 v = float(cell)
             except (TypeError, ValueError):
@@ -498,12 +513,15 @@ class _Parser:
             raise ScenarioError(f"{path}.id: {EXTERNAL!r} is reserved for the outside supplier; pick another id")
         demand = self.demand(data["demand"], f"{path}.demand") if data.get("demand") is not None else None
         right, wrong = ("backorder_cost", "lost_sales_cost") if unmet == "backorder" else ("lost_sales_cost", "backorder_cost")
+        if demand is None and (right in data or wrong in data):
+            key = right if right in data else wrong
+            raise ScenarioError(
+                f"{path}.{key}: only nodes with customer demand pay a penalty for unmet demand; add demand or drop it"
+            )
         if wrong in data:
             raise ScenarioError(
                 f"{path}.{wrong}: this scenario has unmet_demand: {unmet}; give {right} instead"
             )
-        if right in data and demand is None:
-            raise ScenarioError(f"{path}.{right}: only nodes with customer demand have a {right}; add demand or drop it")
         if demand is not None and right not in data:
             raise ScenarioError(f"{path}.{right}: required for a node with customer demand")
         cap = data.get("capacity")
@@ -527,17 +545,27 @@ class _Parser:
             np.fill_diagonal(mat, 1.0)
         else:
             if not isinstance(value, list) or len(value) != n or any(not isinstance(r, list) or len(r) != n for r in value):
+                shape = (f"{len(value)} rows of lengths {[len(r) if isinstance(r, list) else r for r in value]}"
+                         if isinstance(value, list) else repr(value))
                 raise ScenarioError(
-                    f"{path}: expected a number or a {n}x{n} matrix (one row per demand node, in file order)"
+                    f"{path}: expected a number or a {n}x{n} matrix (one row per demand node, in file order), "
+                    f"got {shape}"
                 )
             mat = np.array([[self.number(x, f"{path}[{i}][{j}]", minimum=-1.0, maximum=1.0)
                              for j, x in enumerate(row)] for i, row in enumerate(value)])
             if not np.allclose(np.diag(mat), 1.0):
                 raise ScenarioError(f"{path}: the diagonal must be 1, got {np.diag(mat).tolist()}")
             if not np.allclose(mat, mat.T):
-                raise ScenarioError(f"{path}: the matrix must be symmetric")
-        if np.linalg.eigvalsh(mat).min() < -1e-10:
-            raise ScenarioError(f"{path}: the matrix is not positive semi-definite, so no demand can have it")
+                i, j = np.argwhere(~np.isclose(mat, mat.T))[0]
+                raise ScenarioError(
+                    f"{path}: [{i}][{j}] is {mat[i, j]:g} but [{j}][{i}] is {mat[j, i]:g}; the matrix must be symmetric"
+                )
+        smallest = float(np.linalg.eigvalsh(mat).min())
+        if smallest < -1e-10:
+            raise ScenarioError(
+                f"{path}: {value!r} gives a matrix with eigenvalue {smallest:.4g} < 0; a correlation matrix must be "
+                "positive semi-definite"
+            )
         return tuple(tuple(float(x) for x in row) for row in mat)
 
     # -- whole scenario --------------------------------------------------------------------------
@@ -595,8 +623,8 @@ class _Parser:
         )
 
     def graph(self, ids: list[str], lanes: list[Lane]) -> None:
+        # A repeated (source, target) pair also covers two external lanes into one node.
         seen: dict[tuple[str, str], int] = {}
-        external_into: dict[str, int] = {}
         for i, lane in enumerate(lanes):
             if lane.source != EXTERNAL and lane.source not in ids:
                 raise ScenarioError(
@@ -614,13 +642,6 @@ class _Parser:
                     "give one lane several modes instead"
                 )
             seen[key] = i
-            if lane.is_external:
-                if lane.target in external_into:
-                    raise ScenarioError(
-                        f"lanes[{i}]: {lane.target!r} already has an external lane (lanes[{external_into[lane.target]}]); "
-                        "one external lane per node, with modes for several options"
-                    )
-                external_into[lane.target] = i
         # Cycles: depth-first search over internal lanes.
         children: dict[str, list[str]] = {n: [] for n in ids}
         for lane in lanes:
