@@ -1,8 +1,9 @@
 """Demand and lead-time distributions of a scenario.
 
 Every draw takes an explicit :class:`numpy.random.Generator`; nothing here touches global random
-state. Demand is drawn a block of periods at a time (``sample_block``), so an environment draws a
-whole chunk of exogenous randomness in one call per row and the step function only indexes it.
+state. :class:`DemandModel` draws the demand of all demand nodes for a block of periods and many
+copies at once: one generator call per copy and distribution family, parameters and inverse
+distribution functions computed for all copies together, so the step function only indexes.
 
 Conventions (see ``docs/model.md``):
 
@@ -131,32 +132,6 @@ class DemandSpec:
             f = f * np.maximum(1.0 + self.trend * t, 0.0)
         return f
 
-    def sample_block(self, rng: np.random.Generator, t0: int, n: int, offset: int = 0) -> np.ndarray:
-        """Draw demand for absolute periods ``t0 .. t0+n-1`` (independent across periods).
-
-        ``offset`` is the trace's starting row (traces only).
-        """
-        t = np.arange(t0, t0 + n)
-        f = self.mean_factor(t)
-        d = self.dist
-        if d == "poisson":
-            return rng.poisson(self.mean * f).astype(float)
-        if d == "normal":
-            return np.maximum(rng.normal(self.mean * f, self.sd * f), 0.0)
-        if d == "gamma":
-            if self.mean == 0:
-                return np.zeros(n)
-            shape = (self.mean / self.sd) ** 2
-            return rng.gamma(shape, (self.sd**2 / self.mean) * f)
-        if d == "negative_binomial":
-            nn, _ = self.nb_params()
-            mean_t = self.mean * f
-            return rng.negative_binomial(nn, nn / (nn + mean_t)).astype(float)
-        if d in ("uniform_int", "discrete"):
-            return self.ppf(rng.random(n), t)
-        trace = np.asarray(self.trace)
-        return trace[(offset + t) % trace.size]
-
     def ppf(self, u: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Inverse distribution function of period ``t``'s demand (used by the Gaussian copula)."""
         f = self.mean_factor(np.asarray(t))
@@ -243,3 +218,84 @@ class LeadTimeSpec:
         if self.dist == "uniform_int":
             return {"dist": "uniform_int", "low": self.values[0], "high": self.values[-1]}
         return {"dist": "discrete", "values": list(self.values), "probs": list(self.probs)}
+
+
+_NATIVE = ("poisson", "normal", "gamma", "negative_binomial")
+
+
+class DemandModel:
+    """Draws blocks of demand for all demand nodes of a scenario, for many copies at once.
+
+    Draw order for one copy (fixed, so a copy's demand depends only on its generator): without
+    correlation, one call per family present, in the order Poisson, normal, gamma, negative
+    binomial, then one call of uniforms for the ``uniform_int`` and ``discrete`` nodes (inverse
+    distribution function); with correlation, one call of standard normals ``(periods, nodes)``
+    (Gaussian copula). Traces use no randomness (only their starting row, drawn at reset).
+    """
+
+    def __init__(self, specs: tuple[DemandSpec, ...], chol: np.ndarray | None) -> None:
+        self.specs = specs
+        self.chol = chol
+        self.groups = {fam: [d for d, sp in enumerate(specs) if sp.dist == fam] for fam in _NATIVE}
+        self.by_uniform = [d for d, sp in enumerate(specs) if sp.dist in ("uniform_int", "discrete")]
+        self.traces = [d for d, sp in enumerate(specs) if sp.dist == "trace"]
+        self.stationary = all(sp.seasonality is None and not sp.trend for sp in specs)
+
+    def _factors(self, periods: np.ndarray, idx: list[int]) -> np.ndarray:
+        """Mean factors ``(rows, periods, len(idx))``."""
+        if self.stationary:
+            return np.ones(periods.shape + (len(idx),))
+        return np.stack([self.specs[d].mean_factor(periods) for d in idx], axis=-1)
+
+    def draw(self, rngs: list[np.random.Generator], periods: np.ndarray, offsets: np.ndarray,
+             out: np.ndarray) -> None:
+        """Fill ``out`` ``(rows, periods, nodes)`` for copies with generators ``rngs``.
+
+        ``periods`` ``(rows, block)`` are the absolute periods, ``offsets`` ``(rows, nodes)`` the
+        traces' starting rows.
+        """
+        specs = self.specs
+        n_rows, c = periods.shape
+        if self.chol is not None:
+            z = np.stack([rng.standard_normal((c, len(specs))) for rng in rngs]) @ self.chol.T
+            for d, sp in enumerate(specs):
+                f = sp.mean_factor(periods)
+                if sp.dist == "normal":            # no round trip through the uniform for normals
+                    out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * z[:, :, d], 0.0)
+                else:
+                    out[:, :, d] = sp.ppf(stats.norm.cdf(z[:, :, d]), periods)
+            return
+        params = {}
+        for fam, idx in self.groups.items():
+            if not idx:
+                continue
+            sp = [specs[d] for d in idx]
+            # Stationary demand: parameters are vectors (one per node) broadcast by the generator.
+            f = 1.0 if self.stationary else self._factors(periods, idx)
+            mean = np.array([x.mean for x in sp]) * f
+            if fam == "poisson":
+                params[fam] = (mean,)
+            elif fam == "normal":
+                params[fam] = (mean, np.array([x.sd for x in sp]) * f)
+            elif fam == "gamma":
+                shape = np.array([(x.mean / x.sd) ** 2 if x.mean > 0 else 1.0 for x in sp])
+                scale = np.array([x.sd**2 / x.mean if x.mean > 0 else 0.0 for x in sp]) * f
+                params[fam] = (shape, scale)
+            else:
+                n = np.array([x.nb_params()[0] for x in sp])
+                params[fam] = (n, n / (n + mean))
+        buffers = {fam: np.empty((n_rows, c, len(self.groups[fam]))) for fam in params}
+        uniforms = np.empty((n_rows, c, len(self.by_uniform))) if self.by_uniform else None
+        for r, rng in enumerate(rngs):
+            for fam, p in params.items():                              # family name = Generator method
+                args = [a if np.ndim(a) < 3 else a[r] for a in p]      # per-row arrays when seasonal
+                buffers[fam][r] = getattr(rng, fam)(*args, (c, len(self.groups[fam])))
+            if uniforms is not None:
+                uniforms[r] = rng.random((c, len(self.by_uniform)))
+        for fam, buf in buffers.items():
+            out[:, :, self.groups[fam]] = np.maximum(buf, 0.0) if fam == "normal" else buf
+        for k, d in enumerate(self.by_uniform):
+            out[:, :, d] = specs[d].ppf(uniforms[:, :, k], periods)
+        for d in self.traces:
+            trace = np.asarray(specs[d].trace)
+            out[:, :, d] = trace[(offsets[:, d][:, None] + periods) % trace.size]

@@ -36,7 +36,7 @@ C_HOLD, C_BACK, C_LOST, C_ORDER, C_TRANS, C_PIPE = range(6)
 O_DEMAND, O_FILLED, O_SHORT = range(3)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")   # inlined: passing a dozen arrays per call costs more than the body
 def _dispatch(b, s, q, pos, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_rand, slot_crossing,
               slot_unit_cost, costs, shipped):
     """Put ``q`` units shipped on slot ``s`` into its pipeline."""
@@ -54,6 +54,15 @@ def _dispatch(b, s, q, pos, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_ran
     costs[b, C_TRANS] += q * slot_unit_cost[s]
 
 
+@nb.njit(cache=True, inline="always")   # inlined: passing a dozen arrays per call costs more than the body
+def _shrink(b, s, owed, depth):
+    """Lower ``depth[b, s]`` past emptied age buckets (buckets at or above ``depth`` are all 0)."""
+    d = depth[b, s]
+    while d > 0 and owed[b, s, d - 1] <= 0.0:
+        d -= 1
+    depth[b, s] = d
+
+
 @nb.njit(cache=True)
 def step_kernel(
     # topology
@@ -64,7 +73,7 @@ def step_kernel(
     out_ptr, out_slots, in_ptr, in_slots, ext_slots, dis_start, dis_end,
     backorders, proportional, whole_kits,
     # state, updated in place
-    on_hand, raw, cust_bo, owed, pipe, last_arr, down, t,
+    on_hand, raw, cust_bo, owed, depth, pipe, last_arr, down, t,
     # exogenous inputs
     orders, demand_chunk, lt_chunk, dis_chunk, pos,
     # outputs, overwritten
@@ -89,6 +98,8 @@ def step_kernel(
             q = orders[b, s]
             if q > 0.0:
                 owed[b, s, 0] += q
+                if depth[b, s] == 0:
+                    depth[b, s] = 1
                 costs[b, C_ORDER] += slot_fixed_cost[s]
         # 2. external suppliers: outages move, then ship oldest first up to capacity
         for x in range(n_dis):
@@ -104,11 +115,12 @@ def step_kernel(
                 continue
             room = slot_capacity[s]
             q = 0.0
-            for a in range(n_ages - 1, -1, -1):
+            for a in range(depth[b, s] - 1, -1, -1):
                 take = min(owed[b, s, a], room - q)
                 if take > 0.0:
                     owed[b, s, a] -= take
                     q += take
+            _shrink(b, s, owed, depth)
             _dispatch(b, s, q, p, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_rand, slot_crossing,
                       slot_unit_cost, costs, shipped)
         # 3. nodes, suppliers first: receive, assemble, ship
@@ -138,12 +150,14 @@ def step_kernel(
             if lo == hi:
                 continue
             budget = min(on_hand[b, j], node_capacity[j])
+            top = 0
             for k in range(lo, hi):
                 s = out_slots[k]
                 cap_left[s] = slot_capacity[s]
                 give[s] = 0.0
+                top = max(top, depth[b, s])
             total = 0.0
-            for a in range(n_ages - 1, -1, -1):
+            for a in range(top - 1, -1, -1):
                 if budget <= 0.0:
                     break
                 if proportional:
@@ -176,6 +190,7 @@ def step_kernel(
             on_hand[b, j] = max(on_hand[b, j] - total, 0.0)
             for k in range(lo, hi):
                 s = out_slots[k]
+                _shrink(b, s, owed, depth)
                 _dispatch(b, s, give[s], p, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_rand,
                           slot_crossing, slot_unit_cost, costs, shipped)
         # 4. customer demand
@@ -221,17 +236,23 @@ def step_kernel(
             pipe[b, s, pipe_len - 1] = 0.0
             if last_arr[b, s] > 0:
                 last_arr[b, s] -= 1
-            owed[b, s, n_ages - 1] += owed[b, s, n_ages - 2]
-            for a in range(n_ages - 2, 0, -1):
-                owed[b, s, a] = owed[b, s, a - 1]
-            owed[b, s, 0] = 0.0
+            d = depth[b, s]
+            if d > 0:
+                start = d
+                if d >= n_ages - 1:                      # the two oldest buckets merge
+                    owed[b, s, n_ages - 1] += owed[b, s, n_ages - 2]
+                    start = n_ages - 2
+                for a in range(start, 0, -1):
+                    owed[b, s, a] = owed[b, s, a - 1]
+                owed[b, s, 0] = 0.0
+                depth[b, s] = min(d + 1, n_ages)
         costs[b, C_PIPE] = transit
         t[b] += 1
         pos[b] += 1
 
 
 @nb.njit(cache=True)
-def inventory_positions(on_hand, raw, cust_bo, owed, pipe, slot_src, slot_dst, slot_lane,
+def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot_dst, slot_lane,
                         lane_bom, lane_is_component, out_ptr, out_slots, in_ptr, in_slots, is_assembly,
                         node_ip, slot_ip):
     """Installation inventory positions.
@@ -254,13 +275,13 @@ def inventory_positions(on_hand, raw, cust_bo, owed, pipe, slot_src, slot_dst, s
             net = on_hand[b, j] - cust_bo[b, j]
             for k in range(out_ptr[j], out_ptr[j + 1]):
                 s = out_slots[k]
-                for a in range(owed.shape[2]):
+                for a in range(depth[b, s]):
                     net -= owed[b, s, a]
             inbound = 0.0
             for k in range(in_ptr[j], in_ptr[j + 1]):
                 s = in_slots[k]
                 q = 0.0
-                for a in range(owed.shape[2]):
+                for a in range(depth[b, s]):
                     q += owed[b, s, a]
                 for a in range(pipe.shape[2]):
                     q += pipe[b, s, a]

@@ -373,6 +373,8 @@ class _Parser:
             sd = self.number(data["sd"], f"{path}.sd")
             if dist == "gamma" and mean > 0 and sd == 0:
                 raise ScenarioError(f"{path}.sd: 0 is not allowed for gamma demand; sd must be > 0")
+            if dist == "negative_binomial" and mean <= 0:
+                raise ScenarioError(f"{path}.mean: {mean:g} is not > 0; a negative binomial needs a positive mean")
             if dist == "negative_binomial" and not sd * sd > mean:
                 raise ScenarioError(
                     f"{path}.sd: {sd:g} gives variance {sd * sd:g} <= mean {mean:g}; the negative binomial "

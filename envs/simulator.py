@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.special import ndtr
 
+from envs.distributions import DemandModel
 from envs.dynamics import inventory_positions, order_up_to, step_kernel
 from envs.scenario import Scenario, load_scenario
 from envs.topology import AGES, Topology, compile_topology
@@ -61,6 +61,7 @@ class Simulator:
         self.raw = np.zeros((b, topo.n_lanes))
         self.cust_bo = np.zeros((b, nn))
         self.owed = np.zeros((b, s, AGES))
+        self.owed_depth = np.zeros((b, s), dtype=np.int64)     # age buckets in use per slot
         self.pipe = np.zeros((b, s, topo.pipe_len))
         self.last_arr = np.zeros((b, s), dtype=np.int64)
         self.down = np.zeros((b, n_dis), dtype=np.bool_)
@@ -79,6 +80,7 @@ class Simulator:
         self._slot_ip = np.zeros((b, s))
         self._n_rand = n_rand
         self._descendants = topo.descendants()
+        self._demand_model = DemandModel(topo.demand_specs, topo.correlation_chol)
         self._n_dis = n_dis
         self._topo_args = (
             topo.holding, topo.penalty, topo.node_capacity, topo.is_assembly, topo.demand_nodes,
@@ -89,7 +91,7 @@ class Simulator:
             topo.ext_slots, topo.dis_start, topo.dis_end,
             topo.backorders, topo.proportional, topo.integer_orders,
         )
-        self._state_args = (self.on_hand, self.raw, self.cust_bo, self.owed, self.pipe, self.last_arr,
+        self._state_args = (self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr,
                             self.down, self.t)
         self._out_args = (self._costs, self._node_out, self._shipped)
         self.reset()
@@ -122,6 +124,7 @@ class Simulator:
             self.raw[i] = 0.0
             self.cust_bo[i] = 0.0
             self.owed[i] = 0.0
+            self.owed_depth[i] = 0
             self.pipe[i] = 0.0
             self.last_arr[i] = 0
             self.down[i] = False
@@ -131,30 +134,34 @@ class Simulator:
                     self.trace_offset[i, d] = self.rngs[i].integers(len(spec.trace))
                 else:
                     self.trace_offset[i, d] = 0
-            self._draw(i)
+        self._draw(rows)
         self._node_out[rows] = 0.0
 
-    def _draw(self, i: int) -> None:
-        """Draw row ``i``'s next block of exogenous randomness, starting at its period ``t``."""
+    def _draw(self, rows: np.ndarray) -> None:
+        """Draw the next block of exogenous randomness of ``rows``, from each row's period ``t``.
+
+        Per row, in this order: demand (see :class:`~envs.distributions.DemandModel`), then one
+        call of uniforms for the random lead times and the outages together.
+        """
         topo = self.topology
-        rng = self.rngs[i]
-        t0, c = int(self.t[i]), self.chunk
-        if topo.correlation_chol is not None:
-            u = ndtr(rng.standard_normal((c, topo.n_demand)) @ topo.correlation_chol.T)
-            periods = np.arange(t0, t0 + c)
-            for d, spec in enumerate(topo.demand_specs):
-                self.demand_chunk[i, :, d] = spec.ppf(u[:, d], periods)
-        else:
-            for d, spec in enumerate(topo.demand_specs):
-                self.demand_chunk[i, :, d] = spec.sample_block(rng, t0, c, int(self.trace_offset[i, d]))
-        if self._n_rand:
-            u = rng.random((c, self._n_rand))
-            idx = (u[:, :, None] >= topo.lt_cdf[None, :self._n_rand, :]).sum(axis=2)
-            idx = np.minimum(idx, topo.lt_values.shape[1] - 1)
-            self.lt_chunk[i] = topo.lt_values[np.arange(self._n_rand)[None, :], idx]
-        if self._n_dis:
-            self.dis_chunk[i] = rng.random((c, self._n_dis))
-        self.pos[i] = 0
+        c = self.chunk
+        rngs = [self.rngs[i] for i in rows]
+        periods = self.t[rows][:, None] + np.arange(c)[None, :]
+        block = np.empty((len(rows), c, topo.n_demand))
+        self._demand_model.draw(rngs, periods, self.trace_offset[rows], block)
+        self.demand_chunk[rows] = block
+        n_rand, n_dis = self._n_rand, self._n_dis
+        if n_rand or n_dis:
+            u = np.stack([rng.random((c, n_rand + n_dis)) for rng in rngs])
+            if n_rand:
+                block_lt = np.empty((len(rows), c, n_rand), dtype=np.int64)
+                for r in range(n_rand):                  # inverse distribution function per slot
+                    idx = np.searchsorted(topo.lt_cdf[r], u[:, :, r], side="right")
+                    block_lt[:, :, r] = topo.lt_values[r, np.minimum(idx, topo.lt_values.shape[1] - 1)]
+                self.lt_chunk[rows] = block_lt
+            if n_dis:
+                self.dis_chunk[rows] = u[:, :, n_rand:]
+        self.pos[rows] = 0
 
     # ---- stepping -----------------------------------------------------------------------------
     def step(self, orders: np.ndarray) -> StepResult:
@@ -171,8 +178,7 @@ class Simulator:
         if self.topology.integer_orders:
             np.rint(o, out=o)
         if self.pos.max() >= self.chunk:
-            for i in np.flatnonzero(self.pos >= self.chunk):
-                self._draw(int(i))
+            self._draw(np.flatnonzero(self.pos >= self.chunk))
         step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk,
                     self.dis_chunk, self.pos, *self._out_args)
         return StepResult(orders=o, costs=self._costs, node_out=self._node_out, shipped=self._shipped)
@@ -184,7 +190,7 @@ class Simulator:
         See :func:`envs.dynamics.inventory_positions`. Buffers: copy to keep them.
         """
         topo = self.topology
-        inventory_positions(self.on_hand, self.raw, self.cust_bo, self.owed, self.pipe, topo.slot_src,
+        inventory_positions(self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, topo.slot_src,
                             topo.slot_dst, topo.slot_lane, topo.lane_bom, topo.lane_is_component,
                             topo.out_ptr, topo.out_slots, topo.in_ptr, topo.in_slots, topo.is_assembly,
                             self._node_ip, self._slot_ip)

@@ -81,7 +81,7 @@ class ObservationMap:
     def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
         """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
         node_ip, _ = sim.positions()
-        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.pipe, sim.raw, node_ip, sim._node_out, sim.down, sim.t,
+        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim._node_out, sim.down, sim.t,
                  self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
                  self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
         np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
@@ -104,7 +104,7 @@ def _first_slot_per_disruption(topo: Topology) -> list[int]:
 
 
 @nb.njit(cache=True)
-def _observe(on_hand, cust_bo, owed, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
+def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
              component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, out):
     n_batch, n_nodes = on_hand.shape
     n_slots = owed.shape[1]
@@ -120,7 +120,7 @@ def _observe(on_hand, cust_bo, owed, pipe, raw, node_ip, node_out, down, t, node
                 f += 1
         for s in range(n_slots):
             q = 0.0
-            for a in range(owed.shape[2]):
+            for a in range(depth[b, s]):
                 q += owed[b, s, a]
             out[b, f] = q / slot_scale[s]
             f += 1
