@@ -306,20 +306,28 @@ def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot
 
 
 @nb.njit(cache=True)
-def order_up_to(slot_ip, targets, in_ptr, in_slots, slot_lane, lane_is_component, orders):
+def order_up_to(slot_ip, targets, in_ptr, in_slots, out_ptr, out_slots, slot_lane, lane_bom, lane_is_component,
+                orders):
     """Orders that raise positions to ``targets`` (per slot, in the slot's units).
 
-    Slots into the same node (or, for components, on the same lane) share one position, raised in
-    the scenario's slot order: ``order_s = max(0, target_s - position)``, then
-    ``position += order_s``. With one slot per node this is the base-stock rule.
+    Nodes decide customers first (reverse topological order), and a node's position counts the
+    orders its customers place in the same period: ``position - ratio * (this period's orders on
+    it)``. Slots into the same node (or, for components, on the same lane) share one position,
+    raised in the scenario's slot order: ``order_s = max(0, target_s - position)``, then
+    ``position += order_s``. With one slot per node this is the base-stock rule, and in a serial
+    chain installation levels ``S_j - S_{j-1}`` order exactly what echelon levels ``S_j`` do.
     """
     n_batch = slot_ip.shape[0]
     n_nodes = in_ptr.shape[0] - 1
     for b in range(n_batch):
-        for j in range(n_nodes):
+        for j in range(n_nodes - 1, -1, -1):
+            new_out = 0.0
+            for k in range(out_ptr[j], out_ptr[j + 1]):
+                new_out += orders[b, out_slots[k]]
             for k in range(in_ptr[j], in_ptr[j + 1]):
                 s = in_slots[k]
-                pos = slot_ip[b, s]
+                ratio = lane_bom[slot_lane[s]] if lane_is_component[slot_lane[s]] else 1.0
+                pos = slot_ip[b, s] - ratio * new_out
                 for k2 in range(in_ptr[j], k):
                     s2 = in_slots[k2]
                     if (not lane_is_component[slot_lane[s]]) or slot_lane[s2] == slot_lane[s]:

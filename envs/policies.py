@@ -77,21 +77,31 @@ class BaseStockPolicy:
     orders.
     """
 
-    def __init__(self, topo: Topology, levels: Mapping[str, float],
+    def __init__(self, topo: Topology, levels: Mapping[str, float] | np.ndarray,
                  kind: Literal["installation", "echelon"] = "installation", name: str | None = None) -> None:
+        """``levels``: ``{node: level}``, or an array in topological order, ``(N,)`` or ``(n, N)``
+        for one set of levels per simulator row (used to evaluate many candidates at once)."""
         if kind not in ("installation", "echelon"):
             raise ValueError(f"kind: {kind!r} is not 'installation' or 'echelon'")
         names = topo.node_names
-        for node, value in levels.items():
-            if node not in names:
-                close = difflib.get_close_matches(node, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"levels.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"levels.{node}: {value!r} is not a base-stock level >= 0")
-        missing = [n for n in names if n not in levels]
-        if missing:
-            raise ValueError(f"levels: no level for {', '.join(missing)}; every node needs one")
+        if isinstance(levels, Mapping):
+            for node, value in levels.items():
+                if node not in names:
+                    close = difflib.get_close_matches(node, names, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"levels.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
+                if not np.isfinite(value) or value < 0:
+                    raise ValueError(f"levels.{node}: {value!r} is not a base-stock level >= 0")
+            missing = [n for n in names if n not in levels]
+            if missing:
+                raise ValueError(f"levels: no level for {', '.join(missing)}; every node needs one")
+            level_by_node = np.array([float(levels[n]) for n in names])
+        else:
+            level_by_node = np.asarray(levels, dtype=float)
+            if level_by_node.shape[-1:] != (len(names),) or level_by_node.ndim > 2:
+                raise ValueError(f"levels: shape {level_by_node.shape}; expected ({len(names)},) or (rows, {len(names)})")
+            if not (np.isfinite(level_by_node).all() and (level_by_node >= 0).all()):
+                raise ValueError("levels: every base-stock level must be a finite number >= 0")
         if kind == "echelon":
             for j, node in enumerate(names):
                 lanes_in = {int(topo.slot_lane[s]) for s in topo.slots_into(j)}
@@ -101,14 +111,13 @@ class BaseStockPolicy:
                         "(use kind: installation)"
                     )
         self.kind = kind
-        self.levels = {n: float(levels[n]) for n in names}
+        self.levels = {n: level_by_node[..., j].tolist() for j, n in enumerate(names)}
         self.name = name or f"base_stock_{kind}"
         self._topo = topo
         self._slots = primary_slots(topo)
-        level_by_node = np.array([self.levels[n] for n in names])
-        self._targets = np.full(topo.n_slots, _UNUSED)
+        self._targets = np.full(level_by_node.shape[:-1] + (topo.n_slots,), _UNUSED)
         lanes = topo.slot_lane[self._slots]
-        self._targets[self._slots] = level_by_node[topo.slot_dst[self._slots]] * topo.lane_bom[lanes]
+        self._targets[..., self._slots] = level_by_node[..., topo.slot_dst[self._slots]] * topo.lane_bom[lanes]
         self._node_of_slot = topo.slot_dst[self._slots]
 
     def act(self, sim: Simulator) -> np.ndarray:
@@ -116,7 +125,7 @@ class BaseStockPolicy:
             return sim.orders_up_to(np.broadcast_to(self._targets, (sim.n, self._topo.n_slots)))
         echelon = sim.echelon_positions()
         orders = np.zeros((sim.n, self._topo.n_slots))
-        orders[:, self._slots] = np.maximum(self._targets[self._slots] - echelon[:, self._node_of_slot], 0.0)
+        orders[:, self._slots] = np.maximum(self._targets[..., self._slots] - echelon[:, self._node_of_slot], 0.0)
         return orders
 
 
