@@ -11,8 +11,9 @@ The search (a coordinate pattern search, Hooke & Jeeves 1961, on a sample-averag
    (integer scenarios: never below 1 unit; continuous ones: stop below ``min_step``);
 4. stop when no step can shrink further, or after ``max_rounds``.
 
-The levels found are then **re-costed on fresh random numbers** (other seeds, a longer run), so
-the reported cost is not biased downwards by the search having fitted its own noise.
+The search sees only its own seeds (from ``SEARCH_SEED``). The levels it finds are then
+**re-costed on fresh random numbers** (the evaluation's seeds, a longer run), so the reported cost
+is not biased downwards by the search having fitted its own noise.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from baselines.base import Baseline
-from envs.metrics import Evaluation, evaluate
 from envs.policies import BaseStockPolicy
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
 from envs.topology import Topology, compile_topology
 
-#: Seeds of the re-costing run start this far from the search's seeds.
-FRESH_SEED_OFFSET = 1_000_003
+#: First seed of the search's replications; evaluations use other seeds (0, 1, ... by default).
+SEARCH_SEED = 1_000_003
 
 
 def simulate_levels(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
@@ -79,13 +79,13 @@ class SearchTrace:
 
 def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installation", "echelon"],
                         start: Mapping[str, float], periods: int = 1000, warmup: int = 100,
-                        replications: int = 8, seed: int = 0, max_rounds: int = 60, min_step: float = 0.05,
-                        eval_periods: int = 5000, eval_replications: int = 10, name: str | None = None,
-                        progress: bool = False) -> tuple[Baseline, Evaluation, SearchTrace]:
+                        replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
+                        min_step: float = 0.05, name: str | None = None,
+                        progress: bool = False) -> tuple[Baseline, SearchTrace]:
     """Search base-stock levels in simulation from ``start``; see the module docstring.
 
-    Returns the levels as a :class:`Baseline`, their evaluation on fresh random numbers (seeds from
-    ``seed + FRESH_SEED_OFFSET``), and a trace of the search.
+    The search sees only the seeds ``seed .. seed + replications - 1``; evaluate the result on other
+    seeds (:func:`baselines.run.run_baselines` does) so that its cost is not biased by the search.
     """
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
@@ -129,14 +129,10 @@ def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installa
             step = step / 2
     bar.close()
     levels = {nm: float(x[j]) for j, nm in enumerate(names)}
-    label = name or f"optimised_{kind}"
-    baseline = Baseline(name=label, kind=kind, levels=levels,
-                        notes=f"pattern search on {replications} x {periods} periods (common random numbers), "
-                              f"re-costed on {eval_replications} x {eval_periods} fresh periods")
-    sim = Simulator(sc, n=eval_replications, chunk=min(warmup + eval_periods, 128))
-    result = evaluate(sim, baseline.policy(sim.topology), periods=eval_periods, warmup=warmup,
-                      replications=eval_replications, seed=seed + FRESH_SEED_OFFSET)
-    return baseline, result, SearchTrace(rounds=rounds, candidates=evaluated, path=tuple(path))
+    baseline = Baseline(name=name or f"optimised_{kind}", kind=kind, levels=levels,
+                        notes=f"pattern search on {replications} x {periods} periods, common random numbers "
+                              f"(seeds {seed}..{seed + replications - 1})")
+    return baseline, SearchTrace(rounds=rounds, candidates=evaluated, path=tuple(path))
 
 
 def local_levels(scenario: str | Path | Scenario, default_service: float | None = None) -> Baseline:
