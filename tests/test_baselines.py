@@ -1,0 +1,120 @@
+"""Baselines on scenarios: applicability, analytic costs reproduced in simulation, the search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from baselines.analytic import clark_scarf_baseline, shang_song_baseline
+from baselines.base import NotApplicable, serial_stages
+from baselines.run import run_baselines
+from baselines.search import local_levels, optimise_base_stock, simulate_levels
+from envs.metrics import evaluate
+from envs.scenario import load_scenario
+from envs.simulator import Simulator
+from meio.cli import main
+
+SERIAL = ["ex61", "serial4"]
+
+
+@pytest.mark.parametrize("name", SERIAL)
+def test_clark_scarf_cost_is_reproduced_in_the_simulator(name):
+    """The analytic expected cost lies in the simulation's 95% CI (short run; long run in benchmarks/)."""
+    sc = load_scenario(name)
+    b = clark_scarf_baseline(sc)
+    sim = Simulator(sc, n=12)
+    ev = evaluate(sim, b.policy(sim.topology), periods=8000, warmup=200, replications=12, seed=0)
+    assert ev.cost_ci95 < 0.02 * b.expected_cost
+    assert abs(ev.cost_mean - b.expected_cost) <= ev.cost_ci95
+    assert ev.fill_rate[serial_stages(sc)[0]] == pytest.approx(b.extra["fill_rate"], abs=0.01)
+
+
+def test_clark_scarf_levels_beat_their_neighbours_in_simulation():
+    """Each echelon level +-1 (Poisson) costs more than the optimum on common random numbers."""
+    sc = load_scenario("serial4")
+    b = clark_scarf_baseline(sc)
+    sim = Simulator(sc)
+    names = sim.topology.node_names
+    x = np.array([b.levels[n] for n in names])
+    cands = [x] + [x + d * np.eye(len(x))[j] for j in range(len(x)) for d in (-1, 1)]
+    costs = simulate_levels(sc, np.array(cands), "echelon", periods=3000, warmup=100, replications=8, seed=5)
+    diffs = costs[1:] - costs[0]                              # paired differences, per replication
+    mean = diffs.mean(axis=1)
+    se = diffs.std(axis=1, ddof=1) / np.sqrt(diffs.shape[1])
+    assert (mean > -2 * se).all(), (mean, se)                 # no neighbour cheaper beyond noise
+    assert (mean > 0).sum() >= len(mean) - 1
+
+
+def test_shang_song_is_close_to_clark_scarf():
+    sc = load_scenario("ex61")
+    cs, ss = clark_scarf_baseline(sc), shang_song_baseline(sc)
+    assert cs.expected_cost <= ss.expected_cost <= 1.01 * cs.expected_cost
+    assert cs.levels == pytest.approx({"retailer": 6.49, "dc": 12.02, "plant": 22.71}, abs=0.01)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("beer_game", "lead time into 'retailer' is random"),
+    ("lost_sales", "unmet demand is lost"),
+    ("disruption", "has outages"),
+    ("distribution", "not a serial chain: 3 nodes face demand"),
+    ("assembly", "not a serial chain"),
+])
+def test_clark_scarf_says_why_it_does_not_apply(name, reason):
+    with pytest.raises(NotApplicable, match=reason):
+        clark_scarf_baseline(load_scenario(name))
+
+
+def test_simulation_optimised_installation_lands_within_half_a_percent_of_clark_scarf():
+    sc = load_scenario("ex61")
+    cs = clark_scarf_baseline(sc)
+    start = local_levels(sc).levels                          # a poor start: the search must do the work
+    found, trace = optimise_base_stock(sc, "installation", start, periods=2000, warmup=100, replications=8)
+    assert trace.path[-1] < trace.path[0]
+    sim = Simulator(sc, n=10)
+    a = evaluate(sim, found.policy(sim.topology), periods=10_000, warmup=200, replications=10, seed=0)
+    b = evaluate(sim, cs.policy(sim.topology), periods=10_000, warmup=200, replications=10, seed=0)
+    paired = a.per_period_cost.mean(axis=1) - b.per_period_cost.mean(axis=1)
+    assert paired.mean() <= 0.005 * cs.expected_cost
+
+
+def test_local_levels_use_service_targets_and_critical_ratios():
+    sc = load_scenario("ex61")
+    base = local_levels(sc)
+    assert base.kind == "installation"
+    # the retailer's critical ratio p / (p + h) = 37.12 / 44.12 over one period of N(5, 1)
+    from scipy import stats
+    assert base.levels["retailer"] == pytest.approx(5 + stats.norm.ppf(37.12 / 44.12), rel=1e-6)
+    higher = local_levels(sc, default_service=0.999)
+    assert higher.levels["retailer"] == base.levels["retailer"]
+
+
+def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
+    report = run_baselines("general", periods=400, warmup=50, replications=3, search_periods=200,
+                           search_replications=3)
+    names = [b.name for b, _ in report.results]
+    assert names == ["local", "optimised_installation"]
+    assert "not a serial chain" in report.skipped["clark_scarf"]
+    assert "several suppliers" in report.skipped["optimised_echelon"]
+    local, opt = (ev for _, ev in report.results)
+    assert opt.cost_mean < local.cost_mean
+
+
+def test_meio_baselines_json(capsys):
+    code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarf,local", "--periods", "500",
+                 "--replications", "3", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(out) == {"clark_scarf", "local", "skipped"}
+    cs = out["clark_scarf"]
+    assert cs["kind"] == "echelon" and set(cs["levels"]) == {"retailer", "dc", "plant"}
+    assert cs["expected_cost"] == pytest.approx(17.66, abs=0.01)
+    assert set(cs["simulated_cost"]) == {"mean", "ci95", "ci_method"}
+    assert out["local"]["expected_cost"] is None
+
+
+def test_meio_baselines_rejects_unknown_names(capsys):
+    code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarff"])
+    assert code == 2
+    assert "'clark_scarff' is not a baseline" in capsys.readouterr().err
