@@ -57,8 +57,9 @@ With ``N_k`` the part of the tree that hangs on ``k`` through smaller labels::
 over integers ``0 <= S <= min(s_k, M_k)``, ``S - T_k <= SI <= M_k - T_k`` (``SI = si_k`` for a node
 supplied externally), where ``M_k`` is the longest replenishment time into ``k`` (the largest sum of
 ``T`` plus the external service time along a directed path ending at ``k``), which bounds every useful
-service time. The prefix and suffix minima are those of the 2003 erratum: a node with several
-upstream neighbours waits for the slowest, so each upstream neighbour only needs ``S_i <= SI_k``.
+service time. Taking the minima over ``x <= SI`` and ``y >= S``, rather than ``f_i(SI)`` and
+``g_j(S)`` alone, matters where a node has several upstream neighbours: it waits for the slowest, so
+each of them only needs ``S_i <= SI_k`` (the brute-force tests of this module fail without it).
 
 The recursion solves the problem with ``SI_j >= max_{i -> j} S_i`` (a relaxation). Its optimum is also
 optimal for the model above: every term is non-decreasing in ``SI_j``, and where ``S_j`` exceeds the
@@ -69,13 +70,15 @@ net lead time is >= 0; its cost equals the recursion's optimum. Work: ``O(sum_k 
 
 Periods and the project's simulator
 -----------------------------------
-All times are integers in one period unit; this module takes ``T_j`` as given. In the project's timing
-(``docs/MODEL.md``: order, then ship, then demand) a node's order replenishes demand (or orders) seen
-up to the end of the previous period, so a node facing customers behind a lane of lead time ``L`` has
-``T = L + 1`` (``baselines.serial``'s ``tau_1 = L_1 + 1``); the caller does that conversion. The
-``base_stock_levels`` returned are the GSM's local levels ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``; the
-simulator does not enforce the service guarantees, so simulated service will differ from the nominal
-``alpha_j`` wherever demand exceeds its bound.
+All times are integers in one period unit; this module takes ``T_j`` as given and the caller converts.
+In the project's timing (``docs/MODEL.md``; ``docs/model.md``, "Customers decide first") order-up-to
+rules decide from the customers up and a node sees the orders its customers placed in the same
+period, while customer demand arrives after the period's orders. With ``L_j`` the lead time of the lane
+into ``j``, that gives ``T_j = L_j`` for a node that supplies other nodes and ``T_j = L_j + 1`` for a
+node facing customers (``baselines.serial``'s ``tau_1 = L_1 + 1``). The ``base_stock_levels`` returned
+are the GSM's local levels ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``. The simulator neither enforces the
+guarantees nor waits ``S_j`` periods before shipping (it ships what stock allows), so simulated service
+differs from the nominal ``alpha_j``.
 
 Public API
 ----------
@@ -112,8 +115,8 @@ class GSMSolution:
         service_times: ``S_j``, the committed outbound service time of each node (periods).
         inbound_service_times: ``SI_j = max_{i -> j} S_i`` over the node's predecessors, or the external
             supplier's service time ``si_j`` for a node with no predecessor.
-        net_lead_times: ``tau_j = SI_j + T_j - S_j`` (>= 0), the periods of demand node ``j``'s stock
-            covers.
+        net_lead_times: ``tau_j = SI_j + T_j - S_j`` (>= 0), the number of periods of demand that node
+            ``j``'s stock covers.
         safety_stock: ``z_j sigma_j sqrt(tau_j)``.
         base_stock_levels: the local base-stock level ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``.
         expected_cost: ``sum_j h_j * safety_stock_j``, the GSM objective (holding cost of safety stock
@@ -299,6 +302,7 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
     names = _check_nodes(nodes)
     arcs = _check_edges(edges, names)
     n = len(names)
+    index = {x: j for j, x in enumerate(names)}
     preds: list[list[int]] = [[] for _ in range(n)]
     succs: list[list[int]] = [[] for _ in range(n)]
     for u, v in arcs:
@@ -322,7 +326,7 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
         if x in ds and x not in dm:
             raise ValueError(f"demand_mean[{x}]: missing; demand_sd gives {x} customer demand, so it "
                              "needs a mean too")
-        if not succs[names.index(x)] and x not in dm:
+        if not succs[index[x]] and x not in dm:
             raise ValueError(f"demand_mean[{x}]: missing; {x} has no successor, so it must face "
                              "customer demand (give its mean and standard deviation)")
     own_mu = np.array([_nonneg_real(dm[x], f"demand_mean[{x}]", "demand means are finite and >= 0")
@@ -349,7 +353,7 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
         es = _check_mapping(external_service_time, "external_service_time", names, False,
                             "an external service time")
         for x, v in es.items():
-            j = names.index(x)
+            j = index[x]
             if preds[j]:
                 raise ValueError(f"external_service_time[{x}]: {x} is supplied by "
                                  f"{', '.join(names[i] for i in preds[j])} inside the network; only a "
@@ -379,7 +383,7 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
     if max_service_time is not None:
         ms = _check_mapping(max_service_time, "max_service_time", names, False, "a maximum service time")
         for x, v in ms.items():
-            j = names.index(x)
+            j = index[x]
             limit[j] = _nonneg_int(v, f"max_service_time[{x}]", rule_si)
             default[j] = False
     s_max = np.array([M[j] if limit[j] is None else min(limit[j], M[j]) for j in range(n)],
@@ -432,8 +436,12 @@ def _prefix_min(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _suffix_min(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(min_{x >= y} v[x], its first argmin)`` for every ``y``."""
-    m, arg = _prefix_min(v[::-1])
-    return m[::-1], (len(v) - 1 - arg)[::-1]
+    r = v[::-1]
+    m = np.minimum.accumulate(r)
+    new = np.ones(len(r), dtype=bool)
+    new[1:] = r[1:] <= m[:-1]          # on a tie the smaller x (later in r) wins
+    arg = np.maximum.accumulate(np.where(new, np.arange(len(r)), 0))
+    return m[::-1], (len(r) - 1 - arg)[::-1]
 
 
 def _dp(inst: _Instance) -> tuple[float, np.ndarray]:
@@ -540,8 +548,8 @@ def optimize_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
         min sum_j h_j z_j sigma_j sqrt(SI_j + T_j - S_j)
         s.t. SI_j = max_{i -> j} S_i (si_j without predecessors), 0 <= S_j <= SI_j + T_j, S_j <= s_j.
 
-    Ties between optimal solutions go to the smaller service times as the labelling meets them; the
-    result is deterministic.
+    Ties between optimal solutions are broken deterministically: each step of the recursion takes
+    the smallest minimising service time.
 
     Args:
         nodes: the stages, by unique name.

@@ -220,32 +220,55 @@ class LeadTimeSpec:
         return {"dist": "discrete", "values": list(self.values), "probs": list(self.probs)}
 
 
-_NATIVE = ("poisson", "normal", "gamma", "negative_binomial")
+#: A tabulated distribution function stops where its upper tail falls below this.
+TABLE_TAIL = 1e-16
+
+
+def _cdf_table(spec: DemandSpec) -> np.ndarray:
+    """``F(0), F(1), ...`` of a stationary Poisson or negative binomial until ``1 - F < TABLE_TAIL``."""
+    if spec.dist == "poisson":
+        dist = stats.poisson(spec.mean)
+    else:
+        n, p = spec.nb_params()
+        dist = stats.nbinom(n, p)
+    top = int(dist.isf(TABLE_TAIL)) + 2
+    cdf = dist.cdf(np.arange(top + 1))
+    cdf[-1] = 1.0
+    return cdf
 
 
 class DemandModel:
     """Draws blocks of demand for all demand nodes of a scenario, for many copies at once.
 
-    Draw order for one copy (fixed, so a copy's demand depends only on its generator): without
-    correlation, one call per family present, in the order Poisson, normal, gamma, negative
-    binomial, then one call of uniforms for the ``uniform_int`` and ``discrete`` nodes (inverse
-    distribution function); with correlation, one call of standard normals ``(periods, nodes)``
-    (Gaussian copula). Traces use no randomness (only their starting row, drawn at reset).
+    Each copy makes a fixed sequence of generator calls, so its demand depends only on its own
+    generator: without correlation, one call of standard normals for the normal nodes, one of
+    standard gammas for the gamma nodes, per-period calls for seasonal Poisson and negative
+    binomial nodes, and one call of uniforms for all other integer nodes, which go through their
+    inverse distribution function (Poisson and negative binomial tabulated until the tail is below
+    ``TABLE_TAIL``); with correlation, one call of standard normals ``(periods, nodes)``, mapped
+    through a Gaussian copula. Locations, scales and inverse distribution functions are then
+    applied to all copies at once. Traces use no randomness (only their starting row, at reset).
     """
 
     def __init__(self, specs: tuple[DemandSpec, ...], chol: np.ndarray | None) -> None:
         self.specs = specs
         self.chol = chol
-        self.groups = {fam: [d for d, sp in enumerate(specs) if sp.dist == fam] for fam in _NATIVE}
-        self.by_uniform = [d for d, sp in enumerate(specs) if sp.dist in ("uniform_int", "discrete")]
+        seasonal = [sp.seasonality is not None or bool(sp.trend) for sp in specs]
+        self.normal = [d for d, sp in enumerate(specs) if sp.dist == "normal"]
+        self.gamma = [d for d, sp in enumerate(specs) if sp.dist == "gamma"]
+        self.counted = [d for d, sp in enumerate(specs)                 # seasonal Poisson / neg. binomial
+                        if sp.dist in ("poisson", "negative_binomial") and seasonal[d]]
+        self.uniform = [d for d, sp in enumerate(specs)
+                        if sp.dist in ("uniform_int", "discrete")
+                        or (sp.dist in ("poisson", "negative_binomial") and not seasonal[d])]
+        self.tables = {d: _cdf_table(specs[d]) for d in self.uniform
+                       if specs[d].dist in ("poisson", "negative_binomial")}
         self.traces = [d for d, sp in enumerate(specs) if sp.dist == "trace"]
-        self.stationary = all(sp.seasonality is None and not sp.trend for sp in specs)
+        self.gamma_shape = np.array([(specs[d].mean / specs[d].sd) ** 2 if specs[d].mean > 0 else 1.0
+                                     for d in self.gamma])
 
-    def _factors(self, periods: np.ndarray, idx: list[int]) -> np.ndarray:
-        """Mean factors ``(rows, periods, len(idx))``."""
-        if self.stationary:
-            return np.ones(periods.shape + (len(idx),))
-        return np.stack([self.specs[d].mean_factor(periods) for d in idx], axis=-1)
+    def _factor(self, d: int, periods: np.ndarray) -> np.ndarray:
+        return self.specs[d].mean_factor(periods)
 
     def draw(self, rngs: list[np.random.Generator], periods: np.ndarray, offsets: np.ndarray,
              out: np.ndarray) -> None:
@@ -265,37 +288,35 @@ class DemandModel:
                 else:
                     out[:, :, d] = sp.ppf(stats.norm.cdf(z[:, :, d]), periods)
             return
-        params = {}
-        for fam, idx in self.groups.items():
-            if not idx:
-                continue
-            sp = [specs[d] for d in idx]
-            # Stationary demand: parameters are vectors (one per node) broadcast by the generator.
-            f = 1.0 if self.stationary else self._factors(periods, idx)
-            mean = np.array([x.mean for x in sp]) * f
-            if fam == "poisson":
-                params[fam] = (mean,)
-            elif fam == "normal":
-                params[fam] = (mean, np.array([x.sd for x in sp]) * f)
-            elif fam == "gamma":
-                shape = np.array([(x.mean / x.sd) ** 2 if x.mean > 0 else 1.0 for x in sp])
-                scale = np.array([x.sd**2 / x.mean if x.mean > 0 else 0.0 for x in sp]) * f
-                params[fam] = (shape, scale)
-            else:
-                n = np.array([x.nb_params()[0] for x in sp])
-                params[fam] = (n, n / (n + mean))
-        buffers = {fam: np.empty((n_rows, c, len(self.groups[fam]))) for fam in params}
-        uniforms = np.empty((n_rows, c, len(self.by_uniform))) if self.by_uniform else None
+        normal = np.empty((n_rows, c, len(self.normal)))
+        gamma = np.empty((n_rows, c, len(self.gamma)))
+        uniform = np.empty((n_rows, c, len(self.uniform)))
+        counted_means = {d: specs[d].mean * self._factor(d, periods) for d in self.counted}
         for r, rng in enumerate(rngs):
-            for fam, p in params.items():                              # family name = Generator method
-                args = [a if np.ndim(a) < 3 else a[r] for a in p]      # per-row arrays when seasonal
-                buffers[fam][r] = getattr(rng, fam)(*args, (c, len(self.groups[fam])))
-            if uniforms is not None:
-                uniforms[r] = rng.random((c, len(self.by_uniform)))
-        for fam, buf in buffers.items():
-            out[:, :, self.groups[fam]] = np.maximum(buf, 0.0) if fam == "normal" else buf
-        for k, d in enumerate(self.by_uniform):
-            out[:, :, d] = specs[d].ppf(uniforms[:, :, k], periods)
+            if self.normal:
+                normal[r] = rng.standard_normal((c, len(self.normal)))
+            if self.gamma:
+                gamma[r] = rng.standard_gamma(self.gamma_shape, (c, len(self.gamma)))
+            for d, mean in counted_means.items():
+                if specs[d].dist == "poisson":
+                    out[r, :, d] = rng.poisson(mean[r])
+                else:
+                    n, _ = specs[d].nb_params()
+                    out[r, :, d] = rng.negative_binomial(n, n / (n + mean[r]))
+            if self.uniform:
+                uniform[r] = rng.random((c, len(self.uniform)))
+        for k, d in enumerate(self.normal):
+            sp, f = specs[d], self._factor(d, periods)
+            out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * normal[:, :, k], 0.0)
+        for k, d in enumerate(self.gamma):
+            sp = specs[d]
+            scale = sp.sd**2 / sp.mean if sp.mean > 0 else 0.0
+            out[:, :, d] = gamma[:, :, k] * scale * self._factor(d, periods)
+        for k, d in enumerate(self.uniform):
+            if d in self.tables:
+                out[:, :, d] = np.searchsorted(self.tables[d], uniform[:, :, k], side="right")
+            else:
+                out[:, :, d] = specs[d].ppf(uniform[:, :, k], periods)
         for d in self.traces:
             trace = np.asarray(specs[d].trace)
             out[:, :, d] = trace[(offsets[:, d][:, None] + periods) % trace.size]

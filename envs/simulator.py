@@ -120,20 +120,14 @@ class Simulator:
                 self.rngs[i] = np.random.default_rng(seed)
             elif self.rngs[i] is None:
                 self.rngs[i] = np.random.default_rng()
-            self.on_hand[i] = topo.initial_inventory
-            self.raw[i] = 0.0
-            self.cust_bo[i] = 0.0
-            self.owed[i] = 0.0
-            self.owed_depth[i] = 0
-            self.pipe[i] = 0.0
-            self.last_arr[i] = 0
-            self.down[i] = False
-            self.t[i] = 0
             for d, spec in enumerate(topo.demand_specs):
                 if spec.dist == "trace" and spec.trace_start == "random":
                     self.trace_offset[i, d] = self.rngs[i].integers(len(spec.trace))
                 else:
                     self.trace_offset[i, d] = 0
+        self.on_hand[rows] = topo.initial_inventory
+        for arr in (self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr, self.down, self.t):
+            arr[rows] = 0
         self._draw(rows)
         self._node_out[rows] = 0.0
 

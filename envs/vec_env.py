@@ -98,12 +98,16 @@ class MultiEchelonVecEnv(VecEnv):
         if dones.any():
             done_rows = np.flatnonzero(dones)
             now = time.perf_counter()
-            for i in done_rows:
-                infos[i]["terminal_observation"] = obs[i].copy()
-                infos[i]["TimeLimit.truncated"] = True
-                infos[i]["episode"] = {"r": float(self._ep_return[i]), "l": int(self.sim.t[i]),
-                                       "t": round(now - self._ep_start[i], 6)}
-                infos[i]["episode_cost_split"] = dict(zip(COST_NAMES, self._ep_costs[i].tolist()))
+            returns = self._ep_return[done_rows].tolist()
+            lengths = self.sim.t[done_rows].tolist()
+            elapsed = np.round(now - self._ep_start[done_rows], 6).tolist()
+            splits = self._ep_costs[done_rows].tolist()
+            for k, i in enumerate(done_rows):
+                info = infos[i]
+                info["terminal_observation"] = obs[i].copy()
+                info["TimeLimit.truncated"] = True
+                info["episode"] = {"r": returns[k], "l": lengths[k], "t": elapsed[k]}
+                info["episode_cost_split"] = dict(zip(COST_NAMES, splits[k]))
             self.sim.reset(rows=done_rows)
             self._ep_return[done_rows] = 0.0
             self._ep_costs[done_rows] = 0.0
