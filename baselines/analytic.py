@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from baselines.base import Baseline, NotApplicable, serial_stages
 from baselines.serial import SerialSolution, clark_scarf, shang_song
 from envs.scenario import Scenario
@@ -89,3 +91,69 @@ def shang_song_baseline(scenario: Scenario) -> Baseline:
     stages, lead, echelon, p, demand, constant = _serial_inputs(scenario)
     sol = shang_song(lead, echelon, p, demand)
     return _baseline("shang_song", stages, sol, constant, _NORMAL_NOTE if demand["dist"] == "normal" else "")
+
+
+def gsm_baseline(scenario: Scenario) -> Baseline:
+    """Safety-stock placement by the guaranteed-service model (Graves & Willems 2000), as levels.
+
+    Mapping to the model: ``T_j`` is the lead time into ``j`` (its mean, rounded up, when random),
+    plus the review period at a node facing customers (in this project's timing an internal node's
+    customers order at the start of a period, with the node's own order); ``h_j`` the local holding
+    cost; demand per period at demand nodes (mean and standard deviation, normal approximation);
+    service level ``alpha_j`` = the node's ``service_target``, else the critical ratio
+    ``p / (p + h)`` of the demand nodes (the largest, for nodes serving several). The resulting
+    base-stock level ``mu_j tau_j + z_j sigma_j sqrt(tau_j)`` of each node is run as an installation
+    base-stock level. ``expected_cost`` is left empty: the model's objective (in ``extra``) is the
+    holding cost of safety stock only, not a long-run total cost.
+    """
+    from baselines.gsm import optimize_gsm
+    from envs.topology import compile_topology
+
+    if scenario.unmet_demand != "backorder":
+        raise NotApplicable("unmet demand is lost; the guaranteed-service model assumes demand is always met")
+    edges: list[tuple[str, str]] = []
+    processing: dict[str, int] = {}
+    for node in scenario.nodes:
+        lanes = scenario.lanes_into(node.id)
+        internal = [l for l in lanes if not l.is_external]
+        if node.sourcing == "alternative":
+            raise NotApplicable(f"{node.id!r} buys one item from several suppliers; the GSM needs a spanning tree")
+        if any(ratio != 1.0 for _, ratio in node.bom):
+            raise NotApplicable(f"{node.id!r} has a bill of materials with ratios other than 1")
+        if node.sourcing == "assembly" and len(internal) != len(lanes):
+            raise NotApplicable(f"{node.id!r} assembles an externally bought component; the GSM tree needs one "
+                                "external supplier per node")
+        edges += [(l.source, node.id) for l in internal]
+        lead = max(math.ceil(l.modes[0].lead_time.mean - 1e-9) for l in lanes)
+        processing[node.id] = lead + (1 if node.demand is not None else 0)
+    demand = {n.id: n.demand for n in scenario.nodes if n.demand is not None}
+    if any(d.dist == "trace" or d.seasonality is not None or d.trend for d in demand.values()):
+        raise NotApplicable("demand is a trace or not stationary; the GSM needs stationary demand")
+    topo = compile_topology(scenario)
+    desc = topo.descendants()
+    ratio = {}
+    for j, name in enumerate(topo.node_names):
+        node = scenario.node(name)
+        if node.service_target is not None:
+            ratio[name] = node.service_target
+            continue
+        served = [topo.node_names[k] for k in np.flatnonzero(desc[j]) if topo.demand_col[k] >= 0]
+        ratio[name] = max(scenario.node(k).penalty_cost / (scenario.node(k).penalty_cost + scenario.node(k).holding_cost)
+                          for k in served)
+        ratio[name] = min(max(ratio[name], 0.5), 1 - 1e-9)
+    try:
+        sol = optimize_gsm(
+            nodes=[n.id for n in scenario.nodes], edges=edges, processing_times=processing,
+            holding_costs={n.id: n.holding_cost for n in scenario.nodes},
+            demand_mean={k: d.base_mean() for k, d in demand.items()},
+            demand_sd={k: d.base_sd() for k, d in demand.items()}, service_level=ratio,
+        )
+    except ValueError as exc:                       # not a spanning tree, etc.
+        raise NotApplicable(f"the guaranteed-service model does not fit: {exc}") from None
+    return Baseline(
+        name="gsm", kind="installation", levels=dict(sol.base_stock_levels),
+        notes="guaranteed-service model (Graves & Willems 2000); levels mu*tau + z*sigma*sqrt(tau) run as "
+              "installation base-stock levels; the simulator ships as soon as it can instead of quoting service times",
+        extra={"service_times": sol.service_times, "net_lead_times": sol.net_lead_times,
+               "safety_stock": sol.safety_stock, "safety_stock_cost": sol.expected_cost},
+    )

@@ -1,6 +1,7 @@
 """Every baseline that applies to a scenario, evaluated alike on common random numbers.
 
-Order: the analytic policies (Clark-Scarf, Shang-Song) where their assumptions hold, the local
+Order: the analytic policies (Clark-Scarf, Shang-Song, the guaranteed-service model) where their
+assumptions hold, the local
 heuristic for any network, then the simulation-optimised installation and echelon policies,
 warm-started from the best analytic levels available. Each is then simulated on the same seeds
 (``seed, seed+1, ...``), which the search never saw.
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines.analytic import clark_scarf_baseline, shang_song_baseline
+from baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_baseline
 from baselines.base import Baseline, NotApplicable
 from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock
 from envs.metrics import Evaluation, evaluate
@@ -23,7 +24,7 @@ from envs.simulator import Simulator
 from envs.topology import compile_topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
-BASELINE_NAMES = ("clark_scarf", "shang_song", "local", "optimised_installation", "optimised_echelon")
+BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon")
 
 
 @dataclass
@@ -81,7 +82,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     found: dict[str, Baseline] = {}
     analytic: dict[str, Callable[[Scenario], Baseline]] = {
         "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline,
-        "local": local_levels,
+        "gsm": gsm_baseline, "local": local_levels,
     }
     for name, fn in analytic.items():
         if name not in include:

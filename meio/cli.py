@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     base = sub.add_parser(
         "baselines", help="compute and simulate the classical policies that apply to a scenario",
         description="Compute every applicable baseline (Clark-Scarf and Shang-Song for serial chains with "
-                    "backorders, the local heuristic for any network, simulation-optimised installation and "
+                    "backorders, the guaranteed-service model for spanning trees, the local heuristic for any network, simulation-optimised installation and "
                     "echelon base-stock levels), print its levels and analytic cost, and simulate each on the same "
                     "seeds (95%% CI over replications). Baselines that do not apply are listed with the reason.")
     base.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")

@@ -95,6 +95,7 @@ def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
                            search_replications=3)
     names = [b.name for b, _ in report.results]
     assert names == ["local", "optimised_installation"]
+    assert "spanning tree" in report.skipped["gsm"]
     assert "not a serial chain" in report.skipped["clark_scarf"]
     assert "several suppliers" in report.skipped["optimised_echelon"]
     local, opt = (ev for _, ev in report.results)
@@ -118,3 +119,22 @@ def test_meio_baselines_rejects_unknown_names(capsys):
     code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarff"])
     assert code == 2
     assert "'clark_scarff' is not a baseline" in capsys.readouterr().err
+
+
+def test_gsm_places_safety_stock_and_runs_in_the_simulator():
+    from baselines.analytic import gsm_baseline
+
+    sc = load_scenario("ex61")
+    b = gsm_baseline(sc)
+    # Holding costs 7 / 4 / 2 from the retailer up: the dc quotes a service time of 1 and holds nothing.
+    assert b.extra["service_times"] == {"retailer": 0, "dc": 1, "plant": 0}
+    assert b.levels["dc"] == 0.0
+    # The retailer covers its net lead time SI + T - S = 1 + 1 - 0 = 2 periods of N(5, 1) demand.
+    from scipy import stats
+    z = stats.norm.ppf(37.12 / 44.12)
+    assert b.levels["retailer"] == pytest.approx(5 * 2 + z * 1.0 * np.sqrt(2), rel=1e-6)
+    sim = Simulator(sc, n=4)
+    ev = evaluate(sim, b.policy(sim.topology), periods=2000, warmup=100, replications=4, seed=0)
+    assert ev.fill_rate["retailer"] > 0.9
+    with pytest.raises(NotApplicable, match="ratios other than 1"):
+        gsm_baseline(load_scenario("assembly"))
