@@ -28,7 +28,8 @@ class Baseline:
 
     def policy(self, topology: Topology) -> BaseStockPolicy:
         """The policy in the simulator (the same face as every other policy)."""
-        return BaseStockPolicy(topology, self.levels, kind=self.kind, name=self.name)
+        reorder = self.extra.get("reorder_points")
+        return BaseStockPolicy(topology, self.levels, kind=self.kind, name=self.name, reorder_points=reorder)
 
 
 def serial_stages(scenario: Scenario) -> list[str]:

@@ -17,14 +17,16 @@ import numpy as np
 
 from baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_baseline
 from baselines.base import Baseline, NotApplicable
-from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock
+from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock, optimise_s_S, optimise_service_target
 from envs.metrics import Evaluation, evaluate
+from envs.policies import primary_slots
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
 from envs.topology import compile_topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
-BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon")
+BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon",
+                  "optimised_s_S", "service_target")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BaselineReport:
             out[b.name] = {
                 "kind": b.kind,
                 "levels": b.levels,
+                **({"reorder_points": b.extra["reorder_points"]} if "reorder_points" in b.extra else {}),
                 "expected_cost": b.expected_cost,
                 "simulated_cost": {"mean": ev.cost_mean, "ci95": ev.cost_ci95, "ci_method": ev.ci_method},
                 "cost_split": ev.cost_split,
@@ -57,6 +60,8 @@ class BaselineReport:
             lines.append(f"  {b.name:<24} {b.kind:<12} expected {exp:>10}   simulated {ev.cost_mean:.4f} "
                          f"+- {ev.cost_ci95:.4f}   fill rate {ev.fill_rate['network']:.4f}")
             lines.append("      levels: " + ", ".join(f"{k}={v:.4g}" for k, v in b.levels.items()))
+            if "reorder_points" in b.extra:
+                lines.append("      reorder points: " + ", ".join(f"{k}={v:.4g}" for k, v in b.extra["reorder_points"].items()))
         for name, why in self.skipped.items():
             lines.append(f"  {name:<24} skipped: {why}")
         return "\n".join(lines)
@@ -113,6 +118,22 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
         found[name], _ = optimise_base_stock(sc, kind, start, periods=search_periods, warmup=warmup,
                                              replications=search_replications, seed=SEARCH_SEED,
                                              name=name, progress=progress)
+    start = (found.get("optimised_installation") or local).levels
+    if "optimised_s_S" in include:
+        if (topo.slot_fixed_cost[primary_slots(topo)] > 0).any():
+            found["optimised_s_S"], _ = optimise_s_S(sc, start, periods=search_periods, warmup=warmup,
+                                                     replications=search_replications, progress=progress)
+        else:
+            report.skipped["optimised_s_S"] = ("no lane a node orders on has a fixed ordering cost; "
+                                               "base-stock policies suffice")
+    if "service_target" in include:
+        without = [n.id for n in sc.demand_nodes if n.service_target is None]
+        if without:
+            report.skipped["service_target"] = f"demand node {without[0]!r} has no service_target"
+        else:
+            found["service_target"], _ = optimise_service_target(sc, local.levels, periods=search_periods,
+                                                                 warmup=warmup, replications=search_replications,
+                                                                 progress=progress)
     sim = Simulator(sc, n=replications, chunk=min(warmup + periods, 128))
     for name in include:
         if name in found:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,21 +36,54 @@ from envs.topology import Topology, compile_topology
 SEARCH_SEED = 1_000_003
 
 
-def simulate_levels(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
-                    periods: int, warmup: int, replications: int, seed: int) -> np.ndarray:
-    """Mean cost per period of each candidate row of ``levels`` ``(K, N)`` (topological order) on
-    each of ``replications`` common seeds: an array ``(K, replications)``."""
+@dataclass(frozen=True)
+class CandidateResults:
+    """Per candidate and replication ``(K, R)``: mean cost, mean holding cost per period, and per
+    demand node ``(K, R, D)`` the units demanded and filled from stock."""
+
+    cost: np.ndarray
+    holding: np.ndarray
+    demand: np.ndarray
+    filled: np.ndarray
+
+    @property
+    def fill_rate(self) -> np.ndarray:
+        """``(K, D)`` fill rate of each candidate over all its replications."""
+        return self.filled.sum(axis=1) / np.maximum(self.demand.sum(axis=1), 1e-300)
+
+
+def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
+                        periods: int, warmup: int, replications: int, seed: int,
+                        reorder_points: np.ndarray | None = None) -> CandidateResults:
+    """Simulate each candidate row of ``levels`` ``(K, N)`` (topological order; with
+    ``reorder_points`` an (s, S) rule) on the same ``replications`` seeds, all in one batch."""
     levels = np.atleast_2d(np.asarray(levels, dtype=float))
     k = levels.shape[0]
     sim = Simulator(scenario, n=k * replications, chunk=min(warmup + periods, 128))
     sim.reset(seeds=[seed + r for _ in range(k) for r in range(replications)])
-    policy = BaseStockPolicy(sim.topology, np.repeat(levels, replications, axis=0), kind=kind)
+    reorder = None if reorder_points is None else np.repeat(np.atleast_2d(reorder_points), replications, axis=0)
+    policy = BaseStockPolicy(sim.topology, np.repeat(levels, replications, axis=0), kind=kind,
+                             reorder_points=reorder)
     total = np.zeros(sim.n)
+    holding = np.zeros(sim.n)
+    demand = np.zeros((sim.n, sim.topology.n_demand))
+    filled = np.zeros((sim.n, sim.topology.n_demand))
     for t in range(warmup + periods):
         res = sim.step(policy.act(sim))
         if t >= warmup:
             total += res.costs.sum(axis=1)
-    return (total / periods).reshape(k, replications)
+            holding += res.costs[:, 0]
+            demand += res.node_out[:, :, 0]
+            filled += res.node_out[:, :, 1]
+    shape = (k, replications)
+    return CandidateResults(cost=(total / periods).reshape(shape), holding=(holding / periods).reshape(shape),
+                            demand=demand.reshape(shape + (-1,)), filled=filled.reshape(shape + (-1,)))
+
+
+def simulate_levels(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
+                    periods: int, warmup: int, replications: int, seed: int) -> np.ndarray:
+    """Mean cost per period ``(K, replications)`` of each candidate row of ``levels``."""
+    return simulate_candidates(scenario, levels, kind, periods, warmup, replications, seed).cost
 
 
 def _integer_levels(topo: Topology) -> bool:
@@ -70,51 +103,40 @@ def initial_steps(topo: Topology, kind: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SearchTrace:
-    """How the search went: rounds, simulated candidates, the path of the sample-average cost."""
+    """How the search went: rounds, simulated candidates, the path of the sample-average objective."""
 
     rounds: int
     candidates: int
     path: tuple[float, ...]
 
 
-def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installation", "echelon"],
-                        start: Mapping[str, float], periods: int = 1000, warmup: int = 100,
-                        replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
-                        min_step: float = 0.05, name: str | None = None,
-                        progress: bool = False) -> tuple[Baseline, SearchTrace]:
-    """Search base-stock levels in simulation from ``start``; see the module docstring.
-
-    The search sees only the seeds ``seed .. seed + replications - 1``; evaluate the result on other
-    seeds (:func:`baselines.run.run_baselines` does) so that its cost is not biased by the search.
-    """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
-    names = topo.node_names
-    missing = [n for n in names if n not in start]
-    if missing:
-        raise ValueError(f"start: no level for {', '.join(missing)}")
-    integer = _integer_levels(topo)
-    x = np.array([max(float(start[n]), 0.0) for n in names])
-    step = initial_steps(topo, kind)
+def pattern_search(objective: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, step0: np.ndarray,
+                   integer: bool, max_rounds: int = 60, min_step: float = 0.05,
+                   progress: str | None = None) -> tuple[np.ndarray, SearchTrace]:
+    """Minimise ``objective`` (candidates ``(K, n)`` -> values ``(K,)``) over ``x >= 0`` by pattern
+    search: neighbours ``x +- step_j e_j`` and, after a successful move ``d``, ``x + 2d``, ``x + 4d``;
+    halve the steps after a round without improvement (integer: never below 1); stop when the
+    steps cannot shrink (continuous: below ``min_step`` times the first ones) or after ``max_rounds``."""
+    x = np.maximum(np.asarray(x0, dtype=float), 0.0)
+    step = np.asarray(step0, dtype=float).copy()
     if integer:
         x, step = np.round(x), np.maximum(np.round(step), 1.0)
-    n = len(names)
+    n = len(x)
     path: list[float] = []
-    evaluated = 0
-    rounds = 0
-    bar = tqdm(total=max_rounds, desc=f"search {kind} {sc.name}", disable=not progress, unit="round")
+    evaluated = rounds = 0
     last_move = np.zeros(n)
+    bar = tqdm(total=max_rounds, desc=progress or "search", disable=progress is None, unit="round")
     for rounds in range(1, max_rounds + 1):
         moves = np.concatenate([np.diag(step), -np.diag(step)])
         if last_move.any():                       # pattern moves: keep going the way that paid
             moves = np.vstack([moves, 2 * last_move, 4 * last_move])
         candidates = np.vstack([x, np.maximum(x + moves, 0.0)])
-        costs = simulate_levels(sc, candidates, kind, periods, warmup, replications, seed).mean(axis=1)
+        values = objective(candidates)
         evaluated += len(candidates)
-        path.append(float(costs[0]))
-        best = int(np.argmin(costs))
+        path.append(float(values[0]))
+        best = int(np.argmin(values))
         bar.update(1)
-        if costs[best] < costs[0] - 1e-12 * abs(costs[0]):
+        if values[best] < values[0] - 1e-12 * abs(values[0]):
             last_move = candidates[best] - x
             x = candidates[best]
             continue
@@ -123,16 +145,120 @@ def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installa
             if (step <= 1).all():
                 break
             step = np.maximum(np.floor(step / 2), 1.0)
+        elif (step < min_step * np.asarray(step0)).all():
+            break
         else:
-            if (step / initial_steps(topo, kind) < min_step).all():
-                break
             step = step / 2
     bar.close()
-    levels = {nm: float(x[j]) for j, nm in enumerate(names)}
+    return x, SearchTrace(rounds=rounds, candidates=evaluated, path=tuple(path))
+
+
+def _start_vector(topo: Topology, start: Mapping[str, float], field: str) -> np.ndarray:
+    missing = [n for n in topo.node_names if n not in start]
+    if missing:
+        raise ValueError(f"{field}: no level for {', '.join(missing)}")
+    return np.array([max(float(start[n]), 0.0) for n in topo.node_names])
+
+
+def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installation", "echelon"],
+                        start: Mapping[str, float], periods: int = 1000, warmup: int = 100,
+                        replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
+                        min_step: float = 0.05, name: str | None = None,
+                        progress: bool = False) -> tuple[Baseline, SearchTrace]:
+    """Search base-stock levels minimising the mean cost per period; see the module docstring.
+
+    The search sees only the seeds ``seed .. seed + replications - 1``; evaluate the result on other
+    seeds (:func:`baselines.run.run_baselines` does) so that its cost is not biased by the search.
+    """
+    sc = load_scenario(scenario)
+    topo = compile_topology(sc)
+    x, trace = pattern_search(
+        lambda c: simulate_levels(sc, c, kind, periods, warmup, replications, seed).mean(axis=1),
+        _start_vector(topo, start, "start"), initial_steps(topo, kind), _integer_levels(topo),
+        max_rounds, min_step, progress=f"search {kind} {sc.name}" if progress else None)
+    levels = {nm: float(x[j]) for j, nm in enumerate(topo.node_names)}
     baseline = Baseline(name=name or f"optimised_{kind}", kind=kind, levels=levels,
                         notes=f"pattern search on {replications} x {periods} periods, common random numbers "
                               f"(seeds {seed}..{seed + replications - 1})")
-    return baseline, SearchTrace(rounds=rounds, candidates=evaluated, path=tuple(path))
+    return baseline, trace
+
+
+def optimise_s_S(scenario: str | Path | Scenario, start: Mapping[str, float], periods: int = 1000,
+                 warmup: int = 100, replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 80,
+                 name: str = "optimised_s_S", progress: bool = False) -> tuple[Baseline, SearchTrace]:
+    """Search installation (s, S) levels for networks with fixed ordering costs.
+
+    Parameters searched: reorder points ``s_j`` and order sizes ``Q_j = S_j - s_j >= 0``, started at
+    ``s_j = start_j`` (a base-stock level) and ``Q_j`` = the economic order quantity
+    ``sqrt(2 K_j mu_j / h_j)`` of the node's primary lane (Harris 1913), then the pattern search on
+    common random numbers minimising the mean cost per period.
+    """
+    sc = load_scenario(scenario)
+    topo = compile_topology(sc)
+    from envs.policies import primary_slots
+
+    n = topo.n_nodes
+    fixed = np.zeros(n)
+    for q in primary_slots(topo):
+        fixed[topo.slot_dst[q]] = max(fixed[topo.slot_dst[q]], topo.slot_fixed_cost[q])
+    h = np.maximum(topo.holding, 1e-9)
+    eoq = np.sqrt(2.0 * fixed * topo.throughput / h)
+    s0 = _start_vector(topo, start, "start")
+    x0 = np.concatenate([s0, eoq])
+    step0 = np.concatenate([initial_steps(topo, "installation"), np.maximum(eoq / 2, 1.0)])
+
+    def objective(c: np.ndarray) -> np.ndarray:
+        return simulate_candidates(sc, c[:, :n] + c[:, n:], "installation", periods, warmup, replications, seed,
+                                   reorder_points=c[:, :n]).cost.mean(axis=1)
+
+    x, trace = pattern_search(objective, x0, step0, _integer_levels(topo), max_rounds,
+                              progress=f"search (s, S) {sc.name}" if progress else None)
+    names = topo.node_names
+    reorder = {nm: float(x[j]) for j, nm in enumerate(names)}
+    levels = {nm: float(x[j] + x[n + j]) for j, nm in enumerate(names)}
+    baseline = Baseline(name=name, kind="installation", levels=levels,
+                        notes=f"(s, S) pattern search on {replications} x {periods} periods, common random numbers",
+                        extra={"reorder_points": reorder})
+    return baseline, trace
+
+
+def optimise_service_target(scenario: str | Path | Scenario, start: Mapping[str, float],
+                            targets: Mapping[str, float] | None = None, periods: int = 1000, warmup: int = 100,
+                            replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
+                            name: str = "service_target", progress: bool = False) -> tuple[Baseline, SearchTrace]:
+    """Installation base-stock levels minimising holding cost subject to fill-rate targets.
+
+    ``targets``: fill-rate target per demand node (default: the scenario's ``service_target``s;
+    every demand node needs one). The search minimises ``holding cost + M * sum_k max(0, target_k -
+    fill rate_k)`` with ``M`` a thousand times the start's holding cost per unit of fill rate, so
+    that any feasible candidate beats any infeasible one in practice (an exact penalty).
+    """
+    sc = load_scenario(scenario)
+    topo = compile_topology(sc)
+    dnames = [topo.node_names[j] for j in topo.demand_nodes]
+    if targets is None:
+        targets = {nm: sc.node(nm).service_target for nm in dnames if sc.node(nm).service_target is not None}
+    missing = [nm for nm in dnames if nm not in targets]
+    if missing:
+        raise ValueError(f"targets: no fill-rate target for demand node {missing[0]!r} (set its service_target)")
+    goal = np.array([targets[nm] for nm in dnames])
+    x0 = _start_vector(topo, start, "start")
+    base = simulate_candidates(sc, x0[None], "installation", periods, warmup, replications, seed)
+    big = 1000.0 * max(float(base.holding.mean()), 1.0)
+
+    def objective(c: np.ndarray) -> np.ndarray:
+        res = simulate_candidates(sc, c, "installation", periods, warmup, replications, seed)
+        shortfall = np.maximum(goal[None, :] - res.fill_rate, 0.0).sum(axis=1)
+        return res.holding.mean(axis=1) + big * shortfall
+
+    x, trace = pattern_search(objective, x0, initial_steps(topo, "installation"), _integer_levels(topo),
+                              max_rounds, progress=f"search service {sc.name}" if progress else None)
+    levels = {nm: float(x[j]) for j, nm in enumerate(topo.node_names)}
+    baseline = Baseline(name=name, kind="installation", levels=levels,
+                        notes="minimum holding cost subject to fill-rate targets "
+                              + ", ".join(f"{k} >= {v:g}" for k, v in targets.items()),
+                        extra={"fill_rate_targets": dict(targets)})
+    return baseline, trace
 
 
 def local_levels(scenario: str | Path | Scenario, default_service: float | None = None) -> Baseline:

@@ -306,15 +306,16 @@ def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot
 
 
 @nb.njit(cache=True)
-def order_up_to(slot_ip, targets, in_ptr, in_slots, out_ptr, out_slots, slot_lane, lane_bom, lane_is_component,
-                orders):
+def order_up_to(slot_ip, targets, reorder, in_ptr, in_slots, out_ptr, out_slots, slot_lane, lane_bom,
+                lane_is_component, orders):
     """Orders that raise positions to ``targets`` (per slot, in the slot's units).
 
     Nodes decide customers first (reverse topological order), and a node's position counts the
     orders its customers place in the same period: ``position - ratio * (this period's orders on
     it)``. Slots into the same node (or, for components, on the same lane) share one position,
-    raised in the scenario's slot order: ``order_s = max(0, target_s - position)``, then
-    ``position += order_s``. With one slot per node this is the base-stock rule, and in a serial
+    raised in the scenario's slot order: ``order_s = max(0, target_s - position)`` if ``position <=
+    reorder_s`` (else 0), then ``position += order_s``. With ``reorder = target`` and one slot per
+    node this is the base-stock rule, with a lower ``reorder`` the (s, S) rule; in a serial
     chain installation levels ``S_j - S_{j-1}`` order exactly what echelon levels ``S_j`` do.
     """
     n_batch = slot_ip.shape[0]
@@ -332,4 +333,6 @@ def order_up_to(slot_ip, targets, in_ptr, in_slots, out_ptr, out_slots, slot_lan
                     s2 = in_slots[k2]
                     if (not lane_is_component[slot_lane[s]]) or slot_lane[s2] == slot_lane[s]:
                         pos += orders[b, s2]
-                orders[b, s] = max(targets[b, s] - pos, 0.0)
+                orders[b, s] = targets[b, s] - pos if pos <= reorder[b, s] else 0.0
+                if orders[b, s] < 0.0:
+                    orders[b, s] = 0.0

@@ -78,30 +78,24 @@ class BaseStockPolicy:
     """
 
     def __init__(self, topo: Topology, levels: Mapping[str, float] | np.ndarray,
-                 kind: Literal["installation", "echelon"] = "installation", name: str | None = None) -> None:
+                 kind: Literal["installation", "echelon"] = "installation", name: str | None = None,
+                 reorder_points: Mapping[str, float] | np.ndarray | None = None) -> None:
         """``levels``: ``{node: level}``, or an array in topological order, ``(N,)`` or ``(n, N)``
-        for one set of levels per simulator row (used to evaluate many candidates at once)."""
+        for one set of levels per simulator row (used to evaluate many candidates at once).
+        ``reorder_points`` (same forms, installation only) turn the rule into (s, S): node ``j``
+        orders up to ``S_j`` only when its position is at or below ``s_j <= S_j``."""
         if kind not in ("installation", "echelon"):
             raise ValueError(f"kind: {kind!r} is not 'installation' or 'echelon'")
+        level_by_node = self._as_vector(topo, levels, "levels")
+        reorder_by_node = None
+        if reorder_points is not None:
+            if kind != "installation":
+                raise ValueError("reorder_points: (s, S) rules are installation rules; use kind: installation")
+            reorder_by_node = self._as_vector(topo, reorder_points, "reorder_points")
+            if (reorder_by_node > level_by_node + 1e-12).any():
+                j = int(np.argwhere(reorder_by_node > level_by_node + 1e-12)[0][-1])
+                raise ValueError(f"reorder_points.{topo.node_names[j]}: above the order-up-to level; need s <= S")
         names = topo.node_names
-        if isinstance(levels, Mapping):
-            for node, value in levels.items():
-                if node not in names:
-                    close = difflib.get_close_matches(node, names, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(f"levels.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
-                if not np.isfinite(value) or value < 0:
-                    raise ValueError(f"levels.{node}: {value!r} is not a base-stock level >= 0")
-            missing = [n for n in names if n not in levels]
-            if missing:
-                raise ValueError(f"levels: no level for {', '.join(missing)}; every node needs one")
-            level_by_node = np.array([float(levels[n]) for n in names])
-        else:
-            level_by_node = np.asarray(levels, dtype=float)
-            if level_by_node.shape[-1:] != (len(names),) or level_by_node.ndim > 2:
-                raise ValueError(f"levels: shape {level_by_node.shape}; expected ({len(names)},) or (rows, {len(names)})")
-            if not (np.isfinite(level_by_node).all() and (level_by_node >= 0).all()):
-                raise ValueError("levels: every base-stock level must be a finite number >= 0")
         if kind == "echelon":
             for j, node in enumerate(names):
                 lanes_in = {int(topo.slot_lane[s]) for s in topo.slots_into(j)}
@@ -112,17 +106,46 @@ class BaseStockPolicy:
                     )
         self.kind = kind
         self.levels = {n: level_by_node[..., j].tolist() for j, n in enumerate(names)}
-        self.name = name or f"base_stock_{kind}"
+        self.reorder_points = (None if reorder_by_node is None
+                               else {n: reorder_by_node[..., j].tolist() for j, n in enumerate(names)})
+        self.name = name or ("s_S" if reorder_by_node is not None else f"base_stock_{kind}")
         self._topo = topo
         self._slots = primary_slots(topo)
-        self._targets = np.full(level_by_node.shape[:-1] + (topo.n_slots,), _UNUSED)
-        lanes = topo.slot_lane[self._slots]
-        self._targets[..., self._slots] = level_by_node[..., topo.slot_dst[self._slots]] * topo.lane_bom[lanes]
+        self._targets = self._slot_values(topo, level_by_node)
+        self._reorder = None if reorder_by_node is None else self._slot_values(topo, reorder_by_node)
         self._node_of_slot = topo.slot_dst[self._slots]
+
+    def _slot_values(self, topo: Topology, by_node: np.ndarray) -> np.ndarray:
+        out = np.full(by_node.shape[:-1] + (topo.n_slots,), _UNUSED)
+        slots = primary_slots(topo)
+        out[..., slots] = by_node[..., topo.slot_dst[slots]] * topo.lane_bom[topo.slot_lane[slots]]
+        return out
+
+    @staticmethod
+    def _as_vector(topo: Topology, levels: Mapping[str, float] | np.ndarray, field: str) -> np.ndarray:
+        names = topo.node_names
+        if isinstance(levels, Mapping):
+            for node, value in levels.items():
+                if node not in names:
+                    close = difflib.get_close_matches(node, names, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
+                if not np.isfinite(value) or value < 0:
+                    raise ValueError(f"{field}.{node}: {value!r} is not a base-stock level >= 0")
+            missing = [n for n in names if n not in levels]
+            if missing:
+                raise ValueError(f"{field}: no level for {', '.join(missing)}; every node needs one")
+            return np.array([float(levels[n]) for n in names])
+        arr = np.asarray(levels, dtype=float)
+        if arr.shape[-1:] != (len(names),) or arr.ndim > 2:
+            raise ValueError(f"{field}: shape {arr.shape}; expected ({len(names)},) or (rows, {len(names)})")
+        if not (np.isfinite(arr).all() and (arr >= 0).all()):
+            raise ValueError(f"{field}: every level must be a finite number >= 0")
+        return arr
 
     def act(self, sim: Simulator) -> np.ndarray:
         if self.kind == "installation":
-            return sim.orders_up_to(np.broadcast_to(self._targets, (sim.n, self._topo.n_slots)))
+            return sim.orders_up_to(self._targets, self._reorder)
         echelon = sim.echelon_positions()
         orders = np.zeros((sim.n, self._topo.n_slots))
         orders[:, self._slots] = np.maximum(self._targets[..., self._slots] - echelon[:, self._node_of_slot], 0.0)

@@ -190,17 +190,20 @@ class Simulator:
                             self._node_ip, self._slot_ip)
         return self._node_ip, self._slot_ip
 
-    def orders_up_to(self, targets: np.ndarray) -> np.ndarray:
+    def orders_up_to(self, targets: np.ndarray, reorder: np.ndarray | None = None) -> np.ndarray:
         """Orders that raise each slot's position to ``targets`` (``(n, S)``, the slot's units).
 
-        Customers decide first and their orders count in their supplier's position (see
-        :func:`envs.dynamics.order_up_to`).
+        A slot orders only when its position is at or below ``reorder`` (default: the target, the
+        base-stock rule; lower, the (s, S) rule). Customers decide first and their orders count in
+        their supplier's position (see :func:`envs.dynamics.order_up_to`).
         """
         _, slot_ip = self.positions()
         out = np.zeros_like(slot_ip)
         topo = self.topology
-        order_up_to(slot_ip, np.asarray(targets, dtype=float), topo.in_ptr, topo.in_slots, topo.out_ptr,
-                    topo.out_slots, topo.slot_lane, topo.lane_bom, topo.lane_is_component, out)
+        targets = np.broadcast_to(np.asarray(targets, dtype=float), out.shape)
+        reorder = targets if reorder is None else np.broadcast_to(np.asarray(reorder, dtype=float), out.shape)
+        order_up_to(slot_ip, targets, reorder, topo.in_ptr, topo.in_slots, topo.out_ptr, topo.out_slots,
+                    topo.slot_lane, topo.lane_bom, topo.lane_is_component, out)
         return out
 
     def echelon_positions(self) -> np.ndarray:

@@ -96,6 +96,8 @@ def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
     names = [b.name for b, _ in report.results]
     assert names == ["local", "optimised_installation"]
     assert "spanning tree" in report.skipped["gsm"]
+    assert "fixed ordering cost" in report.skipped["optimised_s_S"]
+    assert "no service_target" in report.skipped["service_target"]
     assert "not a serial chain" in report.skipped["clark_scarf"]
     assert "several suppliers" in report.skipped["optimised_echelon"]
     local, opt = (ev for _, ev in report.results)
@@ -138,3 +140,34 @@ def test_gsm_places_safety_stock_and_runs_in_the_simulator():
     assert ev.fill_rate["retailer"] > 0.9
     with pytest.raises(NotApplicable, match="ratios other than 1"):
         gsm_baseline(load_scenario("assembly"))
+
+
+def test_s_S_search_beats_base_stock_when_orders_have_fixed_costs():
+    from baselines.search import optimise_s_S
+
+    sc = load_scenario("fixed_cost")
+    start = local_levels(sc).levels
+    bs, _ = optimise_base_stock(sc, "installation", start, periods=600, replications=4)
+    ss, trace = optimise_s_S(sc, start, periods=600, replications=4)
+    assert all(ss.levels[k] >= ss.extra["reorder_points"][k] for k in ss.levels)
+    sim = Simulator(sc, n=4)
+    a = evaluate(sim, bs.policy(sim.topology), periods=3000, warmup=100, replications=4, seed=0)
+    b = evaluate(sim, ss.policy(sim.topology), periods=3000, warmup=100, replications=4, seed=0)
+    assert b.cost_mean < 0.7 * a.cost_mean                       # ordering less often pays
+    assert b.cost_split["ordering"] < a.cost_split["ordering"]
+
+
+def test_service_target_search_meets_the_target_at_less_holding_cost():
+    from baselines.search import optimise_service_target, simulate_candidates
+
+    sc = load_scenario("fixed_cost")
+    start = {"shop": 20.0, "depot": 20.0}                        # over-stocked start
+    found, _ = optimise_service_target(sc, start, periods=800, replications=6)
+    sim = Simulator(sc)
+    names = sim.topology.node_names
+    res = simulate_candidates(sc, np.array([[start[n] for n in names], [found.levels[n] for n in names]]),
+                              "installation", 800, 100, 6, seed=1_000_003)   # the search's own seeds
+    assert res.fill_rate[1, 0] >= 0.95
+    assert res.holding[1].mean() < res.holding[0].mean()
+    with pytest.raises(ValueError, match="no fill-rate target for demand node 'retailer'"):
+        optimise_service_target(load_scenario("ex61"), {"retailer": 6, "dc": 6, "plant": 11})
