@@ -156,7 +156,7 @@ def step_kernel(
                 cap_left[s] = slot_capacity[s]
                 give[s] = 0.0
                 top = max(top, depth[b, s])
-            total = 0.0
+            budget0 = budget
             for a in range(top - 1, -1, -1):
                 if budget <= 0.0:
                     break
@@ -176,7 +176,6 @@ def step_kernel(
                         give[s] += g
                     used = want_sum if share == 1.0 else budget
                     budget -= used
-                    total += used
                 else:
                     for k in range(lo, hi):
                         s = out_slots[k]
@@ -186,8 +185,10 @@ def step_kernel(
                             cap_left[s] -= g
                             give[s] += g
                             budget -= g
-                            total += g
-            on_hand[b, j] = max(on_hand[b, j] - total, 0.0)
+            # Stock left = what the budget left plus what the node's capacity held back; taken this way
+            # (not on-hand minus the sum shipped) an exhausted node ends at exactly 0, with no
+            # rounding residue to ship as a sliver later.
+            on_hand[b, j] = (on_hand[b, j] - budget0) + budget
             for k in range(lo, hi):
                 s = out_slots[k]
                 _shrink(b, s, owed, depth)
