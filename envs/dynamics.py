@@ -63,7 +63,7 @@ def _shrink(b, s, owed, depth):
     depth[b, s] = d
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def step_kernel(
     # topology
     holding, penalty, node_capacity, is_assembly, demand_nodes,
@@ -85,9 +85,9 @@ def step_kernel(
     n_ages = owed.shape[2]
     pipe_len = pipe.shape[2]
     n_dis = down.shape[1]
-    cap_left = np.empty(n_slots)
-    give = np.empty(n_slots)
-    for b in range(n_batch):
+    cap_left = np.empty((n_batch, n_slots))
+    give = np.empty((n_batch, n_slots))
+    for b in nb.prange(n_batch):
         p = pos[b]
         for c in range(costs.shape[1]):
             costs[b, c] = 0.0
@@ -153,8 +153,8 @@ def step_kernel(
             top = 0
             for k in range(lo, hi):
                 s = out_slots[k]
-                cap_left[s] = slot_capacity[s]
-                give[s] = 0.0
+                cap_left[b, s] = slot_capacity[s]
+                give[b, s] = 0.0
                 top = max(top, depth[b, s])
             budget0 = budget
             for a in range(top - 1, -1, -1):
@@ -164,26 +164,26 @@ def step_kernel(
                     want_sum = 0.0
                     for k in range(lo, hi):
                         s = out_slots[k]
-                        want_sum += min(owed[b, s, a], cap_left[s])
+                        want_sum += min(owed[b, s, a], cap_left[b, s])
                     if want_sum <= 0.0:
                         continue
                     share = 1.0 if want_sum <= budget else budget / want_sum
                     for k in range(lo, hi):
                         s = out_slots[k]
-                        g = min(owed[b, s, a], cap_left[s]) * share
+                        g = min(owed[b, s, a], cap_left[b, s]) * share
                         owed[b, s, a] -= g
-                        cap_left[s] -= g
-                        give[s] += g
+                        cap_left[b, s] -= g
+                        give[b, s] += g
                     used = want_sum if share == 1.0 else budget
                     budget -= used
                 else:
                     for k in range(lo, hi):
                         s = out_slots[k]
-                        g = min(owed[b, s, a], cap_left[s], budget)
+                        g = min(owed[b, s, a], cap_left[b, s], budget)
                         if g > 0.0:
                             owed[b, s, a] -= g
-                            cap_left[s] -= g
-                            give[s] += g
+                            cap_left[b, s] -= g
+                            give[b, s] += g
                             budget -= g
             # Stock left = what the budget left plus what the node's capacity held back; taken this way
             # (not on-hand minus the sum shipped) an exhausted node ends at exactly 0, with no
@@ -192,7 +192,7 @@ def step_kernel(
             for k in range(lo, hi):
                 s = out_slots[k]
                 _shrink(b, s, owed, depth)
-                _dispatch(b, s, give[s], p, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_rand,
+                _dispatch(b, s, give[b, s], p, pipe, last_arr, lt_chunk, slot_lt_const, slot_lt_rand,
                           slot_crossing, slot_unit_cost, costs, shipped)
         # 4. customer demand
         for d in range(demand_nodes.shape[0]):
@@ -252,7 +252,7 @@ def step_kernel(
         pos[b] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot_dst, slot_lane,
                         lane_bom, lane_is_component, out_ptr, out_slots, in_ptr, in_slots, is_assembly,
                         node_ip, slot_ip):
@@ -268,8 +268,9 @@ def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot
     """
     n_batch, n_nodes = on_hand.shape
     n_lanes = raw.shape[1]
-    inbound_lane = np.empty(n_lanes)
-    for b in range(n_batch):
+    lane_scratch = np.empty((n_batch, n_lanes))
+    for b in nb.prange(n_batch):
+        inbound_lane = lane_scratch[b]
         for lane in range(n_lanes):
             inbound_lane[lane] = raw[b, lane]
         for j in range(n_nodes):

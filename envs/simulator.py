@@ -173,8 +173,8 @@ class Simulator:
             np.rint(o, out=o)
         if self.pos.max() >= self.chunk:
             self._draw(np.flatnonzero(self.pos >= self.chunk))
-        step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk,
-                    self.dis_chunk, self.pos, *self._out_args)
+        step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk, self.dis_chunk,
+                    self.pos, *self._out_args)
         return StepResult(orders=o, costs=self._costs, node_out=self._node_out, shipped=self._shipped)
 
     # ---- derived quantities -------------------------------------------------------------------

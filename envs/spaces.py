@@ -103,12 +103,12 @@ def _first_slot_per_disruption(topo: Topology) -> list[int]:
     return [first[x] for x in sorted(first)]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
              component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, out):
     n_batch, n_nodes = on_hand.shape
     n_slots = owed.shape[1]
-    for b in range(n_batch):
+    for b in nb.prange(n_batch):
         f = 0
         for j in range(n_nodes):
             out[b, f] = on_hand[b, j] / node_scale[j]
