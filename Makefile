@@ -20,6 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/meio simulate --scenario ex61 --policy base-stock --kind echelon \
 		--levels retailer=6.49,dc=12.02,plant=22.71 --periods 20000 --warmup 200 --replications 10 --seed 0
+	$(BIN)/meio baselines --scenario ex61
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
