@@ -43,6 +43,37 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from agents.config import load_config
+    from agents.train import train
+
+    cfg = load_config(args.config).replace(total_steps=args.total_steps)
+    run_dir = args.run_dir or f"runs/{args.scenario if '/' not in args.scenario else 'scenario'}-ppo-seed{args.seed}"
+    result = train(args.scenario, cfg, run_dir, seed=args.seed, resume=args.resume, progress=True)
+    gap = ""
+    if result.baseline_cost is not None and result.best_eval_cost is not None:
+        gap = (f"; best baseline {result.baseline_name} {result.baseline_cost:.4f}, gap "
+               f"{100 * (result.best_eval_cost - result.baseline_cost) / result.baseline_cost:+.2f}%")
+    best = f"{result.best_eval_cost:.4f}" if result.best_eval_cost is not None else "-"
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s; best evaluation cost {best}{gap}")
+    print(f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agents.policy import PPOPolicy, find_saved_agent
+    from envs.metrics import evaluate
+    from envs.simulator import Simulator
+
+    folder = find_saved_agent(args.model)
+    policy = PPOPolicy.load(folder, name=f"ppo:{folder}")
+    sim = Simulator(args.scenario, n=args.replications, chunk=min(args.warmup + args.periods, 128))
+    result = evaluate(sim, policy, periods=args.periods, warmup=args.warmup, replications=args.replications,
+                      seed=args.seed, progress=not args.json)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies.")
@@ -82,6 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--only", help="comma-separated baseline names to compute (default: all)")
     base.add_argument("--json", action="store_true", help="print one JSON object keyed by baseline name")
     base.set_defaults(func=_baselines)
+
+    tr = sub.add_parser(
+        "train", help="train a PPO agent on a scenario (TensorBoard, checkpoints, evaluation)",
+        description="Train stable-baselines3 PPO over the batched environment with the hyper-parameters of a "
+                    "config (configs/ppo/NAME.yaml or a path). Logs to TensorBoard under RUN_DIR/tb, evaluates on "
+                    "fixed seeds against the best applicable baseline, keeps the best model and writes checkpoints; "
+                    "--resume continues an interrupted run to the same total.")
+    tr.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    tr.add_argument("--config", help="training config: shipped name or YAML path (default: built-in defaults)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of PPO and of the first env copy (default 0)")
+    tr.add_argument("--total-steps", type=int, help="environment steps in total (overrides the config)")
+    tr.add_argument("--run-dir", help="output folder (default runs/SCENARIO-ppo-seedSEED)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser(
+        "evaluate", help="measure a trained agent like meio simulate measures a base-stock policy",
+        description="Load the agent of a run folder (best/, else final/, else the latest checkpoint) and print "
+                    "the KPIs of meio simulate for it.")
+    ev.add_argument("--model", required=True, help="run folder, or a saved agent folder")
+    ev.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    ev.add_argument("--periods", type=int, default=10_000, help="periods per replication (default 10000)")
+    ev.add_argument("--warmup", type=int, default=100, help="warm-up periods (default 100)")
+    ev.add_argument("--replications", type=int, default=10, help="replications (default 10)")
+    ev.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
@@ -90,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:          # includes ScenarioError: a message naming the field and the rule
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:   # messages name the field and the rule
         print(f"meio {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
