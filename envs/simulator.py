@@ -72,10 +72,11 @@ class Simulator:
         self.dis_chunk = np.zeros((b, self.chunk, max(n_dis, 1)))
         self.trace_offset = np.zeros((b, topo.n_demand), dtype=np.int64)
         self.rngs: list[np.random.Generator | None] = [None] * n
-        self._orders = np.zeros((b, s))
-        self._costs = np.zeros((b, 6))
-        self._node_out = np.zeros((b, topo.n_demand, 3))
-        self._shipped = np.zeros((b, s))
+        # The last period's results (the buffers StepResult points to).
+        self.last_orders = np.zeros((b, s))
+        self.last_costs = np.zeros((b, 6))
+        self.last_node_out = np.zeros((b, topo.n_demand, 3))
+        self.last_shipped = np.zeros((b, s))
         self._node_ip = np.zeros((b, nn))
         self._slot_ip = np.zeros((b, s))
         self._n_rand = n_rand
@@ -91,9 +92,9 @@ class Simulator:
             topo.ext_slots, topo.dis_start, topo.dis_end,
             topo.backorders, topo.proportional, topo.integer_orders,
         )
-        self._state_args = (self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr,
-                            self.down, self.t)
-        self._out_args = (self._costs, self._node_out, self._shipped)
+        self._state_args = (self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe,
+                            self.last_arr, self.down, self.t)
+        self._out_args = (self.last_costs, self.last_node_out, self.last_shipped)
         self.reset()
 
     # ---- reset and randomness -----------------------------------------------------------------
@@ -129,7 +130,7 @@ class Simulator:
         for arr in (self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr, self.down, self.t):
             arr[rows] = 0
         self._draw(rows)
-        self._node_out[rows] = 0.0
+        self.last_node_out[rows] = 0.0
 
     def _draw(self, rows: np.ndarray) -> None:
         """Draw the next block of exogenous randomness of ``rows``, from each row's period ``t``.
@@ -160,7 +161,7 @@ class Simulator:
     # ---- stepping -----------------------------------------------------------------------------
     def step(self, orders: np.ndarray) -> StepResult:
         """Advance every row one period under ``orders`` (units per slot, shape ``(n, S)``)."""
-        o = self._orders
+        o = self.last_orders
         np.copyto(o, orders)
         if not np.isfinite(o).all():
             bad = np.argwhere(~np.isfinite(o))[0]
@@ -175,7 +176,7 @@ class Simulator:
             self._draw(np.flatnonzero(self.pos >= self.chunk))
         step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk, self.dis_chunk,
                     self.pos, *self._out_args)
-        return StepResult(orders=o, costs=self._costs, node_out=self._node_out, shipped=self._shipped)
+        return StepResult(orders=o, costs=self.last_costs, node_out=self.last_node_out, shipped=self.last_shipped)
 
     # ---- derived quantities -------------------------------------------------------------------
     def positions(self) -> tuple[np.ndarray, np.ndarray]:

@@ -81,7 +81,8 @@ class ObservationMap:
     def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
         """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
         node_ip, _ = sim.positions()
-        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim._node_out, sim.down, sim.t,
+        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim.last_node_out,
+                 sim.down, sim.t,
                  self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
                  self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
         np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)

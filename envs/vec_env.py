@@ -60,9 +60,9 @@ class MultiEchelonVecEnv(VecEnv):
         self._ep_return = np.zeros(self.num_envs)
         self._ep_costs = np.zeros((self.num_envs, len(COST_NAMES)))
         self._ep_start = np.full(self.num_envs, time.perf_counter())
-        self.last_costs = self.sim._costs
-        self.last_node_out = self.sim._node_out
-        self.last_orders = self.sim._orders
+        self.last_costs = self.sim.last_costs
+        self.last_node_out = self.sim.last_node_out
+        self.last_orders = self.sim.last_orders
         if seed is not None:
             self.seed(seed)
 
