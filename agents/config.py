@@ -26,6 +26,10 @@ class PPOConfig:
 
     #: Parallel copies of the scenario in the batched ``VecEnv`` (rows of one step call).
     n_envs: int = 16
+    #: ``centralised``: one agent sees the whole network and orders on every lane;
+    #: ``decentralised``: every node is an agent seeing only its own state, all nodes share one
+    #: policy (parameter sharing) and the network's reward (``envs.decentralised``).
+    control: str = "centralised"
     #: ``order_up_to`` (actions are target positions: a base-stock rule is one constant action) or
     #: ``order_quantity`` (actions are order sizes).
     action_mode: str = "order_up_to"
@@ -63,7 +67,8 @@ class PPOConfig:
     activation: str = "tanh"
     #: Initial log standard deviation of the Gaussian policy.
     log_std_init: float = -1.0
-    #: Environment steps of the whole run (summed over the ``n_envs`` copies).
+    #: Environment steps of the whole run, summed over the ``n_envs`` copies (SB3's timesteps; with
+    #: decentralised control, summed over the node-agents, so N times the network's periods).
     total_steps: int = 200_000
     #: Evaluate every this many environment steps (0: never).
     eval_every: int = 20_000
@@ -137,7 +142,8 @@ def _check(name: str, value: Any) -> Any:
         return value
 
     rules = {
-        "n_envs": lambda: integer(1), "action_mode": lambda: choice("order_up_to", "order_quantity"),
+        "n_envs": lambda: integer(1), "control": lambda: choice("centralised", "decentralised"),
+        "action_mode": lambda: choice("order_up_to", "order_quantity"),
         "horizon": lambda: None if value is None else integer(1),
         "normalize_obs": boolean, "normalize_reward": boolean,
         "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),

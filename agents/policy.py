@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3 import PPO
 
+from envs.decentralised import NodeView
 from envs.simulator import Simulator
 from envs.spaces import ActionMap, ObservationMap
 
@@ -27,8 +28,10 @@ class PPOPolicy:
     """A PPO model that orders for every row of a simulator."""
 
     def __init__(self, model: PPO, action_mode: str, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
-                 clip_obs: float = 10.0, epsilon: float = 1e-8, name: str = "ppo") -> None:
+                 clip_obs: float = 10.0, epsilon: float = 1e-8, name: str = "ppo",
+                 control: str = "centralised") -> None:
         self.model = model
+        self.control = control
         self.action_mode = action_mode
         self.obs_mean = obs_mean
         self.obs_var = obs_var
@@ -37,10 +40,12 @@ class PPOPolicy:
         self.name = name
         self._maps: dict[int, tuple[ObservationMap, ActionMap]] = {}
 
-    def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap]:
+    def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap, NodeView | None]:
         key = id(sim.topology)
         if key not in self._maps:
-            self._maps = {key: (ObservationMap(sim.topology), ActionMap(sim.topology, self.action_mode))}
+            obs_map = ObservationMap(sim.topology)
+            view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
+            self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode), view)}
         return self._maps[key]
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
@@ -50,8 +55,11 @@ class PPOPolicy:
                        self.clip_obs).astype(np.float32)
 
     def act(self, sim: Simulator) -> np.ndarray:
-        obs_map, action_map = self._for(sim)
+        obs_map, action_map, view = self._for(sim)
         obs = obs_map(sim, np.zeros((sim.n, obs_map.size), dtype=np.float32))
+        if view is not None:                         # every node acts on its own view
+            action, _ = self.model.predict(self.normalize(view.local_obs(obs)), deterministic=True)
+            return action_map.to_orders(sim, view.network_action(action))
         action, _ = self.model.predict(self.normalize(obs), deterministic=True)
         return action_map.to_orders(sim, np.asarray(action, dtype=np.float64).reshape(sim.n, -1))
 
@@ -63,7 +71,8 @@ class PPOPolicy:
             "mean": self.obs_mean.tolist(), "var": self.obs_var.tolist(), "clip_obs": self.clip_obs,
             "epsilon": self.epsilon}
         (folder / NORMALIZER_FILE).write_text(json.dumps(stats))
-        (folder / META_FILE).write_text(json.dumps({**meta, "action_mode": self.action_mode}, indent=2))
+        (folder / META_FILE).write_text(json.dumps({**meta, "action_mode": self.action_mode, "control": self.control},
+                                                   indent=2))
 
     @classmethod
     def load(cls, folder: str | Path, name: str = "ppo") -> "PPOPolicy":
@@ -75,10 +84,11 @@ class PPOPolicy:
         meta = json.loads((folder / META_FILE).read_text())
         stats = json.loads((folder / NORMALIZER_FILE).read_text())
         model = PPO.load(folder / MODEL_FILE, device="cpu")
+        control = meta.get("control", "centralised")
         if stats is None:
-            return cls(model, meta["action_mode"], None, None, name=name)
+            return cls(model, meta["action_mode"], None, None, name=name, control=control)
         return cls(model, meta["action_mode"], np.array(stats["mean"]), np.array(stats["var"]),
-                   stats["clip_obs"], stats["epsilon"], name=name)
+                   stats["clip_obs"], stats["epsilon"], name=name, control=control)
 
 
 def find_saved_agent(run_dir: str | Path) -> Path:

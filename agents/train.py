@@ -39,6 +39,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.config import PPOConfig
 from agents.policy import PPOPolicy
 from baselines.base import NotApplicable
+from envs.decentralised import DecentralisedVecEnv
 from envs.metrics import evaluate
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
@@ -60,7 +61,7 @@ class TrainResult:
 
 def _base_env(env: Any) -> MultiEchelonVecEnv:
     while not isinstance(env, MultiEchelonVecEnv):
-        env = env.venv
+        env = env.inner if isinstance(env, DecentralisedVecEnv) else env.venv
     return env
 
 
@@ -168,8 +169,8 @@ class EvalCheckpointCallback(BaseCallback):
         env = self.training_env
         if isinstance(env, VecNormalize) and env.norm_obs:
             return PPOPolicy(self.model, self.cfg.action_mode, env.obs_rms.mean.copy(), env.obs_rms.var.copy(),
-                             env.clip_obs, env.epsilon)
-        return PPOPolicy(self.model, self.cfg.action_mode, None, None)
+                             env.clip_obs, env.epsilon, control=self.cfg.control)
+        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control)
 
     def evaluate_now(self) -> float:
         cfg = self.cfg
@@ -248,7 +249,10 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
                                                     sort_keys=False))
     torch.set_num_threads(cfg.torch_threads)
 
-    venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon)
+    if cfg.control == "decentralised":
+        venv = DecentralisedVecEnv(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon)
+    else:
+        venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon)
     if checkpoint is not None and (checkpoint / "vecnormalize.pkl").is_file():
         env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
     else:
@@ -261,7 +265,7 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
         model = PPO.load(checkpoint / "model.zip", env=env, device="cpu", tensorboard_log=str(run / "tb"))
         state = json.loads((checkpoint / "state.json").read_text())
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        for rng, st in zip(venv.sim.rngs, state["env_rngs"]):
+        for rng, st in zip(_base_env(venv).sim.rngs, state["env_rngs"]):
             if rng is not None:
                 rng.bit_generator.state = st
         done = int(state["steps"])

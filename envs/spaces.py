@@ -58,19 +58,26 @@ class ObservationMap:
         self.component_lanes = np.flatnonzero(topo.lane_is_component).astype(np.int64)
         self.pipe_len = topo.slot_lt_max.astype(np.int64)
         names = topo.node_names
-        labels = [f"on_hand[{x}]" for x in names]
+        every = frozenset(range(n))
+        # (label, nodes that see the feature locally): used by the decentralised view.
+        feats: list[tuple[str, frozenset[int]]] = [(f"on_hand[{x}]", frozenset({j})) for j, x in enumerate(names)]
         if topo.backorders:
-            labels += [f"backorders[{names[j]}]" for j in topo.demand_nodes]
-        labels += [f"owed[{x}]" for x in topo.slot_names]
-        labels += [f"pipeline[{x}][{k}]" for q, x in enumerate(topo.slot_names)
-                   for k in range(1, topo.slot_lt_max[q] + 1)]
+            feats += [(f"backorders[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
+        feats += [(f"owed[{x}]", frozenset({int(topo.slot_dst[q])} | ({int(topo.slot_src[q])} if topo.slot_src[q] >= 0
+                                                                      else set())))
+                  for q, x in enumerate(topo.slot_names)]
+        feats += [(f"pipeline[{x}][{k}]", frozenset({int(topo.slot_dst[q])})) for q, x in enumerate(topo.slot_names)
+                  for k in range(1, topo.slot_lt_max[q] + 1)]
         lane_names = [f"{names[topo.lane_src[m]] if topo.lane_src[m] >= 0 else 'external'}->{names[topo.lane_dst[m]]}"
                       for m in range(topo.n_lanes)]
-        labels += [f"components[{lane_names[m]}]" for m in self.component_lanes]
-        labels += [f"position[{x}]" for x in names]
-        labels += [f"last_demand[{names[j]}]" for j in topo.demand_nodes]
-        labels += [f"outage[{lane_names[topo.slot_lane[q]]}]" for q in _first_slot_per_disruption(topo)]
-        labels.append("periods_left")
+        feats += [(f"components[{lane_names[m]}]", frozenset({int(topo.lane_dst[m])})) for m in self.component_lanes]
+        feats += [(f"position[{x}]", frozenset({j})) for j, x in enumerate(names)]
+        feats += [(f"last_demand[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
+        feats += [(f"outage[{lane_names[topo.slot_lane[q]]}]", frozenset({int(topo.slot_dst[q])}))
+                  for q in _first_slot_per_disruption(topo)]
+        feats.append(("periods_left", every))
+        labels = [label for label, _ in feats]
+        self.owners: tuple[frozenset[int], ...] = tuple(o for _, o in feats)
         self.labels: tuple[str, ...] = tuple(labels)
         self.size = len(labels)
         self.horizon = topo.horizon
