@@ -74,6 +74,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    import time
+
+    from meio.benchmark import markdown_table, run_benchmark, summary_columns, write_report
+
+    started = time.perf_counter()
+    result = run_benchmark(args.scenario, models=args.models or (), periods=args.periods, warmup=args.warmup,
+                           replications=args.replications, seed=args.seed, progress=True)
+    out = args.out or f"runs/benchmark-{result.scenario.name}"
+    files = write_report(result, out, frontier=not args.no_frontier)
+    print(markdown_table(summary_columns(result.table)))
+    for name, why in result.skipped.items():
+        print(f"skipped {name}: {why}")
+    print(f"reference: {result.reference}; report: {files['report']} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies.")
@@ -140,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_evaluate)
+
+    bm = sub.add_parser(
+        "benchmark", help="compare every applicable baseline and given PPO models on common random numbers",
+        description="Evaluate every applicable baseline and each --models run on the same seeds; write results.csv, "
+                    "results.md, plots (cost-service frontier, stock positioning, bullwhip, learning curves) and "
+                    "report.md to --out, and print the table.")
+    bm.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    bm.add_argument("--models", nargs="*", help="run folders of trained agents (meio train --run-dir)")
+    bm.add_argument("--replications", type=int, default=10, help="replications (default 10)")
+    bm.add_argument("--periods", type=int, default=10_000, help="periods per replication (default 10000)")
+    bm.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
+    bm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    bm.add_argument("--out", help="output folder (default runs/benchmark-SCENARIO)")
+    bm.add_argument("--no-frontier", action="store_true", help="skip the cost-service frontier (saves time)")
+    bm.set_defaults(func=_benchmark)
     return parser
 
 
