@@ -91,6 +91,25 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from meio.benchmark import markdown_table
+    from meio.sweep import parse_values, run_sweep, write_sweep
+
+    baselines = tuple(x.strip() for x in args.baselines.split(",")) if args.baselines else None
+    kwargs = {"baselines": baselines} if baselines else {}
+    result = run_sweep(args.scenario, args.param, parse_values(args.values), models=args.models or (),
+                       periods=args.periods, warmup=args.warmup, replications=args.replications, seed=args.seed,
+                       progress=True, **kwargs)
+    out = args.out or f"runs/sweep-{args.param.replace('/', '_')}"
+    files = write_sweep(result, out)
+    cols = [c for c in ("value", "policy", "cost_mean", "cost_ci95", "fill_rate") if c in result.table]
+    print(markdown_table(result.table[cols]))
+    for name, why in result.skipped.items():
+        print(f"skipped {name}: {why}")
+    print(f"table and plot: {files['md']}, {files['png']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies.")
@@ -172,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", help="output folder (default runs/benchmark-SCENARIO)")
     bm.add_argument("--no-frontier", action="store_true", help="skip the cost-service frontier (saves time)")
     bm.set_defaults(func=_benchmark)
+
+    sw = sub.add_parser(
+        "sweep", help="what if: change one scenario parameter over values, re-optimise and compare",
+        description="For each value of --param (a path into the scenario file such as nodes[retailer].demand.mean, "
+                    "lanes[plant->dc].lead_time or nodes[0].holding_cost), re-optimise the baselines and re-evaluate "
+                    "the given models on common random numbers; write sweep.csv, sweep.md and sweep.png.")
+    sw.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    sw.add_argument("--param", required=True, help="path of the parameter to change")
+    sw.add_argument("--values", required=True, help="comma-separated values")
+    sw.add_argument("--models", nargs="*", help="run folders of trained agents to re-evaluate")
+    sw.add_argument("--baselines", help="comma-separated baseline names (default: all that apply)")
+    sw.add_argument("--replications", type=int, default=8, help="replications (default 8)")
+    sw.add_argument("--periods", type=int, default=5000, help="periods per replication (default 5000)")
+    sw.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
+    sw.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sw.add_argument("--out", help="output folder (default runs/sweep-PARAM)")
+    sw.set_defaults(func=_sweep)
     return parser
 
 
