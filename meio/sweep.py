@@ -145,11 +145,17 @@ def write_sweep(result: SweepResult, out_dir: str | Path) -> dict[str, Path]:
         axes[0].errorbar(x, g["cost_mean"], yerr=g["cost_ci95"], marker="o", capsize=3, label=policy, color=f"C{k}")
         axes[1].plot(x, g["fill_rate"], marker="o", label=policy, color=f"C{k}")
     if level_cols:
-        best = t.loc[t.groupby("value", sort=False)["cost_mean"].idxmin()]
+        # One baseline's levels across the values (mixing echelon and installation levels would
+        # mislead): the cheapest on average among those computed at every value.
+        n_values = t["value"].nunique()
+        with_levels = t.dropna(subset=level_cols, how="all")
+        complete = with_levels.groupby("policy").filter(lambda g: len(g) == n_values)
+        chosen = complete.groupby("policy")["cost_mean"].mean().idxmin()
+        rows = complete[complete.policy == chosen]
         for k, col in enumerate(level_cols):
-            x = best["value"] if numeric else range(len(best))
-            axes[2].plot(x, best[col], marker="o", label=col.removeprefix("level_"), color=f"C{k}")
-        axes[2].set_title("levels of the cheapest baseline")
+            x = rows["value"] if numeric else range(len(rows))
+            axes[2].plot(x, rows[col], marker="o", label=col.removeprefix("level_"), color=f"C{k}")
+        axes[2].set_title(f"levels of {chosen}")
         axes[2].legend(fontsize=8)
     axes[0].set_title("cost per period (95% CI)")
     axes[1].set_title("fill rate")
