@@ -28,8 +28,27 @@ machine code, not Python.
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
 import numpy as np
+
+#: Batches of at least this many rows run the ``parallel`` compilation (rows spread over the
+#: cores); smaller ones its serial twin, which starts no threads. OpenMP threads that must be woken
+#: for every small step cost more than they save, and much more on a busy machine.
+PARALLEL_ROWS = 128
+
+
+def serial_twin(dispatcher, name: str):
+    """The same Python function compiled without ``parallel`` (``prange`` runs as ``range``).
+
+    A separate function object with its own name, so numba caches the two compilations apart.
+    """
+    f = dispatcher.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    twin.__qualname__ = name
+    twin.__doc__ = f.__doc__
+    return nb.njit(cache=True)(twin)
 
 C_HOLD, C_BACK, C_LOST, C_ORDER, C_TRANS, C_PIPE = range(6)
 #: Columns of the per-demand-node outputs: demand, filled from stock in its period, not filled.
@@ -305,6 +324,10 @@ def inventory_positions(on_hand, raw, cust_bo, owed, depth, pipe, slot_src, slot
                     slot_ip[b, s] = inbound_lane[lane] + lane_bom[lane] * net
                 else:
                     slot_ip[b, s] = node_ip[b, j]
+
+
+step_kernel_serial = serial_twin(step_kernel, "step_kernel_serial")
+inventory_positions_serial = serial_twin(inventory_positions, "inventory_positions_serial")
 
 
 @nb.njit(cache=True)

@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from envs.distributions import DemandModel
-from envs.dynamics import inventory_positions, order_up_to, step_kernel
+from envs.dynamics import (PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
+                           step_kernel, step_kernel_serial)
 from envs.scenario import Scenario, load_scenario
 from envs.topology import AGES, Topology, compile_topology
 
@@ -81,6 +82,10 @@ class Simulator:
         self._slot_ip = np.zeros((b, s))
         self._n_rand = n_rand
         self._descendants = topo.descendants()
+        parallel = n >= PARALLEL_ROWS
+        self.parallel = parallel
+        self._step_kernel = step_kernel if parallel else step_kernel_serial
+        self._positions_kernel = inventory_positions if parallel else inventory_positions_serial
         self._demand_model = DemandModel(topo.demand_specs, topo.correlation_chol)
         self._n_dis = n_dis
         self._topo_args = (
@@ -174,8 +179,8 @@ class Simulator:
             np.rint(o, out=o)
         if self.pos.max() >= self.chunk:
             self._draw(np.flatnonzero(self.pos >= self.chunk))
-        step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk, self.dis_chunk,
-                    self.pos, *self._out_args)
+        self._step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk, self.dis_chunk,
+                          self.pos, *self._out_args)
         return StepResult(orders=o, costs=self.last_costs, node_out=self.last_node_out, shipped=self.last_shipped)
 
     # ---- derived quantities -------------------------------------------------------------------
@@ -185,10 +190,10 @@ class Simulator:
         See :func:`envs.dynamics.inventory_positions`. Buffers: copy to keep them.
         """
         topo = self.topology
-        inventory_positions(self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, topo.slot_src,
-                            topo.slot_dst, topo.slot_lane, topo.lane_bom, topo.lane_is_component,
-                            topo.out_ptr, topo.out_slots, topo.in_ptr, topo.in_slots, topo.is_assembly,
-                            self._node_ip, self._slot_ip)
+        self._positions_kernel(self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe,
+                               topo.slot_src, topo.slot_dst, topo.slot_lane, topo.lane_bom, topo.lane_is_component,
+                               topo.out_ptr, topo.out_slots, topo.in_ptr, topo.in_slots, topo.is_assembly,
+                               self._node_ip, self._slot_ip)
         return self._node_ip, self._slot_ip
 
     def orders_up_to(self, targets: np.ndarray, reorder: np.ndarray | None = None) -> np.ndarray:

@@ -34,6 +34,7 @@ import math
 import numba as nb
 import numpy as np
 
+from envs.dynamics import serial_twin
 from envs.simulator import Simulator
 from envs.topology import Topology
 
@@ -88,7 +89,7 @@ class ObservationMap:
     def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
         """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
         node_ip, _ = sim.positions()
-        _observe(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim.last_node_out,
+        (_observe if sim.parallel else _observe_serial)(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim.last_node_out,
                  sim.down, sim.t,
                  self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
                  self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
@@ -186,3 +187,6 @@ class ActionMap:
     def from_orders_up_to(self, targets: np.ndarray) -> np.ndarray:
         """The action that asks for order-up-to ``targets`` (inverse map, ``order_up_to`` mode)."""
         return np.clip(2.0 * np.asarray(targets) / self.high - 1.0, -1.0, 1.0)
+
+
+_observe_serial = serial_twin(_observe, "_observe_serial")

@@ -81,7 +81,8 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = run_benchmark(args.scenario, models=args.models or (), periods=args.periods, warmup=args.warmup,
-                           replications=args.replications, seed=args.seed, progress=True)
+                           replications=args.replications, seed=args.seed, search_periods=args.search_periods,
+                           search_replications=args.search_replications, progress=True)
     out = args.out or f"runs/benchmark-{result.scenario.name}"
     files = write_report(result, out, frontier=not args.no_frontier)
     print(markdown_table(summary_columns(result.table)))
@@ -188,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--periods", type=int, default=10_000, help="periods per replication (default 10000)")
     bm.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
     bm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    bm.add_argument("--search-periods", type=int, default=1000, help="periods per search replication (default 1000)")
+    bm.add_argument("--search-replications", type=int, default=8, help="search replications (default 8)")
     bm.add_argument("--out", help="output folder (default runs/benchmark-SCENARIO)")
     bm.add_argument("--no-frontier", action="store_true", help="skip the cost-service frontier (saves time)")
     bm.set_defaults(func=_benchmark)

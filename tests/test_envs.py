@@ -174,3 +174,23 @@ def test_render_ansi_shows_every_node():
     for name in env.unwrapped.topology.node_names:
         assert name in text
     assert "cost" in text
+
+
+@pytest.mark.parametrize("name", ["general", "assembly", "beer_game"])
+def test_parallel_batches_equal_serial_rows(name):
+    """Large batches run the parallel compilation; every row must match the serial one."""
+    from envs.simulator import Simulator
+
+    big = envs.make_vec_env(name, n_envs=130, seed=7, action_mode="order_up_to")
+    small = envs.make_vec_env(name, n_envs=2, seed=7 + 128, action_mode="order_up_to")
+    assert big.sim.parallel and not small.sim.parallel
+    obs_big, obs_small = big.reset(), small.reset()
+    np.testing.assert_array_equal(obs_big[128:], obs_small)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        a = rng.uniform(-1, 1, (130, big.action_space.shape[0])).astype(np.float32)
+        ob, rb, _, _ = big.step(a)
+        os_, rs, _, _ = small.step(a[128:])
+        np.testing.assert_array_equal(ob[128:], os_)
+        np.testing.assert_array_equal(rb[128:], rs)
+    assert isinstance(big.sim, Simulator)
