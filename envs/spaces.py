@@ -14,10 +14,13 @@ feature                    per                                                  
 ``position``               node: installation inventory position                   ``mu_j (1+L_j)``
 ``last_demand``            demand node: last period's demand                       ``mu_j``
 ``outage``                 disrupted external lane: 1 while the supplier is out    1
-``periods_left``           (horizon - t) / horizon                                 1
+``periods_left``           (horizon - t mod horizon) / horizon                     1
 =========================  ======================================================  ===============
 
-``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
+``periods_left`` restarts every ``horizon`` periods: at an episode's truncation (``t = horizon``)
+it reads 1, as the continuing state would in the next episode, and a policy run for longer than
+an episode (a long-run evaluation) sees the values it was trained on, never values below ``1 /
+horizon``. ``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
 time into it, ``b`` the lane's bill-of-materials ratio.
 
 Actions are in ``[-1, 1]``, one per slot (lane and mode, in scenario order), mapped affinely to
@@ -149,7 +152,7 @@ def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, 
         for x in range(down.shape[1]):
             out[b, f] = 1.0 if down[b, x] else 0.0
             f += 1
-        out[b, f] = (horizon - t[b]) / horizon
+        out[b, f] = (horizon - t[b] % horizon) / horizon
 
 
 class ActionMap:

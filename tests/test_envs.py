@@ -102,7 +102,7 @@ def test_vec_env_follows_sb3_truncation_conventions():
         assert info["episode"]["l"] == horizon
         assert info["episode"]["r"] == pytest.approx(total[i], rel=1e-5)
         assert sum(info["episode_cost_split"].values()) == pytest.approx(-total[i], rel=1e-5)
-        assert info["terminal_observation"][-1] == pytest.approx(0.0)          # no periods left
+        assert info["terminal_observation"][-1] == pytest.approx(1.0)          # a new cycle of the horizon
     assert obs[:, -1] == pytest.approx(1.0)                                     # the new episode starts
     # a fresh episode of a row restarts from the initial state (not the seeded first one: new draws)
     np.testing.assert_array_equal(obs[:, :3], first[:, :3])
@@ -194,3 +194,19 @@ def test_parallel_batches_equal_serial_rows(name):
         np.testing.assert_array_equal(ob[128:], os_)
         np.testing.assert_array_equal(rb[128:], rs)
     assert isinstance(big.sim, Simulator)
+
+
+def test_periods_left_stays_in_its_training_range_in_long_runs():
+    from envs.simulator import Simulator
+    from envs.spaces import ObservationMap
+
+    sim = Simulator("ex61", n=2, chunk=64)
+    sim.reset(seeds=0)
+    obs_map = ObservationMap(sim.topology)
+    seen = []
+    for _ in range(3 * sim.topology.horizon + 5):
+        sim.step(np.full((2, 3), 5.0))
+        seen.append(obs_map(sim, np.zeros((2, obs_map.size), dtype=np.float32))[0, -1])
+    h = sim.topology.horizon
+    assert min(seen) == pytest.approx(1 / h) and max(seen) == pytest.approx(1.0)
+    assert seen[h - 1] == pytest.approx(1.0) and seen[h] == pytest.approx((h - 1) / h)
