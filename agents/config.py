@@ -55,6 +55,8 @@ class PPOConfig:
     n_epochs: int = 10
     #: PPO's clipping range.
     clip_range: float = 0.2
+    #: Stop an update's epochs early when the approximate KL divergence exceeds this (``null``: never).
+    target_kl: float | None = None
     #: Entropy bonus coefficient.
     ent_coef: float = 0.0
     #: Value loss coefficient.
@@ -77,7 +79,7 @@ class PPOConfig:
     #: Warm-up periods discarded in evaluations.
     eval_warmup: int = 100
     #: Evaluation replications, seeds ``eval_seed, eval_seed + 1, ...`` (fixed for the whole run).
-    eval_replications: int = 4
+    eval_replications: int = 8
     #: First evaluation seed.
     eval_seed: int = 10_000
     #: Save a checkpoint every this many environment steps (0: only at the end).
@@ -149,7 +151,8 @@ def _check(name: str, value: Any) -> Any:
         "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),
         "learning_rate": lambda: number(0.0, strict=True), "lr_schedule": lambda: choice("constant", "linear"),
         "n_steps": lambda: integer(2), "batch_size": lambda: integer(2), "n_epochs": lambda: integer(1),
-        "clip_range": lambda: number(0.0, 1.0, strict=True), "ent_coef": lambda: number(0.0),
+        "clip_range": lambda: number(0.0, 1.0, strict=True),
+        "target_kl": lambda: None if value is None else number(0.0, strict=True), "ent_coef": lambda: number(0.0),
         "vf_coef": lambda: number(0.0), "max_grad_norm": lambda: number(0.0, strict=True),
         "activation": lambda: choice("tanh", "relu"), "log_std_init": lambda: number(-20.0, 5.0),
         "total_steps": lambda: integer(1), "eval_every": lambda: integer(0), "eval_periods": lambda: integer(20),

@@ -148,6 +148,7 @@ class EvalCheckpointCallback(BaseCallback):
         self.best_cost: float | None = None
         self.next_eval = cfg.eval_every or None
         self.next_checkpoint = cfg.checkpoint_every or None
+        self.horizon = cfg.horizon or scenario.horizon
         self.eval_sim = Simulator(scenario, n=cfg.eval_replications)
         self.started = time.perf_counter()
 
@@ -169,8 +170,8 @@ class EvalCheckpointCallback(BaseCallback):
         env = self.training_env
         if isinstance(env, VecNormalize) and env.norm_obs:
             return PPOPolicy(self.model, self.cfg.action_mode, env.obs_rms.mean.copy(), env.obs_rms.var.copy(),
-                             env.clip_obs, env.epsilon, control=self.cfg.control)
-        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control)
+                             env.clip_obs, env.epsilon, control=self.cfg.control, horizon=self.horizon)
+        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control, horizon=self.horizon)
 
     def evaluate_now(self) -> float:
         cfg = self.cfg
@@ -272,6 +273,7 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
     else:
         model = PPO("MlpPolicy", env, learning_rate=lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                     n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
+                    target_kl=cfg.target_kl,
                     ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                     policy_kwargs=policy_kwargs, tensorboard_log=str(run / "tb"), seed=seed, device="cpu",
                     verbose=0)

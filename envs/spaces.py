@@ -50,7 +50,8 @@ OBS_BOUND = 1000.0
 class ObservationMap:
     """Builds observation rows from a :class:`Simulator`'s state."""
 
-    def __init__(self, topo: Topology) -> None:
+    def __init__(self, topo: Topology, horizon: int | None = None) -> None:
+        """``horizon``: the episode length ``periods_left`` counts down (default: the scenario's)."""
         n, s = topo.n_nodes, topo.n_slots
         mu = np.maximum(topo.throughput, 1e-9)
         lead_in = np.zeros(n)
@@ -84,7 +85,7 @@ class ObservationMap:
         self.owners: tuple[frozenset[int], ...] = tuple(o for _, o in feats)
         self.labels: tuple[str, ...] = tuple(labels)
         self.size = len(labels)
-        self.horizon = topo.horizon
+        self.horizon = int(horizon or topo.horizon)
         self.backorders = topo.backorders
         self.demand_nodes = topo.demand_nodes
         self.demand_scale = mu[topo.demand_nodes]
