@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job on the default scenario: a short PPO training, then every baseline and the agent
+# on common random numbers, with the report (tables and plots) under runs/demo/benchmark.
+DEMO := runs/demo
+
 demo: $(STAMP)
-	$(BIN)/meio simulate --scenario ex61 --policy base-stock --kind echelon \
-		--levels retailer=6.49,dc=12.02,plant=22.71 --periods 20000 --warmup 200 --replications 10 --seed 0
-	$(BIN)/meio baselines --scenario ex61
+	rm -rf $(DEMO)
+	$(BIN)/meio train --scenario ex61 --config default --seed 0 --run-dir $(DEMO)/ppo-ex61
+	$(BIN)/meio benchmark --scenario ex61 --models $(DEMO)/ppo-ex61 --out $(DEMO)/benchmark
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
