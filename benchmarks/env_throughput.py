@@ -87,7 +87,7 @@ def main() -> None:
     except ImportError:
         pass
     rows = []
-    header = (f"{'scenario':<15}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
+    header = (f"{'scenario':<23}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
               f"{'steps/s b=1024':>16}{'node-steps/s b=1024':>21}{'MB b=1024':>11}")
     print(header)
     print("-" * len(header))
@@ -98,7 +98,7 @@ def main() -> None:
         s1024 = vec_env(name, 1024, args.seconds)
         mem = memory_mb(name)
         rows.append((name, topo.n_nodes, s1, s1024 * topo.n_nodes, mem))
-        print(f"{name:<15}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
+        print(f"{name:<23}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
               f"{s1024 * topo.n_nodes:>21,.0f}{mem:>11.1f}", flush=True)
     print()
     print("targets: single 4-stage chain (beer_game) >= 20,000 steps/s; >= 5,000,000 node-steps/s at b=1024; "
