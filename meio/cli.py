@@ -111,6 +111,25 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+SCENARIO_HELP = "shipped scenario name (e.g. ex61) or path to a YAML file"
+
+
+def _evaluation_args(parser: argparse.ArgumentParser, periods: int, warmup: int, replications: int) -> None:
+    """--scenario, --periods, --warmup, --replications, --seed: how every command simulates."""
+    parser.add_argument("--scenario", required=True, help=SCENARIO_HELP)
+    parser.add_argument("--periods", type=int, default=periods,
+                        help=f"periods per replication after the warm-up (default {periods})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"periods discarded at the start (default {warmup})")
+    parser.add_argument("--replications", type=int, default=replications,
+                        help=f"independent copies, seeds SEED, SEED+1, ... (default {replications})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first copy (default 0)")
+
+
+def _search_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--search-periods", type=int, default=1000, help="periods per search replication (default 1000)")
+    parser.add_argument("--search-replications", type=int, default=8, help="search replications (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies.")
@@ -119,18 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate", help="run a scenario under a policy and print its KPIs",
         description="Run a scenario under a policy for --replications independent copies of --periods periods "
-                    "(after --warmup) and print cost per period with a 95%% confidence interval, its split, fill "
+                    "(after --warmup) and print cost per period with a 95% confidence interval (over replications, or from 20 batch means with one replication), its split, fill "
                     "rate, cycle service level, mean stock, turnover and order-variance ratio per node.")
-    sim.add_argument("--scenario", required=True, help="shipped scenario name (e.g. ex61) or path to a YAML file")
+    _evaluation_args(sim, periods=10_000, warmup=100, replications=1)
     sim.add_argument("--policy", choices=["base-stock"], default="base-stock", help="policy family (default: base-stock)")
     sim.add_argument("--kind", choices=["installation", "echelon"], default="installation",
                      help="base-stock positions: installation (local) or echelon (default: installation)")
     sim.add_argument("--levels", help="base-stock levels, one per node: NODE=LEVEL,NODE=LEVEL,...")
-    sim.add_argument("--periods", type=int, default=10_000, help="periods per replication after warm-up (default 10000)")
-    sim.add_argument("--warmup", type=int, default=100, help="periods discarded at the start (default 100)")
-    sim.add_argument("--replications", type=int, default=1,
-                     help="independent copies; >= 2 gives a CI over replications, 1 a CI from 20 batch means (default 1)")
-    sim.add_argument("--seed", type=int, default=0, help="seed of the first copy; copy i uses seed + i (default 0)")
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     sim.set_defaults(func=_simulate)
 
@@ -139,14 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute every applicable baseline (Clark-Scarf and Shang-Song for serial chains with "
                     "backorders, the guaranteed-service model for spanning trees, the local heuristic for any network, simulation-optimised installation and "
                     "echelon base-stock levels), print its levels and analytic cost, and simulate each on the same "
-                    "seeds (95%% CI over replications). Baselines that do not apply are listed with the reason.")
-    base.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
-    base.add_argument("--periods", type=int, default=10_000, help="evaluation periods per replication (default 10000)")
-    base.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
-    base.add_argument("--replications", type=int, default=10, help="evaluation replications (default 10)")
-    base.add_argument("--seed", type=int, default=0, help="first evaluation seed (default 0)")
-    base.add_argument("--search-periods", type=int, default=1000, help="periods per search replication (default 1000)")
-    base.add_argument("--search-replications", type=int, default=8, help="search replications (default 8)")
+                    "seeds (95% CI over replications). Baselines that do not apply are listed with the reason.")
+    _evaluation_args(base, periods=10_000, warmup=200, replications=10)
+    _search_args(base)
     base.add_argument("--only", help="comma-separated baseline names to compute (default: all)")
     base.add_argument("--json", action="store_true", help="print one JSON object keyed by baseline name")
     base.set_defaults(func=_baselines)
@@ -157,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "config (configs/ppo/NAME.yaml or a path). Logs to TensorBoard under RUN_DIR/tb, evaluates on "
                     "fixed seeds against the best applicable baseline, keeps the best model and writes checkpoints; "
                     "--resume continues an interrupted run to the same total.")
-    tr.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    tr.add_argument("--scenario", required=True, help=SCENARIO_HELP)
     tr.add_argument("--config", help="training config: shipped name or YAML path (default: built-in defaults)")
     tr.add_argument("--seed", type=int, default=0, help="seed of PPO and of the first env copy (default 0)")
     tr.add_argument("--total-steps", type=int, help="environment steps in total (overrides the config)")
@@ -170,11 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the agent of a run folder (best/, else final/, else the latest checkpoint) and print "
                     "the KPIs of meio simulate for it.")
     ev.add_argument("--model", required=True, help="run folder, or a saved agent folder")
-    ev.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
-    ev.add_argument("--periods", type=int, default=10_000, help="periods per replication (default 10000)")
-    ev.add_argument("--warmup", type=int, default=100, help="warm-up periods (default 100)")
-    ev.add_argument("--replications", type=int, default=10, help="replications (default 10)")
-    ev.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    _evaluation_args(ev, periods=10_000, warmup=100, replications=10)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_evaluate)
 
@@ -183,14 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate every applicable baseline and each --models run on the same seeds; write results.csv, "
                     "results.md, plots (cost-service frontier, stock positioning, bullwhip, learning curves) and "
                     "report.md to --out, and print the table.")
-    bm.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    _evaluation_args(bm, periods=10_000, warmup=200, replications=10)
+    _search_args(bm)
     bm.add_argument("--models", nargs="*", help="run folders of trained agents (meio train --run-dir)")
-    bm.add_argument("--replications", type=int, default=10, help="replications (default 10)")
-    bm.add_argument("--periods", type=int, default=10_000, help="periods per replication (default 10000)")
-    bm.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
-    bm.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    bm.add_argument("--search-periods", type=int, default=1000, help="periods per search replication (default 1000)")
-    bm.add_argument("--search-replications", type=int, default=8, help="search replications (default 8)")
     bm.add_argument("--out", help="output folder (default runs/benchmark-SCENARIO)")
     bm.add_argument("--no-frontier", action="store_true", help="skip the cost-service frontier (saves time)")
     bm.set_defaults(func=_benchmark)
@@ -200,15 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each value of --param (a path into the scenario file such as nodes[retailer].demand.mean, "
                     "lanes[plant->dc].lead_time or nodes[0].holding_cost), re-optimise the baselines and re-evaluate "
                     "the given models on common random numbers; write sweep.csv, sweep.md and sweep.png.")
-    sw.add_argument("--scenario", required=True, help="shipped scenario name or path to a YAML file")
+    _evaluation_args(sw, periods=5000, warmup=200, replications=8)
     sw.add_argument("--param", required=True, help="path of the parameter to change")
     sw.add_argument("--values", required=True, help="comma-separated values")
     sw.add_argument("--models", nargs="*", help="run folders of trained agents to re-evaluate")
     sw.add_argument("--baselines", help="comma-separated baseline names (default: all that apply)")
-    sw.add_argument("--replications", type=int, default=8, help="replications (default 8)")
-    sw.add_argument("--periods", type=int, default=5000, help="periods per replication (default 5000)")
-    sw.add_argument("--warmup", type=int, default=200, help="warm-up periods (default 200)")
-    sw.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sw.add_argument("--out", help="output folder (default runs/sweep-PARAM)")
     sw.set_defaults(func=_sweep)
     return parser
