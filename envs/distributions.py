@@ -27,11 +27,9 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-DemandKind = Literal["poisson", "normal", "negative_binomial", "gamma", "uniform_int", "discrete", "trace"]
 DEMAND_KINDS: tuple[str, ...] = (
     "poisson", "normal", "negative_binomial", "gamma", "uniform_int", "discrete", "trace",
 )
-LEAD_TIME_KINDS: tuple[str, ...] = ("constant", "uniform_int", "discrete")
 
 
 @dataclass(frozen=True)

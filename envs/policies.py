@@ -150,14 +150,3 @@ class BaseStockPolicy:
         orders = np.zeros((sim.n, self._topo.n_slots))
         orders[:, self._slots] = np.maximum(self._targets[..., self._slots] - echelon[:, self._node_of_slot], 0.0)
         return orders
-
-
-class ConstantOrderPolicy:
-    """The same order quantity on every slot, every period (a test and warm-up aid)."""
-
-    def __init__(self, topo: Topology, quantity: float | np.ndarray, name: str = "constant") -> None:
-        self.quantity = np.broadcast_to(np.asarray(quantity, dtype=float), (topo.n_slots,)).copy()
-        self.name = name
-
-    def act(self, sim: Simulator) -> np.ndarray:
-        return np.broadcast_to(self.quantity, (sim.n, len(self.quantity))).copy()
