@@ -96,13 +96,8 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
             found[name] = fn(sc)
         except NotApplicable as why:
             report.skipped[name] = str(why)
-    echelon_ok = True
     topo = compile_topology(sc)
-    for j, node in enumerate(topo.node_names):
-        if topo.is_assembly[j] or len({int(topo.slot_lane[s]) for s in topo.slots_into(j)}) > 1:
-            echelon_ok = False
-            echelon_reason = f"node {node!r} has several suppliers; echelon positions need one per node"
-            break
+    several = topo.node_with_several_suppliers()
     local = found.get("local") or local_levels(sc)
     cs = found.get("clark_scarf")
     starts = {
@@ -112,8 +107,8 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     for name, (kind, start) in starts.items():
         if name not in include:
             continue
-        if kind == "echelon" and not echelon_ok:
-            report.skipped[name] = echelon_reason
+        if kind == "echelon" and several is not None:
+            report.skipped[name] = f"node {several!r} has several suppliers; echelon positions need one per node"
             continue
         found[name], _ = optimise_base_stock(sc, kind, start, periods=search_periods, warmup=warmup,
                                              replications=search_replications, seed=SEARCH_SEED,

@@ -96,14 +96,10 @@ class BaseStockPolicy:
                 j = int(np.argwhere(reorder_by_node > level_by_node + 1e-12)[0][-1])
                 raise ValueError(f"reorder_points.{topo.node_names[j]}: above the order-up-to level; need s <= S")
         names = topo.node_names
-        if kind == "echelon":
-            for j, node in enumerate(names):
-                lanes_in = {int(topo.slot_lane[s]) for s in topo.slots_into(j)}
-                if topo.is_assembly[j] or len(lanes_in) > 1:
-                    raise ValueError(
-                        f"kind: echelon base-stock needs every node to have one supplier; {node!r} has several "
-                        "(use kind: installation)"
-                    )
+        several = topo.node_with_several_suppliers() if kind == "echelon" else None
+        if several is not None:
+            raise ValueError(f"kind: echelon base-stock needs every node to have one supplier; {several!r} has "
+                             "several (use kind: installation)")
         self.kind = kind
         self.levels = {n: level_by_node[..., j].tolist() for j, n in enumerate(names)}
         self.reorder_points = (None if reorder_by_node is None
@@ -117,7 +113,7 @@ class BaseStockPolicy:
 
     def _slot_values(self, topo: Topology, by_node: np.ndarray) -> np.ndarray:
         out = np.full(by_node.shape[:-1] + (topo.n_slots,), _UNUSED)
-        slots = primary_slots(topo)
+        slots = self._slots
         out[..., slots] = by_node[..., topo.slot_dst[slots]] * topo.lane_bom[topo.slot_lane[slots]]
         return out
 

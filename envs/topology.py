@@ -112,6 +112,14 @@ class Topology:
     def slots_out_of(self, j: int) -> np.ndarray:
         return self.out_slots[self.out_ptr[j]:self.out_ptr[j + 1]]
 
+    def node_with_several_suppliers(self) -> str | None:
+        """The first node (topological order) with more than one lane in, or an assembly node; ``None``
+        when every node has one supplier, as echelon positions need."""
+        for j, name in enumerate(self.node_names):
+            if self.is_assembly[j] or self.in_lane_ptr[j + 1] - self.in_lane_ptr[j] > 1:
+                return name
+        return None
+
     def descendants(self) -> np.ndarray:
         """(N, N) 0/1 matrix: ``E[j, k] = 1`` if ``k`` is ``j`` or downstream of ``j``."""
         n = self.n_nodes
