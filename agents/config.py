@@ -35,6 +35,10 @@ class PPOConfig:
     action_mode: str = "order_up_to"
     #: Episode length in periods (truncation); ``null`` keeps the scenario's horizon.
     horizon: int | None = None
+    #: Observe ``periods_left`` (the clock of the truncated training episodes). ``false`` suits
+    #: infinite-horizon tasks: SB3 bootstraps truncated episodes, so the clock carries no
+    #: information and only lets the policy's orders drift with it.
+    observe_time: bool = True
     #: Normalise observations with running statistics (SB3 ``VecNormalize``); saved with the model.
     normalize_obs: bool = True
     #: Scale rewards by a running estimate of the return's standard deviation (``VecNormalize``).
@@ -147,7 +151,7 @@ def _check(name: str, value: Any) -> Any:
         "n_envs": lambda: integer(1), "control": lambda: choice("centralised", "decentralised"),
         "action_mode": lambda: choice("order_up_to", "order_quantity"),
         "horizon": lambda: None if value is None else integer(1),
-        "normalize_obs": boolean, "normalize_reward": boolean,
+        "observe_time": boolean, "normalize_obs": boolean, "normalize_reward": boolean,
         "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),
         "learning_rate": lambda: number(0.0, strict=True), "lr_schedule": lambda: choice("constant", "linear"),
         "n_steps": lambda: integer(2), "batch_size": lambda: integer(2), "n_epochs": lambda: integer(1),

@@ -29,10 +29,11 @@ class PPOPolicy:
 
     def __init__(self, model: PPO, action_mode: str, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
                  clip_obs: float = 10.0, epsilon: float = 1e-8, name: str = "ppo",
-                 control: str = "centralised", horizon: int | None = None) -> None:
+                 control: str = "centralised", horizon: int | None = None, observe_time: bool = True) -> None:
         self.model = model
         self.control = control
         self.horizon = horizon        # the training episodes' length (periods_left counts it down)
+        self.observe_time = observe_time
         self.action_mode = action_mode
         self.obs_mean = obs_mean
         self.obs_var = obs_var
@@ -44,7 +45,7 @@ class PPOPolicy:
     def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap, NodeView | None]:
         key = id(sim.topology)
         if key not in self._maps:
-            obs_map = ObservationMap(sim.topology, horizon=self.horizon)
+            obs_map = ObservationMap(sim.topology, horizon=self.horizon, observe_time=self.observe_time)
             view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
             self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode), view)}
         return self._maps[key]
@@ -73,7 +74,8 @@ class PPOPolicy:
             "epsilon": self.epsilon}
         (folder / NORMALIZER_FILE).write_text(json.dumps(stats))
         (folder / META_FILE).write_text(json.dumps({**meta, "action_mode": self.action_mode, "control": self.control,
-                                                    "horizon": self.horizon}, indent=2))
+                                                    "horizon": self.horizon, "observe_time": self.observe_time},
+                                                   indent=2))
 
     @classmethod
     def load(cls, folder: str | Path, name: str = "ppo") -> "PPOPolicy":
@@ -85,7 +87,8 @@ class PPOPolicy:
         meta = json.loads((folder / META_FILE).read_text())
         stats = json.loads((folder / NORMALIZER_FILE).read_text())
         model = PPO.load(folder / MODEL_FILE, device="cpu")
-        extra = {"name": name, "control": meta.get("control", "centralised"), "horizon": meta.get("horizon")}
+        extra = {"name": name, "control": meta.get("control", "centralised"), "horizon": meta.get("horizon"),
+                 "observe_time": meta.get("observe_time", True)}
         if stats is None:
             return cls(model, meta["action_mode"], None, None, **extra)
         return cls(model, meta["action_mode"], np.array(stats["mean"]), np.array(stats["var"]),

@@ -170,8 +170,10 @@ class EvalCheckpointCallback(BaseCallback):
         env = self.training_env
         if isinstance(env, VecNormalize) and env.norm_obs:
             return PPOPolicy(self.model, self.cfg.action_mode, env.obs_rms.mean.copy(), env.obs_rms.var.copy(),
-                             env.clip_obs, env.epsilon, control=self.cfg.control, horizon=self.horizon)
-        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control, horizon=self.horizon)
+                             env.clip_obs, env.epsilon, control=self.cfg.control, horizon=self.horizon,
+                             observe_time=self.cfg.observe_time)
+        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control, horizon=self.horizon,
+                         observe_time=self.cfg.observe_time)
 
     def evaluate_now(self) -> float:
         cfg = self.cfg
@@ -251,9 +253,11 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
     torch.set_num_threads(cfg.torch_threads)
 
     if cfg.control == "decentralised":
-        venv = DecentralisedVecEnv(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon)
+        venv = DecentralisedVecEnv(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
+                                   observe_time=cfg.observe_time)
     else:
-        venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon)
+        venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
+                            observe_time=cfg.observe_time)
     if checkpoint is not None and (checkpoint / "vecnormalize.pkl").is_file():
         env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
     else:

@@ -2,8 +2,9 @@
 
 Per scenario (``ex61``, ``distribution``, ``lost_sales``):
 
-1. train PPO with ``configs/ppo/<scenario>.yaml`` (its full ``total_steps`` by default; ``--quick``
-   runs a short smoke test instead) and print the learning curve read from the run's
+1. train PPO with the shipped config (``default`` for ``ex61``, ``configs/ppo/<scenario>.yaml``
+   for the others, or ``--config``; its full ``total_steps`` unless ``--quick`` runs a short smoke
+   test instead) and print the learning curve read from the run's
    ``evaluations.csv`` (env steps, wall seconds, evaluation cost +- CI, gap to the run's reference);
 2. evaluate the saved agent (``best/``, which ``meio evaluate`` uses, and ``final/``) on
    ``--replications x --periods`` periods (default 10 x 10,000 = 100,000) on common random numbers
@@ -79,13 +80,14 @@ def learning_curve(run_dir: Path) -> None:
 
 
 def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
-    cfg = load_config(scenario)
+    config = args.config or ("default" if scenario == "ex61" else scenario)
+    cfg = load_config(config)
     if args.quick:
         cfg = cfg.replace(total_steps=QUICK_STEPS, eval_every=QUICK_STEPS // 3, checkpoint_every=0)
     if args.total_steps:
         cfg = cfg.replace(total_steps=args.total_steps)
     run_dir = Path(args.out) / f"{scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"\n=== {scenario}: config configs/ppo/{scenario}.yaml, {cfg.total_steps:,} env steps, "
+    print(f"\n=== {scenario}: config {config}, {cfg.total_steps:,} env steps, "
           f"seed {args.seed}, run folder {run_dir}", flush=True)
     result = train(scenario, cfg, run_dir, seed=args.seed, progress=False)
     print(f"  trained {result.steps:,} steps in {result.seconds:.0f} s "
@@ -137,6 +139,9 @@ def main() -> None:
                         help="comma-separated scenarios (default: all three)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test: {QUICK_STEPS:,} training steps instead of the config's budget")
+    parser.add_argument("--config", default=None,
+                        help="shipped config name or YAML path (default: 'default' for ex61, else the "
+                             "scenario's shipped config)")
     parser.add_argument("--total-steps", type=int, default=None, help="override the config's total_steps")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--periods", type=int, default=10_000)

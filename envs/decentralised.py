@@ -69,9 +69,9 @@ class DecentralisedVecEnv(VecEnv):
     """``n_envs`` copies of a scenario as ``n_envs * N`` node-agents sharing one policy."""
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 action_mode: str | None = None, horizon: int | None = None) -> None:
+                 action_mode: str | None = None, horizon: int | None = None, observe_time: bool = True) -> None:
         self.inner = MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, action_mode=action_mode,
-                                        horizon=horizon)
+                                        horizon=horizon, observe_time=observe_time)
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology
         self.render_mode = None

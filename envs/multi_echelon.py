@@ -73,7 +73,8 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Arguments
     ``scenario``, ``action_mode`` (default: the scenario's), ``horizon`` (default: the
-    scenario's), ``render_mode`` (``"ansi"`` or ``None``).
+    scenario's), ``render_mode`` (``"ansi"`` or ``None``), ``observe_time`` (default ``True``: the
+    last feature is ``periods_left``; ``False`` leaves it out).
 
     ## Version history
     * v0: initial version.
@@ -82,7 +83,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, scenario: str | Path | Scenario = "ex61", action_mode: str | None = None,
-                 horizon: int | None = None, render_mode: str | None = None) -> None:
+                 horizon: int | None = None, render_mode: str | None = None, observe_time: bool = True) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of {self.metadata['render_modes']} or None")
         self.scenario = resolve_scenario(scenario, horizon)
@@ -91,7 +92,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         self.topology = topo
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
-        self.observation_map = ObservationMap(topo)
+        self.observation_map = ObservationMap(topo, observe_time=observe_time)
         self.observation_space = self.observation_map.space()
         self.action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
         self.render_mode = render_mode

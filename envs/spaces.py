@@ -20,7 +20,9 @@ feature                    per                                                  
 ``periods_left`` restarts every ``horizon`` periods: at an episode's truncation (``t = horizon``)
 it reads 1, as the continuing state would in the next episode, and a policy run for longer than
 an episode (a long-run evaluation) sees the values it was trained on, never values below ``1 /
-horizon``. ``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
+horizon``. With ``observe_time=False`` the feature is left out: a policy for the infinite-horizon
+problem, whose truncated episodes are bootstrapped (SB3 does so), has no use for the clock, and
+without it the same state always gets the same order. ``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
 time into it, ``b`` the lane's bill-of-materials ratio.
 
 Actions are in ``[-1, 1]``, one per slot (lane and mode, in scenario order), mapped affinely to
@@ -50,8 +52,9 @@ OBS_BOUND = 1000.0
 class ObservationMap:
     """Builds observation rows from a :class:`Simulator`'s state."""
 
-    def __init__(self, topo: Topology, horizon: int | None = None) -> None:
-        """``horizon``: the episode length ``periods_left`` counts down (default: the scenario's)."""
+    def __init__(self, topo: Topology, horizon: int | None = None, observe_time: bool = True) -> None:
+        """``horizon``: the episode length ``periods_left`` counts down (default: the scenario's);
+        ``observe_time``: include ``periods_left`` (the last feature)."""
         n, s = topo.n_nodes, topo.n_slots
         mu = np.maximum(topo.throughput, 1e-9)
         lead_in = np.zeros(n)
@@ -80,7 +83,9 @@ class ObservationMap:
         feats += [(f"last_demand[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
         feats += [(f"outage[{lane_names[topo.slot_lane[q]]}]", frozenset({int(topo.slot_dst[q])}))
                   for q in _first_slot_per_disruption(topo)]
-        feats.append(("periods_left", every))
+        if observe_time:
+            feats.append(("periods_left", every))
+        self.observe_time = bool(observe_time)
         labels = [label for label, _ in feats]
         self.owners: tuple[frozenset[int], ...] = tuple(o for _, o in feats)
         self.labels: tuple[str, ...] = tuple(labels)
@@ -96,7 +101,7 @@ class ObservationMap:
         (_observe if sim.parallel else _observe_serial)(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim.last_node_out,
                  sim.down, sim.t,
                  self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
-                 self.demand_nodes, self.demand_scale, self.backorders, self.horizon, out)
+                 self.demand_nodes, self.demand_scale, self.backorders, self.horizon, self.observe_time, out)
         np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
         return out
 
@@ -118,7 +123,7 @@ def _first_slot_per_disruption(topo: Topology) -> list[int]:
 
 @nb.njit(cache=True, parallel=True)
 def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
-             component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, out):
+             component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, observe_time, out):
     n_batch, n_nodes = on_hand.shape
     n_slots = owed.shape[1]
     for b in nb.prange(n_batch):
@@ -153,7 +158,8 @@ def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, 
         for x in range(down.shape[1]):
             out[b, f] = 1.0 if down[b, x] else 0.0
             f += 1
-        out[b, f] = (horizon - t[b] % horizon) / horizon
+        if observe_time:
+            out[b, f] = (horizon - t[b] % horizon) / horizon
 
 
 class ActionMap:

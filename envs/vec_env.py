@@ -37,7 +37,8 @@ class MultiEchelonVecEnv(VecEnv):
     """``n_envs`` copies of a scenario in one :class:`~envs.simulator.Simulator`."""
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False) -> None:
+                 action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False,
+                 observe_time: bool = True) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
         self.scenario = resolve_scenario(scenario, horizon)
@@ -46,7 +47,7 @@ class MultiEchelonVecEnv(VecEnv):
         self.topology = topo
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
-        self.observation_map = ObservationMap(topo)
+        self.observation_map = ObservationMap(topo, observe_time=observe_time)
         self.render_mode = None
         self.step_infos = step_infos
         self.slot_names = topo.slot_names

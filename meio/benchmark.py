@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from agents.policy import PPOPolicy, find_saved_agent
+from baselines.base import Baseline
 from baselines.run import BASELINE_NAMES, run_baselines
 from envs.metrics import Evaluation, evaluate, mean_ci95
 from envs.policies import Policy
@@ -54,6 +55,16 @@ def _row(name: str, kind: str, ev: Evaluation, node_names: Sequence[str]) -> dic
     return row
 
 
+def _levels_text(b: Baseline) -> str:
+    """``"node=level; ..."`` (with ``s=`` reorder points for (s, S) rules): the policy's parameters."""
+    reorder = b.extra.get("reorder_points") or {}
+    parts = []
+    for node, level in b.levels.items():
+        s = f"s={reorder[node]:g} " if node in reorder else ""
+        parts.append(f"{node}={s}{'S=' if s else ''}{level:g}")
+    return "; ".join(parts)
+
+
 def run_benchmark(scenario: str | Path | Scenario, models: Sequence[str | Path] = (), periods: int = 10_000,
                   warmup: int = 200, replications: int = 10, seed: int = 0, baselines: Sequence[str] = BASELINE_NAMES,
                   search_periods: int = 1000, search_replications: int = 8, progress: bool = False) -> BenchmarkResult:
@@ -79,13 +90,13 @@ def run_benchmark(scenario: str | Path | Scenario, models: Sequence[str | Path] 
     for b, ev in report.results:
         evaluations[b.name] = ev
         policies[b.name] = b.policy(sim.topology)
-        rows.append(_row(b.name, b.kind, ev, node_names))
+        rows.append({**_row(b.name, b.kind, ev, node_names), "levels": _levels_text(b)})
     for label, policy in loaded.items():
         ev = evaluate(sim, policy, periods=periods, warmup=warmup, replications=replications, seed=seed,
                       progress=progress)
         evaluations[label] = ev
         policies[label] = policy
-        rows.append(_row(label, "ppo", ev, node_names))
+        rows.append({**_row(label, "ppo", ev, node_names), "levels": ""})
     if not rows:
         raise ValueError(f"scenario {sc.name}: no policy to benchmark (skipped: {report.skipped})")
     table = pd.DataFrame(rows)
@@ -179,6 +190,12 @@ def write_report(result: BenchmarkResult, out_dir: str | Path, frontier: bool = 
         "The full table (cost split, stock and order-variance ratio per node) is in `results.csv` and "
         "`results.md`.", "",
     ]
+    with_levels = table[table["levels"] != ""]
+    if len(with_levels):
+        lines += ["Levels of the base-stock policies (echelon or installation, as `kind` says; (s, S) rules "
+                  "give both):", ""]
+        lines += [f"- `{r.policy}` ({r.kind}): {r.levels}" for r in with_levels.itertuples()]
+        lines.append("")
     if result.skipped:
         lines += ["Baselines that do not apply:", ""]
         lines += [f"- `{name}`: {why}" for name, why in result.skipped.items()]

@@ -106,6 +106,21 @@ def test_saved_policy_gives_identical_actions_after_reload(run, tmp_path):
     assert find_saved_agent(run) == run / "best"
 
 
+def test_a_clockless_agent_keeps_its_observation_layout_through_save_and_reload(tmp_path):
+    cfg = PPOConfig.from_dict({**SMALL, "total_steps": 256, "eval_every": 0, "checkpoint_every": 0,
+                               "observe_time": False})
+    train("ex61", cfg, tmp_path / "r", seed=0, progress=False)
+    agent = PPOPolicy.load(tmp_path / "r" / "final")
+    assert agent.observe_time is False
+    assert agent.model.observation_space.shape == (agent.obs_mean.size,)
+    sim = Simulator("ex61", n=3)
+    sim.reset(seeds=0)
+    obs_map, _, _ = agent._for(sim)
+    assert "periods_left" not in obs_map.labels and obs_map.size == agent.obs_mean.size
+    sim.step(agent.act(sim))                      # the network accepts the clockless rows
+    assert json.loads((tmp_path / "r" / "final" / "meta.json").read_text())["observe_time"] is False
+
+
 def test_meio_evaluate_prints_the_simulate_report(run, capsys):
     code = main(["evaluate", "--model", str(run), "--scenario", "ex61", "--periods", "200", "--replications", "2",
                  "--json"])
@@ -124,6 +139,7 @@ def test_meio_evaluate_prints_the_simulate_report(run, capsys):
     ({"action_mode": "orders"}, "action_mode: 'orders' is not one of order_up_to, order_quantity"),
     ({"net_arch": [64, 0]}, "net_arch: [64, 0] is not a non-empty list of layer sizes"),
     ({"n_envs": 2, "n_steps": 8, "batch_size": 64}, "batch_size: 64 exceeds the rollout size"),
+    ({"observe_time": "no"}, "observe_time: 'no' is not true or false"),
 ])
 def test_malformed_configs_are_refused_naming_the_field(data, message):
     with pytest.raises(ConfigError) as info:

@@ -16,7 +16,7 @@ from envs.scenario import load_scenario
 from envs.simulator import Simulator
 from meio.cli import main
 
-SERIAL = ["ex61", "serial4"]
+SERIAL = ["ex61", "serial4", "beer_game_basic"]
 
 
 @pytest.mark.parametrize("name", SERIAL)

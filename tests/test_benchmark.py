@@ -55,6 +55,11 @@ def test_scenario_without_analytic_baselines_still_benchmarks_and_says_why(tmp_p
     report = files["report"].read_text()
     assert "clark_scarf" in report and "unmet demand is lost" in report
     assert pd.read_csv(files["csv"]).shape[0] == len(res.table)
+    row = res.table.set_index("policy").loc["optimised_installation"]
+    pairs = dict(part.split("=") for part in row.levels.split("; "))
+    assert sorted(pairs) == sorted(n.id for n in load_scenario("lost_sales").nodes)
+    assert all(float(v) >= 0 for v in pairs.values())
+    assert f"- `optimised_installation` (installation): {row.levels}" in report
     for key in ("stock", "bullwhip"):
         assert files[key].stat().st_size > 1000
 

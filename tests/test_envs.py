@@ -19,8 +19,8 @@ SCENARIOS = envs.list_scenarios()
 
 
 def test_shipped_scenarios_are_the_promised_ones():
-    expected = {"ex61", "beer_game", "distribution", "assembly", "general", "lost_sales", "orgym_invmgmt",
-                "disruption"}
+    expected = {"ex61", "beer_game", "beer_game_basic", "distribution", "assembly", "general", "lost_sales",
+                "orgym_invmgmt", "orgym_invmgmt_backlog", "geevers_divergent", "disruption"}
     assert expected <= set(SCENARIOS)
 
 
@@ -210,3 +210,20 @@ def test_periods_left_stays_in_its_training_range_in_long_runs():
     h = sim.topology.horizon
     assert min(seen) == pytest.approx(1 / h) and max(seen) == pytest.approx(1.0)
     assert seen[h - 1] == pytest.approx(1.0) and seen[h] == pytest.approx((h - 1) / h)
+
+
+@pytest.mark.parametrize("n_envs", [3, 130])             # serial and parallel observation kernels
+def test_observe_time_false_drops_only_the_clock(n_envs):
+    with_clock = envs.make_vec_env("general", n_envs=n_envs, seed=4)
+    clockless = envs.make_vec_env("general", n_envs=n_envs, seed=4, observe_time=False)
+    assert clockless.observation_labels == with_clock.observation_labels[:-1]
+    assert with_clock.observation_labels[-1] == "periods_left"
+    assert clockless.observation_space.shape == (with_clock.observation_space.shape[0] - 1,)
+    a, b = with_clock.reset(), clockless.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        np.testing.assert_array_equal(a[:, :-1], b)
+        act = rng.uniform(-1, 1, (n_envs, with_clock.action_space.shape[0]))
+        a, ra, _, _ = with_clock.step(act)
+        b, rb, _, _ = clockless.step(act)
+        np.testing.assert_array_equal(ra, rb)
