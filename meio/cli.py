@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "fixed seeds against the best applicable baseline, keeps the best model and writes checkpoints; "
                     "--resume continues an interrupted run to the same total.")
     tr.add_argument("--scenario", required=True, help=SCENARIO_HELP)
-    tr.add_argument("--config", help="training config: shipped name or YAML path (default: built-in defaults)")
+    tr.add_argument("--config", default="default",
+                    help="training config: shipped name (configs/ppo/NAME.yaml) or YAML path (default: default)")
     tr.add_argument("--seed", type=int, default=0, help="seed of PPO and of the first env copy (default 0)")
     tr.add_argument("--total-steps", type=int, help="environment steps in total (overrides the config)")
     tr.add_argument("--run-dir", help="output folder (default runs/SCENARIO-ppo-seedSEED)")
