@@ -39,6 +39,11 @@ class PPOConfig:
     #: infinite-horizon tasks: SB3 bootstraps truncated episodes, so the clock carries no
     #: information and only lets the policy's orders drift with it.
     observe_time: bool = True
+    #: Exploring starts: 0 starts every training episode from the scenario's initial stock; ``f > 0``
+    #: draws each node's starting on-hand stock uniformly on ``[0, f mu_j (1 + L_j)]`` (mean demand
+    #: through the node times one plus its lead time), so training visits overstocked and empty
+    #: states that a long run can reach. Evaluations always start from the scenario's state.
+    initial_stock_spread: float = 0.0
     #: Normalise observations with running statistics (SB3 ``VecNormalize``); saved with the model.
     normalize_obs: bool = True
     #: Scale rewards by a running estimate of the return's standard deviation (``VecNormalize``).
@@ -151,7 +156,7 @@ def _check(name: str, value: Any) -> Any:
         "n_envs": lambda: integer(1), "control": lambda: choice("centralised", "decentralised"),
         "action_mode": lambda: choice("order_up_to", "order_quantity"),
         "horizon": lambda: None if value is None else integer(1),
-        "observe_time": boolean, "normalize_obs": boolean, "normalize_reward": boolean,
+        "observe_time": boolean, "initial_stock_spread": lambda: number(0.0), "normalize_obs": boolean, "normalize_reward": boolean,
         "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),
         "learning_rate": lambda: number(0.0, strict=True), "lr_schedule": lambda: choice("constant", "linear"),
         "n_steps": lambda: integer(2), "batch_size": lambda: integer(2), "n_epochs": lambda: integer(1),

@@ -254,10 +254,10 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
 
     if cfg.control == "decentralised":
         venv = DecentralisedVecEnv(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                                   observe_time=cfg.observe_time)
+                                   observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
     else:
         venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                            observe_time=cfg.observe_time)
+                            observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
     if checkpoint is not None and (checkpoint / "vecnormalize.pkl").is_file():
         env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
     else:

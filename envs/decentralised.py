@@ -69,9 +69,11 @@ class DecentralisedVecEnv(VecEnv):
     """``n_envs`` copies of a scenario as ``n_envs * N`` node-agents sharing one policy."""
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 action_mode: str | None = None, horizon: int | None = None, observe_time: bool = True) -> None:
+                 action_mode: str | None = None, horizon: int | None = None, observe_time: bool = True,
+                 initial_stock_spread: float = 0.0) -> None:
         self.inner = MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, action_mode=action_mode,
-                                        horizon=horizon, observe_time=observe_time)
+                                        horizon=horizon, observe_time=observe_time,
+                                        initial_stock_spread=initial_stock_spread)
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology
         self.render_mode = None

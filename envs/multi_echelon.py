@@ -16,6 +16,13 @@ from envs.spaces import ActionMap, ObservationMap
 from envs.topology import COST_NAMES
 
 
+def check_spread(value: Any) -> float:
+    """``initial_stock_spread`` must be a number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value >= 0:
+        raise ValueError(f"initial_stock_spread: {value!r} is not a number >= 0")
+    return float(value)
+
+
 def resolve_scenario(scenario: str | Path | Scenario, horizon: int | None) -> Scenario:
     """Load ``scenario`` and apply a horizon override (``horizon`` must be an int >= 1)."""
     sc = load_scenario(scenario)
@@ -74,7 +81,9 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
     ``scenario``, ``action_mode`` (default: the scenario's), ``horizon`` (default: the
     scenario's), ``render_mode`` (``"ansi"`` or ``None``), ``observe_time`` (default ``True``: the
-    last feature is ``periods_left``; ``False`` leaves it out).
+    last feature is ``periods_left``; ``False`` leaves it out), ``initial_stock_spread`` (default 0:
+    the scenario's initial stock; ``f > 0``: exploring starts, every episode starts with on-hand
+    stock drawn uniformly on ``[0, f mu_j (1 + L_j)]`` at each node, the observation's scale).
 
     ## Version history
     * v0: initial version.
@@ -83,7 +92,8 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, scenario: str | Path | Scenario = "ex61", action_mode: str | None = None,
-                 horizon: int | None = None, render_mode: str | None = None, observe_time: bool = True) -> None:
+                 horizon: int | None = None, render_mode: str | None = None, observe_time: bool = True,
+                 initial_stock_spread: float = 0.0) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of {self.metadata['render_modes']} or None")
         self.scenario = resolve_scenario(scenario, horizon)
@@ -93,6 +103,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
         self.observation_map = ObservationMap(topo, observe_time=observe_time)
+        self.initial_stock_spread = check_spread(initial_stock_spread)
         self.observation_space = self.observation_map.space()
         self.action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)
         self.render_mode = render_mode
@@ -106,6 +117,8 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         super().reset(seed=seed)
         self.sim.rngs[0] = self.np_random
         self.sim.reset()
+        if self.initial_stock_spread:
+            self.sim.spread_initial_stock([0], self.initial_stock_spread, self.observation_map.node_scale)
         self._last = None
         return self.observation_map(self.sim, self._obs)[0].copy(), {}
 

@@ -137,6 +137,15 @@ class Simulator:
         self._draw(rows)
         self.last_node_out[rows] = 0.0
 
+    def spread_initial_stock(self, rows: Sequence[int] | np.ndarray, spread: float, scale: np.ndarray) -> None:
+        """Exploring starts: replace the on-hand stock of ``rows`` (just reset) by independent draws,
+        uniform on ``[0, spread * scale_j]`` at node ``j`` (whole units with ``integer_orders``), one
+        call per row on the row's own generator."""
+        top = spread * np.asarray(scale, dtype=float)
+        for i in np.asarray(rows, dtype=np.int64):
+            stock = self.rngs[i].uniform(0.0, 1.0, top.size) * top
+            self.on_hand[i] = np.floor(stock + 0.5) if self.topology.integer_orders else stock
+
     def _draw(self, rows: np.ndarray) -> None:
         """Draw the next block of exogenous randomness of ``rows``, from each row's period ``t``.
 

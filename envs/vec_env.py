@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from envs.multi_echelon import resolve_scenario, step_info
+from envs.multi_echelon import check_spread, resolve_scenario, step_info
 from envs.scenario import Scenario
 from envs.simulator import Simulator
 from envs.spaces import ActionMap, ObservationMap
@@ -38,7 +38,7 @@ class MultiEchelonVecEnv(VecEnv):
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
                  action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False,
-                 observe_time: bool = True) -> None:
+                 observe_time: bool = True, initial_stock_spread: float = 0.0) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
         self.scenario = resolve_scenario(scenario, horizon)
@@ -48,6 +48,7 @@ class MultiEchelonVecEnv(VecEnv):
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
         self.observation_map = ObservationMap(topo, observe_time=observe_time)
+        self.initial_stock_spread = check_spread(initial_stock_spread)
         self.render_mode = None
         self.step_infos = step_infos
         self.slot_names = topo.slot_names
@@ -71,6 +72,9 @@ class MultiEchelonVecEnv(VecEnv):
     def reset(self) -> np.ndarray:
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
         self.sim.reset(seeds=seeds)
+        if self.initial_stock_spread:
+            self.sim.spread_initial_stock(np.arange(self.num_envs), self.initial_stock_spread,
+                                          self.observation_map.node_scale)
         self._reset_seeds()
         self._reset_options()
         self._ep_return[:] = 0.0
@@ -110,6 +114,8 @@ class MultiEchelonVecEnv(VecEnv):
                 info["episode"] = {"r": returns[k], "l": lengths[k], "t": elapsed[k]}
                 info["episode_cost_split"] = dict(zip(COST_NAMES, splits[k]))
             self.sim.reset(rows=done_rows)
+            if self.initial_stock_spread:
+                self.sim.spread_initial_stock(done_rows, self.initial_stock_spread, self.observation_map.node_scale)
             self._ep_return[done_rows] = 0.0
             self._ep_costs[done_rows] = 0.0
             self._ep_start[done_rows] = now

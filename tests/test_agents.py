@@ -140,6 +140,7 @@ def test_meio_evaluate_prints_the_simulate_report(run, capsys):
     ({"net_arch": [64, 0]}, "net_arch: [64, 0] is not a non-empty list of layer sizes"),
     ({"n_envs": 2, "n_steps": 8, "batch_size": 64}, "batch_size: 64 exceeds the rollout size"),
     ({"observe_time": "no"}, "observe_time: 'no' is not true or false"),
+    ({"initial_stock_spread": -1}, "initial_stock_spread: -1 is out of range; it must be >= 0"),
 ])
 def test_malformed_configs_are_refused_naming_the_field(data, message):
     with pytest.raises(ConfigError) as info:

@@ -227,3 +227,36 @@ def test_observe_time_false_drops_only_the_clock(n_envs):
         a, ra, _, _ = with_clock.step(act)
         b, rb, _, _ = clockless.step(act)
         np.testing.assert_array_equal(ra, rb)
+
+
+def test_exploring_starts_draw_stock_per_row_and_match_the_single_env():
+    spread = 1.5
+    vec = envs.make_vec_env("distribution", n_envs=6, seed=11, initial_stock_spread=spread)
+    obs = vec.reset()
+    top = spread * vec.observation_map.node_scale
+    stock = vec.sim.on_hand.copy()
+    assert np.all(stock >= 0) and np.all(stock <= top + 0.5)
+    assert np.array_equal(stock, np.round(stock))                   # integer scenario: whole units
+    assert len({tuple(r) for r in stock}) == 6                       # every row its own draw
+    plain = envs.make_vec_env("distribution", n_envs=6, seed=11)
+    plain.reset()
+    assert not np.array_equal(stock, plain.sim.on_hand)
+    single = MultiEchelonEnv("distribution", initial_stock_spread=spread)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (2 * vec.scenario.horizon + 3, 6, vec.action_space.shape[0]))
+    o, _ = single.reset(seed=13)                                     # row 2 of the vector env
+    np.testing.assert_array_equal(o, obs[2])
+    for t, act in enumerate(actions):                                # across two automatic resets
+        obs, rew, done, infos = vec.step(act)
+        o, r, _, truncated, _ = single.step(act[2])
+        if truncated:
+            np.testing.assert_array_equal(o, infos[2]["terminal_observation"])
+            o, _ = single.reset()
+        np.testing.assert_array_equal(o, obs[2])
+        assert r == pytest.approx(rew[2])
+
+
+@pytest.mark.parametrize("value", [-0.5, "wide", True])
+def test_exploring_starts_refuse_a_bad_spread(value):
+    with pytest.raises(ValueError, match="initial_stock_spread"):
+        envs.make_vec_env("ex61", n_envs=2, initial_stock_spread=value)
