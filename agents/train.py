@@ -168,11 +168,10 @@ class EvalCheckpointCallback(BaseCallback):
 
     def policy(self) -> PPOPolicy:
         env = self.training_env
+        stats: tuple = (None, None)
         if isinstance(env, VecNormalize) and env.norm_obs:
-            return PPOPolicy(self.model, self.cfg.action_mode, env.obs_rms.mean.copy(), env.obs_rms.var.copy(),
-                             env.clip_obs, env.epsilon, control=self.cfg.control, horizon=self.horizon,
-                             observe_time=self.cfg.observe_time)
-        return PPOPolicy(self.model, self.cfg.action_mode, None, None, control=self.cfg.control, horizon=self.horizon,
+            stats = (env.obs_rms.mean.copy(), env.obs_rms.var.copy(), env.clip_obs, env.epsilon)
+        return PPOPolicy(self.model, self.cfg.action_mode, *stats, control=self.cfg.control, horizon=self.horizon,
                          observe_time=self.cfg.observe_time)
 
     def evaluate_now(self) -> float:
@@ -252,12 +251,9 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, 
                                                     sort_keys=False))
     torch.set_num_threads(cfg.torch_threads)
 
-    if cfg.control == "decentralised":
-        venv = DecentralisedVecEnv(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                                   observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
-    else:
-        venv = make_vec_env(sc, n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                            observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
+    env_kwargs = dict(n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
+                      observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
+    venv = DecentralisedVecEnv(sc, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(sc, **env_kwargs)
     if checkpoint is not None and (checkpoint / "vecnormalize.pkl").is_file():
         env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
     else:

@@ -808,18 +808,7 @@ def shang_song(lead_times: Sequence[int], echelon_holding: Sequence[float], back
     :func:`clark_scarf` and :func:`evaluate_echelon_policy`, so the costs are comparable.
 
     Args:
-        lead_times: ``L_j``, the lead time in periods of the lane into stage ``j``; ``lead_times[0]``
-            is the lane into stage 1 (may be 0), ``lead_times[-1]`` the lane from the external
-            supplier into the top stage ``N``. Integers >= 0, in the project's timing (Snyder &
-            Shen's ``l_1`` is ``lead_times[0] + 1``).
-        echelon_holding: ``h_j`` in Snyder & Shen (written ``hh_j`` here), the echelon holding cost
-            per unit and period of stage ``j`` (>= 0), stage 1 first; the local rate is
-            ``sum_{i >= j} hh_i``.
-        backorder_cost: ``p``, the cost per customer backorder per period at stage 1 (> 0).
-        demand: per-period demand spec in the project's YAML format: ``{"dist": "poisson", "mean":
-            m}``, ``{"dist": "normal" | "gamma" | "negative_binomial", "mean": m, "sd": s}``,
-            ``{"dist": "uniform_int", "low": a, "high": b}`` (inclusive) or ``{"dist": "discrete",
-            "values": [...], "probs": [...]}`` (non-negative integers). i.i.d. across periods.
+        lead_times, echelon_holding, backorder_cost, demand: as in :func:`clark_scarf`.
 
     Returns:
         :class:`SerialSolution` with ``method == "shang_song"``.
@@ -864,18 +853,7 @@ def evaluate_echelon_policy(lead_times: Sequence[int], echelon_holding: Sequence
     modified-levels correction is exact for non-negative demand only).
 
     Args:
-        lead_times: ``L_j``, the lead time in periods of the lane into stage ``j``; ``lead_times[0]``
-            is the lane into stage 1 (may be 0), ``lead_times[-1]`` the lane from the external
-            supplier into the top stage ``N``. Integers >= 0, in the project's timing (Snyder &
-            Shen's ``l_1`` is ``lead_times[0] + 1``).
-        echelon_holding: ``h_j`` in Snyder & Shen (written ``hh_j`` here), the echelon holding cost
-            per unit and period of stage ``j`` (>= 0), stage 1 first; the local rate is
-            ``sum_{i >= j} hh_i``.
-        backorder_cost: ``p``, the cost per customer backorder per period at stage 1 (> 0).
-        demand: per-period demand spec in the project's YAML format: ``{"dist": "poisson", "mean":
-            m}``, ``{"dist": "normal" | "gamma" | "negative_binomial", "mean": m, "sd": s}``,
-            ``{"dist": "uniform_int", "low": a, "high": b}`` (inclusive) or ``{"dist": "discrete",
-            "values": [...], "probs": [...]}`` (non-negative integers). i.i.d. across periods.
+        lead_times, echelon_holding, backorder_cost, demand: as in :func:`clark_scarf`.
         echelon_levels: ``S_j``, one echelon base-stock level per stage, stage 1 first.
 
     Returns:

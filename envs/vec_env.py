@@ -71,16 +71,19 @@ class MultiEchelonVecEnv(VecEnv):
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
-        self.sim.reset(seeds=seeds)
-        if self.initial_stock_spread:
-            self.sim.spread_initial_stock(np.arange(self.num_envs), self.initial_stock_spread,
-                                          self.observation_map.node_scale)
+        self._start_episodes(np.arange(self.num_envs), seeds)
         self._reset_seeds()
         self._reset_options()
         self._ep_return[:] = 0.0
         self._ep_costs[:] = 0.0
         self._ep_start[:] = time.perf_counter()
         return self.observation_map(self.sim, self._obs).copy()
+
+    def _start_episodes(self, rows: np.ndarray, seeds: Any = None) -> None:
+        """Reset ``rows`` to the scenario's initial state (with exploring starts if asked)."""
+        self.sim.reset(seeds=seeds, rows=rows)
+        if self.initial_stock_spread:
+            self.sim.spread_initial_stock(rows, self.initial_stock_spread, self.observation_map.node_scale)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
@@ -113,9 +116,7 @@ class MultiEchelonVecEnv(VecEnv):
                 info["TimeLimit.truncated"] = True
                 info["episode"] = {"r": returns[k], "l": lengths[k], "t": elapsed[k]}
                 info["episode_cost_split"] = dict(zip(COST_NAMES, splits[k]))
-            self.sim.reset(rows=done_rows)
-            if self.initial_stock_spread:
-                self.sim.spread_initial_stock(done_rows, self.initial_stock_spread, self.observation_map.node_scale)
+            self._start_episodes(done_rows)
             self._ep_return[done_rows] = 0.0
             self._ep_costs[done_rows] = 0.0
             self._ep_start[done_rows] = now
