@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+from envs.scenario import ScenarioError, read_yaml
+from envs.threads import parse_threads
 
 
 class ConfigError(ValueError):
@@ -95,6 +99,11 @@ class PPOConfig:
     checkpoint_every: int = 50_000
     #: Threads of PyTorch (1 is fastest on small machines, and stable when they are busy).
     torch_threads: int = 1
+    #: Threads of the batched environment's step (``envs.threads``): ``null`` takes ``meio train
+    #: --threads``, else the environment variable ``MEIO_THREADS``, else 1; an integer >= 1; or
+    #: ``auto`` (the cores not busy when training starts). More than one only pays for ``n_envs >= 128``
+    #: on an idle machine; on a busy one a single thread is many times faster (issue 9).
+    threads: int | str | None = None
     #: Free text: what the config is for and the budget it needs.
     description: str = ""
 
@@ -136,7 +145,12 @@ def _check(name: str, value: Any) -> Any:
     def number(lo: float, hi: float | None = None, strict: bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: {value!r} is not a number")
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:               # an integer beyond float range
+            v = math.inf
+        if not math.isfinite(v):            # NaN passes every comparison below; inf reaches torch as is
+            raise ConfigError(f"{name}: {value!r} is not a finite number")
         if v < lo or (strict and v == lo) or (hi is not None and v > hi):
             rng = f"{'>' if strict else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
             raise ConfigError(f"{name}: {value!r} is out of range; it must be {rng}")
@@ -146,6 +160,12 @@ def _check(name: str, value: Any) -> Any:
         if value not in options:
             raise ConfigError(f"{name}: {value!r} is not one of {', '.join(options)}")
         return value
+
+    def env_threads() -> int | str:
+        try:
+            return parse_threads(value, name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def boolean() -> bool:
         if not isinstance(value, bool):
@@ -168,6 +188,7 @@ def _check(name: str, value: Any) -> Any:
         "total_steps": lambda: integer(1), "eval_every": lambda: integer(0), "eval_periods": lambda: integer(20),
         "eval_warmup": lambda: integer(0), "eval_replications": lambda: integer(2), "eval_seed": lambda: integer(0),
         "checkpoint_every": lambda: integer(0), "torch_threads": lambda: integer(1),
+        "threads": lambda: None if value is None else env_threads(),
     }
     if name == "net_arch":
         if not isinstance(value, (list, tuple)) or not value or any(
@@ -201,9 +222,11 @@ def load_config(name_or_path: str | Path | None) -> PPOConfig:
                               f"shipped: {', '.join(names)}")
         path = shipped
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text(), str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    except ScenarioError as exc:                    # a key given twice: the last would silently win
+        raise ConfigError(f"config: {path}: {exc}") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"config: {path} must hold a mapping of hyper-parameters, got {type(data).__name__}")
     return PPOConfig.from_dict(data)

@@ -8,8 +8,13 @@ trained model in the same batched simulator, on the same seeds, as the baselines
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -22,6 +27,89 @@ from envs.spaces import ActionMap, ObservationMap
 MODEL_FILE = "model.zip"
 NORMALIZER_FILE = "obs_normalizer.json"
 META_FILE = "meta.json"
+#: Sizes and SHA-256 of every other file of a saved folder, written last: a folder whose files do
+#: not match it was cut short or damaged after the write.
+MANIFEST_FILE = "manifest.json"
+
+
+# ---- folders written whole or not at all -----------------------------------------------------------
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Flush every file of ``folder`` to disk, then record their sizes and SHA-256 in ``manifest.json``."""
+    files = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.name != MANIFEST_FILE:
+            _fsync(f)
+            files[f.name] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
+    _fsync(folder / MANIFEST_FILE)
+    _fsync(folder)
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why the files of ``folder`` do not match its manifest, or ``None`` when they do. A folder
+    without a manifest (saved before manifests existed) is not checked here; loading it is."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        files = json.loads(path.read_text())["files"]
+        items = [(str(k), int(v["bytes"]), str(v["sha256"])) for k, v in files.items()]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST_FILE} is unreadable"
+    for name, size, digest in items:
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, the manifest says {size} (truncated or overwritten)"
+        if _sha256(f) != digest:
+            return f"{name} does not match its SHA-256 in the manifest (damaged)"
+    return None
+
+
+@contextmanager
+def folder_written_whole(target: Path) -> Iterator[Path]:
+    """Yield an empty folder next to ``target`` to write into; on success add the manifest, flush
+    everything to disk and rename it to ``target``, so ``target`` is either the old folder or the
+    complete new one (a kill mid-write leaves only a ``.partial`` folder). An existing ``target`` is
+    replaced after the new folder is complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    try:
+        yield partial
+        write_manifest(partial)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(target, old)
+            os.rename(partial, target)
+            shutil.rmtree(old)
+        else:
+            os.rename(partial, target)
+        _fsync(target.parent)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 class PPOPolicy:
@@ -29,8 +117,10 @@ class PPOPolicy:
 
     def __init__(self, model: PPO, action_mode: str, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
                  clip_obs: float = 10.0, epsilon: float = 1e-8, name: str = "ppo",
-                 control: str = "centralised", horizon: int | None = None, observe_time: bool = True) -> None:
+                 control: str = "centralised", horizon: int | None = None, observe_time: bool = True,
+                 trained_on: str | None = None) -> None:
         self.model = model
+        self.trained_on = trained_on  # the training scenario's name, for messages
         self.control = control
         self.horizon = horizon        # the training episodes' length (periods_left counts it down)
         self.observe_time = observe_time
@@ -47,8 +137,25 @@ class PPOPolicy:
         if key not in self._maps:
             obs_map = ObservationMap(sim.topology, horizon=self.horizon, observe_time=self.observe_time)
             view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
+            self._check_fits(sim.scenario.name, *((view.size, view.act_len) if view is not None
+                                                 else (obs_map.size, sim.topology.n_slots)))
             self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode), view)}
         return self._maps[key]
+
+    def check(self, sim: Simulator) -> None:
+        """Refuse ``sim``'s scenario if its observations or actions have other sizes than the network's."""
+        self._for(sim)
+
+    def _check_fits(self, scenario: str, obs_size: int, action_size: int) -> None:
+        """Refuse a scenario whose observations or actions have other sizes than the network's."""
+        want_obs = int(np.prod(self.model.observation_space.shape))
+        want_act = int(np.prod(self.model.action_space.shape))
+        if (obs_size, action_size) != (want_obs, want_act):
+            on = f" on {self.trained_on!r}" if self.trained_on else ""
+            raise ValueError(
+                f"scenario: {scenario!r} gives observations of {obs_size} values and actions of {action_size} "
+                f"({self.control} control), but the model {self.name!r} was trained{on} with observations of "
+                f"{want_obs} and actions of {want_act}; use a scenario with the same network")
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.obs_mean is None:
@@ -67,7 +174,12 @@ class PPOPolicy:
 
     # ---- saving and loading ---------------------------------------------------------------------
     def save(self, folder: Path, meta: dict) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the agent to ``folder`` whole or not at all (see :func:`folder_written_whole`)."""
+        with folder_written_whole(folder) as tmp:
+            self.save_into(tmp, meta)
+
+    def save_into(self, folder: Path, meta: dict) -> None:
+        """Write the agent's files into an existing folder (no manifest, no atomic rename)."""
         self.model.save(folder / MODEL_FILE)
         stats = None if self.obs_mean is None else {
             "mean": self.obs_mean.tolist(), "var": self.obs_var.tolist(), "clip_obs": self.clip_obs,
@@ -84,28 +196,67 @@ class PPOPolicy:
             if not (folder / f).is_file():
                 raise FileNotFoundError(f"model: {folder} has no {f}; expected a saved agent (best/, final/ or "
                                         "checkpoints/STEP/ of a run folder)")
-        meta = json.loads((folder / META_FILE).read_text())
-        stats = json.loads((folder / NORMALIZER_FILE).read_text())
-        model = PPO.load(folder / MODEL_FILE, device="cpu")
-        extra = {"name": name, "control": meta.get("control", "centralised"), "horizon": meta.get("horizon"),
-                 "observe_time": meta.get("observe_time", True)}
-        if stats is None:
-            return cls(model, meta["action_mode"], None, None, **extra)
-        return cls(model, meta["action_mode"], np.array(stats["mean"]), np.array(stats["var"]),
-                   stats["clip_obs"], stats["epsilon"], **extra)
+        problem = manifest_problem(folder)
+        if problem is not None:
+            raise ValueError(f"model: {folder} is damaged: {problem}")
+        meta = read_json(folder / META_FILE, "model")
+        stats = read_json(folder / NORMALIZER_FILE, "model")
+        if not isinstance(meta, dict) or meta.get("action_mode") not in ("order_up_to", "order_quantity"):
+            raise ValueError(f"model: {folder / META_FILE} has no valid action_mode; it is not a saved agent's")
+        action_mode = str(meta["action_mode"])
+        try:
+            norm = None if stats is None else (np.array(stats["mean"], dtype=float),
+                                               np.array(stats["var"], dtype=float),
+                                               float(stats["clip_obs"]), float(stats["epsilon"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"model: {folder / NORMALIZER_FILE} is not a saved normaliser ({exc!r})") from None
+        model = load_model(folder / MODEL_FILE)
+        extra: dict[str, Any] = {"name": name, "control": meta.get("control", "centralised"),
+                                 "horizon": meta.get("horizon"), "observe_time": meta.get("observe_time", True),
+                                 "trained_on": meta.get("scenario")}
+        if norm is None:
+            return cls(model, action_mode, None, None, **extra)
+        return cls(model, action_mode, *norm, **extra)
+
+
+def read_json(path: Path, field: str) -> Any:
+    """A JSON file's content; unreadable JSON is refused naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{field}: {path} is not valid JSON ({exc})") from None
+
+
+def load_model(path: Path, **kwargs: Any) -> PPO:
+    """Load an SB3 PPO zip; a file that is not one is refused naming it. The training schedules are
+    replaced (prediction needs none, and ``agents.train`` passes its own), so no pickled code runs."""
+    custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, **kwargs.pop("custom_objects", {})}
+    try:
+        return PPO.load(path, device="cpu", custom_objects=custom, **kwargs)
+    except Exception as exc:    # zipfile, pickle and torch raise many kinds for a damaged file
+        raise ValueError(f"model: {path} is not a readable SB3 model ({type(exc).__name__}: {exc})") from None
+
+
+def checkpoint_steps(run_dir: Path) -> list[Path]:
+    """The checkpoint folders ``checkpoints/STEP/`` of a run, oldest first (other names ignored)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
 
 
 def find_saved_agent(run_dir: str | Path) -> Path:
     """The agent to use from a run folder: ``best/`` if present, else ``final/``, else the latest
     checkpoint; a folder that is itself a saved agent is returned as is."""
     run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"model: {run} is a file; expected a run folder or a saved agent folder")
     if (run / MODEL_FILE).is_file():
         return run
     for sub in ("best", "final"):
         if (run / sub / MODEL_FILE).is_file():
             return run / sub
-    checkpoints = sorted((run / "checkpoints").glob("*/" + MODEL_FILE), key=lambda p: int(p.parent.name)) \
-        if (run / "checkpoints").is_dir() else []
+    checkpoints = [p for p in checkpoint_steps(run) if (p / MODEL_FILE).is_file()]
     if checkpoints:
-        return checkpoints[-1].parent
+        return checkpoints[-1]
     raise FileNotFoundError(f"model: no saved agent in {run} (looked for best/, final/ and checkpoints/)")

@@ -2,8 +2,8 @@
 
 Reads top to bottom (after cleanrl's single-file style, with SB3 holding the loop):
 
-1. resolve the config and the run folder; write ``config.yaml`` (the resolved config, scenario and
-   seed) into it;
+1. resolve the config and the run folder (with ``resume``: read and check the run's own
+   ``config.yaml`` and its newest sound checkpoint before writing anything);
 2. seed everything in one place: the batched env's rows get ``seed, seed+1, ...`` (SB3's
    convention), PyTorch and SB3 get ``seed``;
 3. build the batched ``VecEnv`` with ``VecNormalize`` (observation statistics, optional reward
@@ -12,21 +12,38 @@ Reads top to bottom (after cleanrl's single-file style, with SB3 holding the loo
    ``eval/baseline_cost`` of the run;
 5. ``learn`` with callbacks that log costs, service and stock to TensorBoard, evaluate on fixed
    seeds (``eval/cost``, ``eval/gap_pct``), keep the best model and write checkpoints; with
-   ``resume``, continue from the latest checkpoint to the same total.
+   ``resume``, continue from the newest sound checkpoint to the run's total.
+
+PPO learns in whole rollouts of ``R = n_steps * num_envs`` steps, so the total, the evaluation and
+the checkpoint intervals round up to multiples of ``R`` (said once at the start). Evaluations and
+checkpoints happen between rollouts, after the update, so a checkpoint at step ``s`` is exactly the
+state of training after ``s`` steps, and resuming from it repeats no update and skips none.
+
+Every saved folder (checkpoints, ``best/``, ``final/``) is written whole or not at all: into a
+``.partial`` folder, flushed, a ``manifest.json`` of sizes and SHA-256 written last, then renamed
+(:func:`agents.policy.folder_written_whole`). A run killed at any moment (SIGKILL included) resumes
+from its newest sound checkpoint and loses at most one checkpoint interval; a damaged checkpoint is
+reported, set aside as ``checkpoints/STEP.damaged``, and the one before it used.
 
 Run folder layout: ``config.yaml``, ``tb/`` (TensorBoard), ``checkpoints/STEP/``, ``best/``,
-``final/`` (each a saved agent: ``model.zip``, ``obs_normalizer.json``, ``meta.json``), ``vecnormalize.pkl``
-inside each checkpoint for resuming, and ``evaluations.csv``.
+``final/`` (each a saved agent: ``model.zip``, ``obs_normalizer.json``, ``meta.json``,
+``manifest.json``), ``vecnormalize.pkl`` and ``state.json`` inside each checkpoint for resuming, and
+``evaluations.csv``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import pickle
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,17 +51,30 @@ import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam
+from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.config import PPOConfig
-from agents.policy import PPOPolicy
+from agents.config import ConfigError, PPOConfig
+from agents.policy import (MODEL_FILE, PPOPolicy, checkpoint_steps, folder_written_whole, load_model,
+                           manifest_problem, read_json)
 from baselines.base import NotApplicable
 from envs.decentralised import DecentralisedVecEnv
 from envs.metrics import evaluate
-from envs.scenario import Scenario, load_scenario
+from envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
 from envs.simulator import Simulator
 from envs.topology import COST_NAMES
 from envs.vec_env import MultiEchelonVecEnv, make_vec_env
+
+#: Files a checkpoint holds besides the saved agent's.
+VECNORM_FILE = "vecnormalize.pkl"
+STATE_FILE = "state.json"
+#: Config fields a resumed run may change: they change speed or bookkeeping, never what is learnt.
+RESUMABLE_CHANGES = ("total_steps", "threads", "torch_threads", "description")
+
+#: Called after each part of a checkpoint is written, with the ``.partial`` folder and the part's
+#: file name (the manifest and the rename follow the last part). ``None`` in normal use; the
+#: tests set it to kill the process in the middle of a checkpoint write.
+checkpoint_write_hook: Callable[[Path, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,30 @@ class TrainResult:
     baseline_name: str | None
     baseline_cost: float | None
     seconds: float
+    #: Environment steps learnt by this call (0: a resumed run that had nothing left to do).
+    steps_this_call: int = 0
+
+
+class LinearDecay:
+    """Learning rate ``alpha(p) = alpha_0 max(p, 0)`` of SB3's progress remaining ``p``
+    (``1 - t / T``: 1 at the start, 0 at the total ``T``). SB3 updates after a rollout ends, so
+    ``t`` may pass ``T`` (a total that is no whole number of rollouts, a checkpoint of an older
+    version taken mid-rollout); the clamp keeps the rate at 0 there instead of negative. A class,
+    not a closure, so the model's zip pickles it by reference."""
+
+    def __init__(self, start: float) -> None:
+        self.start = float(start)
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.start * max(float(progress_remaining), 0.0)
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _round_up(steps: int, rollout: int) -> int:
+    return -(-steps // rollout) * rollout
 
 
 def _base_env(env: Any) -> MultiEchelonVecEnv:
@@ -67,7 +121,8 @@ def _base_env(env: Any) -> MultiEchelonVecEnv:
 
 def best_baseline(scenario: Scenario, cfg: PPOConfig, progress: bool = False) -> tuple[str | None, float | None]:
     """The cheapest applicable baseline's cost on the evaluation seeds: Clark-Scarf where it is
-    exact, otherwise the simulation-optimised installation base-stock policy."""
+    exact, otherwise the cheapest simulation-optimised policy (installation base-stock, (s, S), and
+    on nodes with several suppliers or modes dual-index, tailored base-surge and fixed split)."""
     from baselines.analytic import clark_scarf_baseline
     from baselines.run import run_baselines
 
@@ -81,7 +136,8 @@ def best_baseline(scenario: Scenario, cfg: PPOConfig, progress: bool = False) ->
         pass
     report = run_baselines(scenario, periods=cfg.eval_periods, warmup=cfg.eval_warmup,
                            replications=cfg.eval_replications, seed=cfg.eval_seed,
-                           include=("local", "optimised_installation", "optimised_s_S"), progress=progress)
+                           include=("local", "optimised_installation", "optimised_s_S", "dual_index",
+                                    "tailored_base_surge", "fixed_split"), progress=progress)
     if not report.results:
         return None, None
     b, ev = min(report.results, key=lambda r: r[1].cost_mean)
@@ -138,19 +194,27 @@ class MetricsCallback(BaseCallback):
 
 
 class EvalCheckpointCallback(BaseCallback):
-    """Evaluates on fixed seeds, keeps the best model, writes checkpoints, and logs hyper-parameters."""
+    """Evaluates on fixed seeds, keeps the best model, writes checkpoints, and logs hyper-parameters.
+
+    Both happen between rollouts (at the start of the next one, after the update), at the first
+    step count at or past each multiple of ``eval_every`` / ``checkpoint_every`` (multiples of the
+    rollout size, see the module docstring).
+    """
 
     def __init__(self, run_dir: Path, cfg: PPOConfig, scenario: Scenario, meta: dict,
-                 baseline: tuple[str | None, float | None]) -> None:
+                 baseline: tuple[str | None, float | None], eval_every: int, checkpoint_every: int) -> None:
         super().__init__()
         self.run_dir, self.cfg, self.scenario, self.meta = run_dir, cfg, scenario, meta
         self.baseline_name, self.baseline_cost = baseline
         self.best_cost: float | None = None
-        self.next_eval = cfg.eval_every or None
-        self.next_checkpoint = cfg.checkpoint_every or None
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.horizon = cfg.horizon or scenario.horizon
-        self.eval_sim = Simulator(scenario, n=cfg.eval_replications)
+        self.eval_sim = Simulator(scenario, n=cfg.eval_replications, threads=cfg.threads)
         self.started = time.perf_counter()
+
+    @staticmethod
+    def _next(every: int, steps: int) -> int | None:
+        return (steps // every + 1) * every if every else None
 
     def _on_training_start(self) -> None:
         cfg = self.cfg
@@ -159,12 +223,8 @@ class EvalCheckpointCallback(BaseCallback):
                            exclude=("stdout", "log", "json", "csv"))
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
         self.logger.record("hparams", HParam(hparams, {"eval/cost": 0.0}), exclude=("stdout", "log", "json", "csv"))
-        if self.next_eval is not None:
-            while self.next_eval <= self.num_timesteps:
-                self.next_eval += self.cfg.eval_every
-        if self.next_checkpoint is not None:
-            while self.next_checkpoint <= self.num_timesteps:
-                self.next_checkpoint += self.cfg.checkpoint_every
+        self.next_eval = self._next(self.eval_every, self.num_timesteps)
+        self.next_checkpoint = self._next(self.checkpoint_every, self.num_timesteps)
 
     def policy(self) -> PPOPolicy:
         env = self.training_env
@@ -172,7 +232,7 @@ class EvalCheckpointCallback(BaseCallback):
         if isinstance(env, VecNormalize) and env.norm_obs:
             stats = (env.obs_rms.mean.copy(), env.obs_rms.var.copy(), env.clip_obs, env.epsilon)
         return PPOPolicy(self.model, self.cfg.action_mode, *stats, control=self.cfg.control, horizon=self.horizon,
-                         observe_time=self.cfg.observe_time)
+                         observe_time=self.cfg.observe_time, trained_on=self.scenario.name)
 
     def evaluate_now(self) -> float:
         cfg = self.cfg
@@ -191,7 +251,7 @@ class EvalCheckpointCallback(BaseCallback):
         with path.open("a", newline="") as fh:
             w = csv.writer(fh)
             if new:
-                w.writerow(["steps", "seconds", "cost", "cost_ci95", "fill_rate", "baseline", "baseline_cost", "gap_pct"])
+                w.writerow(EVAL_COLUMNS)
             w.writerow([self.num_timesteps, round(time.perf_counter() - self.started, 2), result.cost_mean,
                         result.cost_ci95, result.fill_rate["network"], self.baseline_name, self.baseline_cost, gap])
         if self.best_cost is None or result.cost_mean < self.best_cost:
@@ -201,99 +261,397 @@ class EvalCheckpointCallback(BaseCallback):
         return result.cost_mean
 
     def save_checkpoint(self) -> None:
-        folder = self.run_dir / "checkpoints" / str(self.num_timesteps)
-        self.policy().save(folder, {**self.meta, "steps": self.num_timesteps})
+        """Write ``checkpoints/STEP/`` whole or not at all; the previous checkpoints stay."""
+        steps = self.num_timesteps
         env = self.training_env
-        if isinstance(env, VecNormalize):
-            env.save(str(folder / "vecnormalize.pkl"))
         base = _base_env(env)
-        state = {"steps": self.num_timesteps, "best_eval_cost": self.best_cost,
+        state = {"steps": steps, "best_eval_cost": self.best_cost,
+                 "baseline": [self.baseline_name, self.baseline_cost],
                  "torch_rng": torch.get_rng_state().tolist(),
                  "env_rngs": [r.bit_generator.state for r in base.sim.rngs]}
-        (folder / "state.json").write_text(json.dumps(state))
+        with folder_written_whole(self.run_dir / "checkpoints" / str(steps)) as folder:
+            self.policy().save_into(folder, {**self.meta, "steps": steps})
+            _part_written(folder, MODEL_FILE)
+            env.save(str(folder / VECNORM_FILE))
+            _part_written(folder, VECNORM_FILE)
+            (folder / STATE_FILE).write_text(json.dumps(state))
+            _part_written(folder, STATE_FILE)
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        self.num_timesteps = self.model.num_timesteps       # SB3 updates it only in on_step
         if self.next_eval is not None and self.num_timesteps >= self.next_eval:
             self.evaluate_now()
-            self.next_eval += self.cfg.eval_every
+            self.next_eval = self._next(self.eval_every, self.num_timesteps)
         if self.next_checkpoint is not None and self.num_timesteps >= self.next_checkpoint:
             self.save_checkpoint()
-            self.next_checkpoint += self.cfg.checkpoint_every
+            self.next_checkpoint = self._next(self.checkpoint_every, self.num_timesteps)
+
+    def _on_step(self) -> bool:
         return True
 
 
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
+EVAL_COLUMNS = ["steps", "seconds", "cost", "cost_ci95", "fill_rate", "baseline", "baseline_cost", "gap_pct"]
+
+
+def _part_written(folder: Path, part: str) -> None:
+    if checkpoint_write_hook is not None:
+        checkpoint_write_hook(folder, part)
+
+
+# ---- reading a run folder back ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SavedRun:
+    """A run folder's ``config.yaml``: scenario name, seed and config."""
+
+    scenario: str
+    seed: int
+    cfg: PPOConfig
+
+
+def read_run_config(run: Path) -> SavedRun:
+    """Read and check ``RUN/config.yaml``; :class:`ConfigError` names the file and the field."""
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {run} has no config.yaml; it is not a run folder")
+    try:
+        data = read_yaml(path.read_text(), str(path))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except ScenarioError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with scenario, seed and config, got {type(data).__name__}")
+    for key in ("scenario", "seed", "config"):
+        if key not in data:
+            raise ConfigError(f"{path}: {key}: missing; a run's config.yaml holds scenario, seed and config")
+    seed = data["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{path}: seed: {seed!r} is not an integer >= 0")
+    if not isinstance(data["config"], dict):
+        raise ConfigError(f"{path}: config: expected a mapping of hyper-parameters, got {data['config']!r}")
+    try:
+        cfg = PPOConfig.from_dict(data["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: config.{exc}") from None
+    return SavedRun(str(data["scenario"]), seed, cfg)
+
+
+def _write_run_config(run: Path, scenario: str, seed: int, cfg: PPOConfig) -> None:
+    """Write ``config.yaml`` through a temporary file and a rename: the old one or the new one."""
+    text = yaml.safe_dump({"scenario": scenario, "seed": seed, "config": cfg.to_dict()}, sort_keys=False)
+    tmp = run / f".config.yaml.partial-{os.getpid()}"
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run / "config.yaml")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint that passed every check, loaded (the model without its environment yet)."""
+
+    folder: Path
+    steps: int
+    state: dict
+    model: PPO
+    vecnormalize: VecNormalize
+
+
+def _load_checkpoint(folder: Path, learning_rate: float | LinearDecay, tb: Path) -> Checkpoint | str:
+    """The loaded checkpoint, or why it cannot be used."""
+    for f in (MODEL_FILE, VECNORM_FILE, STATE_FILE):
+        if not (folder / f).is_file():
+            return f"{f} is missing"
+    problem = manifest_problem(folder)
+    if problem is not None:
+        return problem
+    try:
+        state = read_json(folder / STATE_FILE, "checkpoint")
+        steps = int(state["steps"])
+        missing = [k for k in ("torch_rng", "env_rngs") if k not in state]
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{STATE_FILE} is unreadable ({exc})"
+    if missing:
+        return f"{STATE_FILE} lacks {', '.join(missing)}"
+    if steps != int(folder.name):
+        return f"{STATE_FILE} says {steps} steps, the folder's name {folder.name}"
+    try:
+        with (folder / VECNORM_FILE).open("rb") as fh:
+            vecnormalize = pickle.load(fh)
+    except Exception as exc:     # pickle raises many kinds for a damaged file
+        return f"{VECNORM_FILE} is unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(vecnormalize, VecNormalize):
+        return f"{VECNORM_FILE} holds a {type(vecnormalize).__name__}, not a VecNormalize"
+    try:
+        model = load_model(folder / MODEL_FILE, custom_objects={"learning_rate": learning_rate},
+                           tensorboard_log=str(tb))
+    except ValueError as exc:
+        return str(exc)
+    return Checkpoint(folder, steps, state, model, vecnormalize)
+
+
+def _newest_sound_checkpoint(run: Path, learning_rate: float | LinearDecay
+                             ) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that passes every check, and the newer ones that failed (each reported)."""
+    folder = run / "checkpoints"
+    for partial in sorted(folder.glob(".*.partial-*")) if folder.is_dir() else []:
+        _note(f"resume: skipped {partial}: an incomplete checkpoint write (the run was stopped during it)")
+    damaged: list[tuple[Path, str]] = []
+    for candidate in reversed(checkpoint_steps(run)):
+        loaded = _load_checkpoint(candidate, learning_rate, run / "tb")
+        if isinstance(loaded, Checkpoint):
+            return loaded, damaged
+        _note(f"resume: skipped checkpoint {candidate}: {loaded}")
+        damaged.append((candidate, loaded))
+    return None, damaged
+
+
+def _set_aside(run: Path, damaged: list[tuple[Path, str]]) -> None:
+    """Move damaged checkpoints to ``STEP.damaged`` (kept for inspection, out of the way of the new
+    checkpoint at that step), delete incomplete writes, and put back a ``best/`` or ``final/`` whose
+    replacement was cut between its two renames."""
+    for folder, _ in damaged:
+        target = folder.with_name(folder.name + ".damaged")
+        k = 1
+        while target.exists():
+            k += 1
+            target = folder.with_name(f"{folder.name}.damaged-{k}")
+        os.rename(folder, target)
+    for name in ("best", "final"):          # a kill between the two renames of a replacement
+        old = sorted(run.glob(f".{name}.old-*"))
+        if old and not (run / name).exists():
+            os.rename(old.pop(), run / name)
+        for folder in old:
+            shutil.rmtree(folder, ignore_errors=True)
+    for partial in [*run.glob(".*.partial-*"), *run.glob("checkpoints/.*.partial-*")]:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink()
+
+
+def _trim_evaluations(run: Path, steps: int) -> None:
+    """Drop the rows of ``evaluations.csv`` past ``steps``: that stretch of training is redone."""
+    path = run / "evaluations.csv"
+    if not path.is_file():
+        return
+    rows = list(csv.reader(path.read_text().splitlines()))
+    keep = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= steps]
+    if len(keep) == len(rows) - 1:
+        return
+    tmp = path.with_name(f".evaluations.csv.partial-{os.getpid()}")
+    with tmp.open("w", newline="") as fh:
+        csv.writer(fh).writerows([rows[0], *keep])
+    os.replace(tmp, path)
+
+
+def _best_saved_cost(run: Path) -> float | None:
+    """The evaluation cost recorded in a sound ``best/``, if any."""
+    best = run / "best"
+    if not (best / MODEL_FILE).is_file() or manifest_problem(best) is not None:
         return None
-    done = sorted((p for p in folder.iterdir() if (p / "state.json").is_file()), key=lambda p: int(p.name))
-    return done[-1] if done else None
+    try:
+        cost = json.loads((best / "meta.json").read_text()).get("eval_cost")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None
 
 
-def train(scenario: str | Path | Scenario, cfg: PPOConfig, run_dir: str | Path, seed: int = 0,
-          resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or, with ``resume``, continue training) a PPO agent; see the module docstring."""
+def _best_cost(run: Path, checkpoint: Checkpoint) -> float | None:
+    """The best evaluation so far: the checkpoint's, or ``best/``'s if lower (an evaluation after
+    the checkpoint, in the stretch that is trained again, may have saved a better agent there)."""
+    stored = checkpoint.state.get("best_eval_cost")
+    costs = [c for c in (stored if isinstance(stored, (int, float)) else None, _best_saved_cost(run))
+             if c is not None]
+    return min(costs) if costs else None
+
+
+def _stored_baseline(checkpoint: Checkpoint) -> tuple[str | None, float | None]:
+    """The baseline a checkpoint recorded (checkpoints before this field: none, recompute it)."""
+    stored = checkpoint.state.get("baseline")
+    if isinstance(stored, list) and len(stored) == 2 and stored[1] is not None:
+        return stored[0], float(stored[1])
+    return None, None
+
+
+def _sound_final(run: Path, steps: int) -> bool:
+    final = run / "final"
+    if not (final / MODEL_FILE).is_file() or manifest_problem(final) is not None:
+        return False
+    try:
+        return int(json.loads((final / "meta.json").read_text())["steps"]) == steps
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _resolve_resume(run: Path, cfg: PPOConfig | None, total_steps: int | None,
+                    threads: int | str | None) -> tuple[SavedRun, PPOConfig]:
+    saved = read_run_config(run)
+    if cfg is not None:
+        differ = [f"{k} ({getattr(saved.cfg, k)!r} saved, {getattr(cfg, k)!r} given)"
+                  for k in saved.cfg.to_dict() if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved.cfg, k)]
+        if differ:
+            raise ConfigError(f"--resume: the config differs from the run's {run / 'config.yaml'} in "
+                              f"{', '.join(differ)}; a run resumes with its own settings (only "
+                              f"{', '.join(RESUMABLE_CHANGES)} may change): drop --config, or start a new run")
+        new = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
+    else:
+        new = {}
+    if total_steps is not None:
+        new["total_steps"] = total_steps
+    if threads is not None:
+        new["threads"] = threads     # threads change speed, never results: the caller's choice holds
+    return saved, saved.cfg.replace(**new)
+
+
+def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str | Path, seed: int = 0,
+          resume: bool = False, progress: bool = True, total_steps: int | None = None,
+          threads: int | str | None = None) -> TrainResult:
+    """Train (or, with ``resume``, continue training) a PPO agent; see the module docstring.
+
+    Args:
+        scenario: the scenario to train on (with ``resume``, one of the same network as the run's).
+        cfg: the hyper-parameters; with ``resume``, ``None`` takes the run's own ``config.yaml``, and a
+            config given must agree with it except in :data:`RESUMABLE_CHANGES`.
+        run_dir: the run folder: new or empty, or with ``resume`` an existing run.
+        seed: seed of PPO and of the first env copy (with ``resume``, the run's seed holds).
+        resume: continue the run in ``run_dir`` from its newest sound checkpoint.
+        progress: show SB3's progress bar.
+        total_steps: with ``resume``, the new total (default: the run's own, or ``cfg``'s).
+        threads: with ``resume``, the environment's threads for this session (``envs.threads``).
+    """
     started = time.perf_counter()
-    sc = load_scenario(scenario)
     run = Path(run_dir)
-    checkpoint = _latest_checkpoint(run) if resume else None
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"--run-dir: {run} is a file; a run folder is a directory")
     if resume:
-        if not (run / "config.yaml").is_file():
-            raise FileNotFoundError(f"--resume: {run} has no config.yaml; it is not a run folder")
-        saved = yaml.safe_load((run / "config.yaml").read_text())
-        cfg = PPOConfig.from_dict(saved["config"]).replace(total_steps=cfg.total_steps)
-        seed = saved["seed"]
-    elif run.exists() and any(run.iterdir()):
-        raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
-    run.mkdir(parents=True, exist_ok=True)
-    meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
-    (run / "config.yaml").write_text(yaml.safe_dump({"scenario": sc.name, "seed": seed, "config": cfg.to_dict()},
-                                                    sort_keys=False))
+        saved, cfg = _resolve_resume(run, cfg, total_steps, threads)
+        seed = saved.seed
+    else:
+        if cfg is None:
+            raise ConfigError("config: a new run needs a config (None is only for resuming)")
+        if run.exists() and any(run.iterdir()):
+            raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
+    sc = load_scenario(scenario)
     torch.set_num_threads(cfg.torch_threads)
 
     env_kwargs = dict(n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                      observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread)
+                      observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread,
+                      threads=cfg.threads)
     venv = DecentralisedVecEnv(sc, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(sc, **env_kwargs)
-    if checkpoint is not None and (checkpoint / "vecnormalize.pkl").is_file():
-        env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
-    else:
-        env = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
-    lr = cfg.learning_rate if cfg.lr_schedule == "constant" else (lambda frac: cfg.learning_rate * frac)
-    policy_kwargs = {"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},
-                     "activation_fn": torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU,
-                     "log_std_init": cfg.log_std_init}
+    rollout = cfg.n_steps * venv.num_envs
+    total = _round_up(cfg.total_steps, rollout)
+    eval_every, checkpoint_every = _round_up(cfg.eval_every, rollout), _round_up(cfg.checkpoint_every, rollout)
+    lr = cfg.learning_rate if cfg.lr_schedule == "constant" else LinearDecay(cfg.learning_rate)
+
+    checkpoint: Checkpoint | None = None
+    damaged: list[tuple[Path, str]] = []
+    if resume:
+        checkpoint, damaged = _newest_sound_checkpoint(run, lr)
+        if checkpoint is None and damaged:
+            reasons = "; ".join(f"{folder.name}: {why}" for folder, why in damaged)
+            raise ValueError(f"--resume: no checkpoint of {run} can be used ({reasons}); its training state is "
+                             "lost: start a new run, or remove checkpoints/ to train this one again from step 0")
+        if checkpoint is not None:
+            model_obs, env_obs = checkpoint.model.observation_space.shape, venv.observation_space.shape
+            model_act, env_act = checkpoint.model.action_space.shape, venv.action_space.shape
+            if (model_obs, model_act) != (env_obs, env_act):
+                raise ValueError(
+                    f"--scenario: {sc.name!r} gives observations of {env_obs[0]} values and actions of {env_act[0]} "
+                    f"({cfg.control} control), but the run {run} was trained on {saved.scenario!r} with "
+                    f"observations of {model_obs[0]} and actions of {model_act[0]}; resume it on its own scenario")
+    done = checkpoint.steps if checkpoint is not None else 0
+    meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
+    if resume and checkpoint is not None and done >= total:
+        return _finish_resumed(run, cfg, sc, meta, checkpoint, venv, eval_every, checkpoint_every, started)
+
+    if total != cfg.total_steps:
+        print(f"total_steps {cfg.total_steps:,} rounds up to {total:,} = {total // rollout} rollouts of "
+              f"{rollout:,} steps (n_steps {cfg.n_steps} x {venv.num_envs} envs)", flush=True)
+    for name, asked, used in (("eval_every", cfg.eval_every, eval_every),
+                              ("checkpoint_every", cfg.checkpoint_every, checkpoint_every)):
+        if asked != used:
+            print(f"{name} {asked:,} rounds up to {used:,} (whole rollouts)", flush=True)
+
     if checkpoint is not None:
-        model = PPO.load(checkpoint / "model.zip", env=env, device="cpu", tensorboard_log=str(run / "tb"))
-        state = json.loads((checkpoint / "state.json").read_text())
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        for rng, st in zip(_base_env(venv).sim.rngs, state["env_rngs"]):
+        env = checkpoint.vecnormalize
+        env.set_venv(venv)
+        model = checkpoint.model
+        model.set_env(env)
+        torch.set_rng_state(torch.tensor(checkpoint.state["torch_rng"], dtype=torch.uint8))
+        for rng, st in zip(_base_env(venv).sim.rngs, checkpoint.state["env_rngs"]):
             if rng is not None:
                 rng.bit_generator.state = st
-        done = int(state["steps"])
     else:
+        env = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
+        policy_kwargs = {"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},
+                         "activation_fn": torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU,
+                         "log_std_init": cfg.log_std_init}
         model = PPO("MlpPolicy", env, learning_rate=lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                     n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
                     target_kl=cfg.target_kl,
                     ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                     policy_kwargs=policy_kwargs, tensorboard_log=str(run / "tb"), seed=seed, device="cpu",
                     verbose=0)
-        done = 0
 
-    baseline = best_baseline(sc, cfg)
-    evaluator = EvalCheckpointCallback(run, cfg, sc, meta, baseline)
+    # everything is checked: from here on the run folder changes
+    run.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _set_aside(run, damaged)
+        _trim_evaluations(run, done)
+        _note(f"resume: continuing {run} from step {done:,}" +
+              (f" (checkpoint {checkpoint.folder.name})" if checkpoint is not None else " (no checkpoint yet)") +
+              f" to {total:,}")
+    _write_run_config(run, sc.name, seed, cfg)
+
+    baseline = _stored_baseline(checkpoint) if checkpoint is not None else (None, None)
+    if baseline == (None, None):
+        baseline = best_baseline(sc, cfg)
+    evaluator = EvalCheckpointCallback(run, cfg, sc, meta, baseline, eval_every, checkpoint_every)
     if checkpoint is not None:
-        evaluator.best_cost = json.loads((checkpoint / "state.json").read_text()).get("best_eval_cost")
-    remaining = max(cfg.total_steps - done, 0)
-    if remaining:
-        model.learn(total_timesteps=remaining, callback=CallbackList([MetricsCallback(), evaluator]),
-                    tb_log_name="ppo", reset_num_timesteps=checkpoint is None, progress_bar=progress)
-    else:
-        evaluator.init_callback(model)         # nothing left to learn: set up for the final evaluation
+        evaluator.best_cost = _best_cost(run, checkpoint)
+    model.learn(total_timesteps=total - done, callback=CallbackList([MetricsCallback(), evaluator]),
+                tb_log_name="ppo", reset_num_timesteps=checkpoint is None, progress_bar=progress)
+    evaluator.num_timesteps = model.num_timesteps
+    evaluator.save_checkpoint()                       # the training state first: the rest can be redone
     if cfg.eval_every:
         evaluator.evaluate_now()
-        model.logger.dump(model.num_timesteps)
-    evaluator.save_checkpoint()
+    model.logger.dump(model.num_timesteps)            # the last update's train/* and the last evaluation
     evaluator.policy().save(run / "final", {**meta, "steps": model.num_timesteps})
     return TrainResult(run_dir=run, steps=int(model.num_timesteps), best_eval_cost=evaluator.best_cost,
                        baseline_name=baseline[0], baseline_cost=baseline[1],
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, steps_this_call=int(model.num_timesteps) - done)
+
+
+def _finish_resumed(run: Path, cfg: PPOConfig, sc: Scenario, meta: dict, checkpoint: Checkpoint, venv: Any,
+                    eval_every: int, checkpoint_every: int, started: float) -> TrainResult:
+    """A resumed run already at its total: nothing to learn. If it was stopped after its last
+    checkpoint but before ``final/`` was complete, redo the last evaluation and ``final/``."""
+    baseline = _stored_baseline(checkpoint)
+    best = _best_cost(run, checkpoint)
+    if not _sound_final(run, checkpoint.steps):
+        env = checkpoint.vecnormalize
+        env.set_venv(venv)
+        model = checkpoint.model
+        model.set_env(env)
+        model.num_timesteps = checkpoint.steps
+        model.set_logger(configure_logger(0, str(run / "tb"), "ppo", reset_num_timesteps=False))
+        if baseline == (None, None):
+            baseline = best_baseline(sc, cfg)
+        evaluator = EvalCheckpointCallback(run, cfg, sc, meta, baseline, eval_every, checkpoint_every)
+        evaluator.init_callback(model)
+        evaluator.num_timesteps, evaluator.best_cost = checkpoint.steps, best
+        _note(f"resume: {run} reached its total of {checkpoint.steps:,} steps; completing its final evaluation "
+              "and final/")
+        _trim_evaluations(run, checkpoint.steps - 1)  # the final evaluation, if it got that far, is redone
+        if cfg.eval_every:
+            evaluator.evaluate_now()
+            model.logger.dump(checkpoint.steps)
+        evaluator.policy().save(run / "final", {**meta, "steps": checkpoint.steps})
+        best = evaluator.best_cost
+    else:
+        _note(f"resume: {run} is finished at {checkpoint.steps:,} steps (total_steps {cfg.total_steps:,}); "
+              "nothing to do")
+    return TrainResult(run_dir=run, steps=checkpoint.steps, best_eval_cost=best, baseline_name=baseline[0],
+                       baseline_cost=baseline[1], seconds=time.perf_counter() - started, steps_this_call=0)

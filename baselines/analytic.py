@@ -1,11 +1,17 @@
-"""Analytic baselines on scenarios: Clark-Scarf and Shang-Song for serial chains.
+"""Analytic baselines on scenarios: Clark-Scarf and Shang-Song for serial chains, the GSM on trees.
 
 These adapters read a :class:`~envs.scenario.Scenario`, check that it meets the model's
 assumptions (raising :class:`~baselines.base.NotApplicable` with the reason otherwise), call the
-solvers of :mod:`baselines.serial` and return a :class:`~baselines.base.Baseline` whose
-``expected_cost`` is comparable with the simulator's total cost per period: the solvers' holding
-and backorder cost plus the costs no policy changes (per-unit transport ``unit_cost * mean demand``
-per lane and in-transit holding ``pipeline_holding_cost * mean demand * L`` per lane).
+solvers of :mod:`baselines.serial` and :mod:`baselines.gsm` and return a
+:class:`~baselines.base.Baseline`. For Clark-Scarf and Shang-Song the ``expected_cost`` is
+comparable with the simulator's total cost per period: the solvers' holding and backorder cost plus
+the costs no policy changes (per-unit transport ``unit_cost * mean demand`` per lane and in-transit
+holding ``pipeline_holding_cost * mean demand * L`` per lane).
+
+Demand moments: every analytic baseline reads a scenario's demand through :func:`analysis_moments`.
+A ``normal`` demand is analysed as the untruncated ``N(mean, sd)`` the file gives, as in Snyder &
+Shen (2019) and stockpyl, so published instances reproduce from scenario files; the simulator
+censors it at 0 (``docs/baselines.md``, "Normal demand").
 """
 
 from __future__ import annotations
@@ -16,7 +22,23 @@ import numpy as np
 
 from baselines.base import Baseline, NotApplicable, serial_stages
 from baselines.serial import SerialSolution, clark_scarf, shang_song
+from envs.distributions import DemandSpec
 from envs.scenario import Scenario
+
+
+def analysis_moments(spec: DemandSpec) -> tuple[float, float]:
+    """Mean and standard deviation per period of one node's demand as the analytic baselines read it.
+
+    A ``normal`` demand is taken as given, the untruncated ``N(mu, sigma)`` of the textbook models
+    (Snyder & Shen 2019, ch. 4 and 6; Graves & Willems 2000): ``(mu, sigma)``. The simulator draws
+    ``max(X, 0)``, whose moments (:meth:`~envs.distributions.DemandSpec.base_mean`, ``base_sd``)
+    differ from these by terms of the order of ``P(X < 0)``: negligible for ``sigma`` small against
+    ``mu`` (``P(X < 0) = 3e-7`` at ``mu / sigma = 5``), large otherwise (mean 5, sd 5: 5.42 and 4.33
+    censored). Every other distribution is non-negative already, so its moments are its own.
+    """
+    if spec.dist == "normal":
+        return float(spec.mean), float(spec.sd)
+    return spec.base_mean(), spec.base_sd()
 
 
 def _serial_inputs(scenario: Scenario) -> tuple[list[str], list[int], list[float], float, dict, float]:
@@ -29,7 +51,7 @@ def _serial_inputs(scenario: Scenario) -> tuple[list[str], list[int], list[float
     demand = scenario.node(stages[0]).demand
     if demand.dist == "trace" or demand.seasonality is not None or demand.trend:
         raise NotApplicable("demand is a trace or not stationary; Clark-Scarf needs i.i.d. demand")
-    mean = demand.base_mean()
+    mean, _ = analysis_moments(demand)
     for node_id in stages:
         node = scenario.node(node_id)
         if math.isfinite(node.capacity):
@@ -96,10 +118,15 @@ def shang_song_baseline(scenario: Scenario) -> Baseline:
 def gsm_baseline(scenario: Scenario) -> Baseline:
     """Safety-stock placement by the guaranteed-service model (Graves & Willems 2000), as levels.
 
-    Mapping to the model: ``T_j`` is the lead time into ``j`` (its mean, rounded up, when random),
-    plus the review period at a node facing customers (in this project's timing an internal node's
-    customers order at the start of a period, with the node's own order); ``h_j`` the local holding
-    cost; demand per period at demand nodes (mean and standard deviation, normal approximation);
+    Mapping to the model (Snyder & Shen 2019, section 6.3): the processing time ``T_j`` is the
+    lead time ``L_j`` into ``j`` (its mean, rounded up, when random) less the external supplier's
+    service time ``si_j`` (the lane's ``service_time``, which is the first part of ``L_j``), plus
+    the review period at a node facing customers (in this project's timing an internal node's
+    customers order at the start of a period, with the node's own order); the external inbound
+    service time is ``si_j``, so the replenishment time ``si_j + T_j`` is the simulator's; the
+    maximum service time ``s_j`` is the node's ``max_service_time`` (default: 0 at a node facing
+    customers, no limit elsewhere); ``h_j`` the local holding cost; demand per period at demand
+    nodes, mean and standard deviation by :func:`analysis_moments` (a normal is untruncated);
     service level ``alpha_j`` = the node's ``service_target``, else the critical ratio
     ``p / (p + h)`` of the demand nodes (the largest, for nodes serving several). The resulting
     base-stock level ``mu_j tau_j + z_j sigma_j sqrt(tau_j)`` of each node is run as an installation
@@ -113,6 +140,7 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
         raise NotApplicable("unmet demand is lost; the guaranteed-service model assumes demand is always met")
     edges: list[tuple[str, str]] = []
     processing: dict[str, int] = {}
+    external_service: dict[str, int] = {}
     for node in scenario.nodes:
         lanes = scenario.lanes_into(node.id)
         internal = [l for l in lanes if not l.is_external]
@@ -125,7 +153,12 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
                                 "external supplier per node")
         edges += [(l.source, node.id) for l in internal]
         lead = max(math.ceil(l.modes[0].lead_time.mean - 1e-9) for l in lanes)
-        processing[node.id] = lead + (1 if node.demand is not None else 0)
+        # Without predecessors the node has one lane, from the external supplier: its quoted service
+        # time is the first si_j periods of the lead time (checked <= the lead time at load time).
+        si = lanes[0].service_time if not internal else 0
+        if si:
+            external_service[node.id] = si
+        processing[node.id] = lead - si + (1 if node.demand is not None else 0)
     demand = {n.id: n.demand for n in scenario.nodes if n.demand is not None}
     if any(d.dist == "trace" or d.seasonality is not None or d.trend for d in demand.values()):
         raise NotApplicable("demand is a trace or not stationary; the GSM needs stationary demand")
@@ -145,15 +178,18 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
         sol = optimize_gsm(
             nodes=[n.id for n in scenario.nodes], edges=edges, processing_times=processing,
             holding_costs={n.id: n.holding_cost for n in scenario.nodes},
-            demand_mean={k: d.base_mean() for k, d in demand.items()},
-            demand_sd={k: d.base_sd() for k, d in demand.items()}, service_level=ratio,
+            demand_mean={k: analysis_moments(d)[0] for k, d in demand.items()},
+            demand_sd={k: analysis_moments(d)[1] for k, d in demand.items()}, service_level=ratio,
+            max_service_time={n.id: n.max_service_time for n in scenario.nodes if n.max_service_time is not None},
+            external_service_time=external_service,
         )
     except ValueError as exc:                       # not a spanning tree, etc.
         raise NotApplicable(f"the guaranteed-service model does not fit: {exc}") from None
     return Baseline(
         name="gsm", kind="installation", levels=dict(sol.base_stock_levels),
         notes="guaranteed-service model (Graves & Willems 2000); levels mu*tau + z*sigma*sqrt(tau) run as "
-              "installation base-stock levels; the simulator ships as soon as it can instead of quoting service times",
+              "installation base-stock levels; the simulator ships as soon as it can instead of quoting service times"
+              + ("; " + _NORMAL_NOTE if any(d.dist == "normal" for d in demand.values()) else ""),
         extra={"service_times": sol.service_times, "net_lead_times": sol.net_lead_times,
                "safety_stock": sol.safety_stock, "safety_stock_cost": sol.expected_cost},
     )

@@ -16,10 +16,13 @@ class NotApplicable(ValueError):
 
 @dataclass(frozen=True)
 class Baseline:
-    """A base-stock policy found by a baseline, with its analytic cost where theory gives one."""
+    """A base-stock policy found by a baseline, with its analytic cost where theory gives one.
+
+    ``kind``: ``installation`` or ``echelon`` base-stock levels, or ``sourcing`` for the rules of
+    :mod:`baselines.sourcing` (a subclass whose ``policy`` builds their policy)."""
 
     name: str
-    kind: Literal["installation", "echelon"]
+    kind: Literal["installation", "echelon", "sourcing"]
     levels: dict[str, float]
     expected_cost: float | None = None
     expected_split: dict[str, float] | None = None

@@ -75,10 +75,15 @@ In the project's timing (``docs/MODEL.md``; ``docs/model.md``, "Customers decide
 rules decide from the customers up and a node sees the orders its customers placed in the same
 period, while customer demand arrives after the period's orders. With ``L_j`` the lead time of the lane
 into ``j``, that gives ``T_j = L_j`` for a node that supplies other nodes and ``T_j = L_j + 1`` for a
-node facing customers (``baselines.serial``'s ``tau_1 = L_1 + 1``). The ``base_stock_levels`` returned
-are the GSM's local levels ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``. The simulator neither enforces the
-guarantees nor waits ``S_j`` periods before shipping (it ships what stock allows), so simulated service
-differs from the nominal ``alpha_j``.
+node facing customers (``baselines.serial``'s ``tau_1 = L_1 + 1``). Where a scenario's external
+supplier quotes a service time ``si_j`` (the lane's ``service_time``), it is the first part of the
+lane's lead time and ``T_j`` the rest (``L_j - si_j``, plus 1 at a node facing customers), so the
+replenishment time ``si_j + T_j`` is the simulator's; a node's ``max_service_time`` is ``s_j``
+(``baselines.analytic.gsm_baseline``). Demand moments there are the untruncated normal's
+(``baselines.analytic.analysis_moments``). The ``base_stock_levels`` returned are the GSM's local
+levels ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``. The simulator neither enforces the guarantees nor
+waits ``S_j`` periods before shipping (it ships what stock allows), so simulated service differs from
+the nominal ``alpha_j``.
 
 Public API
 ----------

@@ -3,13 +3,19 @@
 Order: the analytic policies (Clark-Scarf, Shang-Song, the guaranteed-service model) where their
 assumptions hold, the local
 heuristic for any network, then the simulation-optimised installation and echelon policies,
-warm-started from the best analytic levels available. Each is then simulated on the same seeds
+warm-started from the best analytic levels available, then, where a node has several supply
+options (alternative suppliers or transport modes), the dual-index, tailored base-surge and
+fixed-split policies (:mod:`baselines.sourcing`). Each is then simulated on the same seeds
 (``seed, seed+1, ...``), which the search never saw.
+
+The single-sourcing baselines order on each node's first lane and mode only
+(:func:`envs.policies.primary_slots`): their notes say which slots they never use, and they are
+skipped, with the reason, where such a slot (or node) cannot carry the demand routed through it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,15 +24,23 @@ import numpy as np
 from baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_baseline
 from baselines.base import Baseline, NotApplicable
 from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock, optimise_s_S, optimise_service_target
-from envs.metrics import Evaluation, evaluate
+from baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcing, single_sourcing_limits
+from envs.metrics import Evaluation, check_evaluation, evaluate
 from envs.policies import primary_slots
+from envs.run_settings import check_run_settings
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
-from envs.topology import compile_topology
+from envs.topology import Topology, compile_topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
 BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon",
-                  "optimised_s_S", "service_target")
+                  "optimised_s_S", "service_target", *FAMILIES)
+
+#: The sourcing searches evaluate more candidates per round (parameters per slot), so they run on
+#: at most this many periods and replications of the search's seeds; the result is re-costed on
+#: the full evaluation like every baseline.
+SOURCING_SEARCH_PERIODS = 400
+SOURCING_SEARCH_REPLICATIONS = 4
 
 
 @dataclass
@@ -46,8 +60,12 @@ class BaselineReport:
                 **({"reorder_points": b.extra["reorder_points"]} if "reorder_points" in b.extra else {}),
                 "expected_cost": b.expected_cost,
                 "simulated_cost": {"mean": ev.cost_mean, "ci95": ev.cost_ci95, "ci_method": ev.ci_method},
+                "unstable": ev.unstable,
+                "backlog_growth_per_period": ev.backlog_growth,
                 "cost_split": ev.cost_split,
                 "fill_rate": ev.fill_rate,
+                **({"sourcing": b.extra["sourcing"]} if "sourcing" in b.extra else {}),
+                **({"never_uses": b.extra["never_uses"]} if "never_uses" in b.extra else {}),
                 "notes": b.notes,
             }
         out["skipped"] = dict(self.skipped)
@@ -59,9 +77,13 @@ class BaselineReport:
             exp = f"{b.expected_cost:.4f}" if b.expected_cost is not None else "-"
             lines.append(f"  {b.name:<24} {b.kind:<12} expected {exp:>10}   simulated {ev.cost_mean:.4f} "
                          f"+- {ev.cost_ci95:.4f}   fill rate {ev.fill_rate['network']:.4f}")
+            if ev.unstable:
+                lines.append(f"      UNSTABLE: simulated cost not meaningful: {ev.instability()}")
             lines.append("      levels: " + ", ".join(f"{k}={v:.4g}" for k, v in b.levels.items()))
             if "reorder_points" in b.extra:
                 lines.append("      reorder points: " + ", ".join(f"{k}={v:.4g}" for k, v in b.extra["reorder_points"].items()))
+            if b.notes:
+                lines.append(f"      notes: {b.notes}")
         for name, why in self.skipped.items():
             lines.append(f"  {name:<24} skipped: {why}")
         return "\n".join(lines)
@@ -74,11 +96,83 @@ def echelon_from_local(scenario: Scenario, local: dict[str, float]) -> dict[str,
     return {n: float(v) for n, v in zip(topo.node_names, topo.descendants() @ vec)}
 
 
+def _sourcing_skip_reason(name: str, topo: Topology) -> str | None:
+    """Why ``name`` cannot work with the scenario's supply options, or ``None``.
+
+    A sourcing family needs a node with two or more slots in; every other baseline orders on the
+    first lane and mode into each node only, and fails where that slot or its supplier cannot carry
+    the mean demand routed through it (:func:`baselines.sourcing.single_sourcing_limits`).
+    """
+    if name in FAMILIES:
+        if not multi_slot_nodes(topo):
+            return "every node orders on one lane and mode; the base-stock baselines cover it"
+        return None
+    _, problem = single_sourcing_limits(topo)
+    if problem is not None:
+        return (f"orders on each node's first lane and mode only, and {problem}; "
+                f"use {', '.join(FAMILIES)}")
+    return None
+
+
+def _single_sourcing_notes(baseline: Baseline, topo: Topology) -> Baseline:
+    """``baseline`` with the slots it never orders on in its notes and ``extra["never_uses"]``."""
+    note, _ = single_sourcing_limits(topo)
+    if not note:
+        return baseline
+    used = set(primary_slots(topo).tolist())
+    never = [topo.slot_names[s] for s in range(topo.n_slots) if s not in used]
+    return replace(baseline, notes=f"{baseline.notes}; {note}" if baseline.notes else note,
+                   extra={**baseline.extra, "never_uses": never})
+
+
+def _search_skip_reason(name: str, scenario: Scenario, topo: Topology) -> str | None:
+    """Why the simulation-optimised baseline ``name`` does not apply, or ``None`` if it does."""
+    if name == "optimised_echelon":
+        several = topo.node_with_several_suppliers()
+        if several is not None:
+            return f"node {several!r} has several suppliers; echelon positions need one per node"
+    elif name == "optimised_s_S":
+        if not (topo.slot_fixed_cost[primary_slots(topo)] > 0).any():
+            return "no lane a node orders on has a fixed ordering cost; base-stock policies suffice"
+    elif name == "service_target":
+        without = [n.id for n in scenario.demand_nodes if n.service_target is None]
+        if without:
+            return f"demand node {without[0]!r} has no service_target"
+    return None
+
+
+def applicability(scenario: str | Path | Scenario) -> dict[str, str | None]:
+    """For each of :data:`BASELINE_NAMES`, ``None`` if it applies to ``scenario``, else the reason.
+
+    The analytic baselines are computed (their assumptions are checked as they are solved, in well
+    under a second on the shipped scenarios); the searches are not run.
+    """
+    sc = load_scenario(scenario)
+    topo = compile_topology(sc)
+    out: dict[str, str | None] = {}
+    analytic: dict[str, Callable[[Scenario], Baseline]] = {
+        "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline,
+        "gsm": gsm_baseline, "local": local_levels,
+    }
+    for name in BASELINE_NAMES:
+        if name in analytic:
+            try:
+                analytic[name](sc)
+                out[name] = _sourcing_skip_reason(name, topo)
+            except NotApplicable as why:
+                out[name] = str(why)
+        else:
+            out[name] = _search_skip_reason(name, sc, topo) or _sourcing_skip_reason(name, topo)
+    return out
+
+
 def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup: int = 200,
                   replications: int = 10, seed: int = 0, search_periods: int = 1000,
                   search_replications: int = 8, include: tuple[str, ...] = BASELINE_NAMES,
                   progress: bool = False) -> BaselineReport:
     """Compute and simulate every applicable baseline in ``include``."""
+    check_evaluation(periods, warmup, replications, seed)       # before the search, not after it
+    check_run_settings(search_periods=search_periods, search_replications=search_replications)
     unknown = [n for n in include if n not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"include: {unknown[0]!r} is not a baseline; choose from {', '.join(BASELINE_NAMES)}")
@@ -97,8 +191,12 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
         except NotApplicable as why:
             report.skipped[name] = str(why)
     topo = compile_topology(sc)
-    several = topo.node_with_several_suppliers()
     local = found.get("local") or local_levels(sc)
+    single_skip = _sourcing_skip_reason("local", topo)
+    if single_skip is not None:
+        for name in [n for n in found if n in analytic]:
+            del found[name]
+            report.skipped[name] = single_skip
     cs = found.get("clark_scarf")
     starts = {
         "optimised_installation": ("installation", cs.extra["local_levels"] if cs else local.levels),
@@ -107,28 +205,43 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     for name, (kind, start) in starts.items():
         if name not in include:
             continue
-        if kind == "echelon" and several is not None:
-            report.skipped[name] = f"node {several!r} has several suppliers; echelon positions need one per node"
+        why = _search_skip_reason(name, sc, topo) or single_skip
+        if why is not None:
+            report.skipped[name] = why
             continue
         found[name], _ = optimise_base_stock(sc, kind, start, periods=search_periods, warmup=warmup,
                                              replications=search_replications, seed=SEARCH_SEED,
                                              name=name, progress=progress)
     start = (found.get("optimised_installation") or local).levels
     if "optimised_s_S" in include:
-        if (topo.slot_fixed_cost[primary_slots(topo)] > 0).any():
+        why = _search_skip_reason("optimised_s_S", sc, topo) or single_skip
+        if why is None:
             found["optimised_s_S"], _ = optimise_s_S(sc, start, periods=search_periods, warmup=warmup,
                                                      replications=search_replications, progress=progress)
         else:
-            report.skipped["optimised_s_S"] = ("no lane a node orders on has a fixed ordering cost; "
-                                               "base-stock policies suffice")
+            report.skipped["optimised_s_S"] = why
     if "service_target" in include:
-        without = [n.id for n in sc.demand_nodes if n.service_target is None]
-        if without:
-            report.skipped["service_target"] = f"demand node {without[0]!r} has no service_target"
+        why = _search_skip_reason("service_target", sc, topo) or single_skip
+        if why is not None:
+            report.skipped["service_target"] = why
         else:
             found["service_target"], _ = optimise_service_target(sc, local.levels, periods=search_periods,
                                                                  warmup=warmup, replications=search_replications,
                                                                  progress=progress)
+    found = {name: _single_sourcing_notes(b, topo) for name, b in found.items()}
+    wanted = [name for name in FAMILIES if name in include]
+    why = _sourcing_skip_reason(FAMILIES[0], topo)
+    for name in wanted:
+        if why is not None:
+            report.skipped[name] = why
+            continue
+        # Started from the single-sourcing levels found above (``start``: the optimised installation
+        # policy's where it ran), which each family's search turns into its own parameters.
+        found[name] = optimise_sourcing(sc, name, start,  # type: ignore[arg-type]
+                                        periods=min(search_periods, SOURCING_SEARCH_PERIODS),
+                                        warmup=min(warmup, 50),
+                                        replications=min(search_replications, SOURCING_SEARCH_REPLICATIONS),
+                                        seed=SEARCH_SEED, name=name, progress=progress)
     sim = Simulator(sc, n=replications, chunk=min(warmup + periods, 128))
     for name in include:
         if name in found:

@@ -268,18 +268,22 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     otherwise (``L_j`` the lead time of its primary lane): mean ``mu_j c_j``, variance
     ``c_j sigma_j^2 + mu_j^2 Var(L_j)``, where
     ``mu_j, sigma_j`` are the mean and standard deviation of the demand passing through ``j`` (its
-    own plus its customers', independent). The level is that mean plus ``z_j`` standard deviations,
-    ``z_j = Phi^{-1}(alpha_j)`` with ``alpha_j`` the node's ``service_target`` if given, else the
-    critical ratio ``p / (p + h)`` at a demand node, and at an internal node the largest critical
-    ratio of the demand nodes it serves (or ``default_service``). Integer scenarios round up.
+    own plus its customers', independent; a normal demand untruncated, as in every analytic
+    baseline: :func:`baselines.analytic.analysis_moments`). The level is that mean plus ``z_j``
+    standard deviations, ``z_j = Phi^{-1}(alpha_j)`` with ``alpha_j`` the node's
+    ``service_target`` if given, else the critical ratio ``p / (p + h)`` at a demand node, and at
+    an internal node the largest critical ratio of the demand nodes it serves (or
+    ``default_service``). Integer scenarios round up.
     This is the rule most planners use today; it ignores how stages interact.
     """
     from scipy import stats
 
+    from baselines.analytic import analysis_moments
     from envs.policies import primary_slots
 
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
+    through_mu, through_sd = topo.demand_through(analysis_moments)
     desc = topo.descendants()
     ratio = np.full(topo.n_nodes, np.nan)
     for j in topo.demand_nodes:
@@ -305,7 +309,7 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
         # A node facing customers adds the review period; an internal node's customers order at the
         # start of a period, with the node's own order, so it covers its lead time only.
         cover = lt.mean + (1.0 if topo.demand_col[j] >= 0 else 0.0)
-        mu, sd = topo.throughput[j], topo.throughput_sd[j]
+        mu, sd = through_mu[j], through_sd[j]
         level = mu * cover + stats.norm.ppf(alpha) * math.sqrt(cover * sd**2 + mu**2 * var_l)
         level = max(level, 0.0)
         levels[node_id] = float(math.ceil(level - 1e-9)) if _integer_levels(topo) else float(level)

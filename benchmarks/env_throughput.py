@@ -6,21 +6,34 @@ Episodes reset as they end (every ``horizon`` steps), so reset costs are include
 is the memory that 1024 parallel copies hold (state, randomness blocks, observation buffers),
 measured with ``tracemalloc``.
 
-Run: ``.venv/bin/python benchmarks/env_throughput.py [--seconds 2] [--scenarios ex61,general]``.
-Targets on a 2-core machine: >= 20,000 steps/s for a single 4-stage serial chain (``beer_game``),
->= 5 million node-steps/s at batch 1024, and < 200 MB for 1024 copies of the largest scenario.
+A second table (issue 9) measures one scenario at 1024 copies with 1 and 2 threads of the step
+(``envs.threads``), once on the machine as it is and once while separate processes spin, one core
+each (``--busy``, default 1; started and stopped here, never running past the measurement): the
+parallel kernel's threads meet at a barrier every step, so a thread that loses its core stalls all
+of them, and the default of one thread must never be the slower choice. The busy case bites when
+the spinning processes leave fewer free cores than threads, as one does on a 2-core machine.
+
+Run: ``.venv/bin/python benchmarks/env_throughput.py [--seconds 2] [--scenarios ex61,general]
+[--threads N] [--only scenarios|threads] [--busy 1]``. Targets on a 2-core machine: >= 20,000 steps/s for a
+single 4-stage serial chain (``beer_game``), >= 5 million node-steps/s at batch 1024, < 200 MB for
+1024 copies of the largest scenario, and with a core busy, one thread no slower than two.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
 import time
 import tracemalloc
+from multiprocessing.synchronize import Event
 
 import gymnasium as gym
+import numba
 import numpy as np
 
 import envs
+from envs.threads import Threads, resolve_threads
 
 
 def steps_per_second(step, n_rows: int, seconds: float) -> float:
@@ -50,8 +63,8 @@ def single_env(name: str, seconds: float) -> float:
     return steps_per_second(step, 1, seconds)
 
 
-def vec_env(name: str, n: int, seconds: float) -> float:
-    vec = envs.make_vec_env(name, n_envs=n, seed=0)
+def vec_env(name: str, n: int, seconds: float, threads: Threads = None) -> float:
+    vec = envs.make_vec_env(name, n_envs=n, seed=0, threads=threads)
     vec.reset()
     actions = np.random.default_rng(0).uniform(-1, 1, (8, n, vec.action_space.shape[0])).astype(np.float32)
     k = [0]
@@ -75,34 +88,101 @@ def memory_mb(name: str, n: int = 1024) -> float:
     return peak / 2**20
 
 
+def scenario_table(names: list[str], seconds: float, threads: Threads) -> None:
+    """Steps/s at batch 1, 64 and 1024 and the memory of 1024 copies, per scenario."""
+    print(f"threads of the step: {resolve_threads(threads)}")
+    header = (f"{'scenario':<23}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
+              f"{'steps/s b=1024':>16}{'node-steps/s b=1024':>21}{'MB b=1024':>11}")
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        topo = envs.Simulator(name).topology
+        s1 = single_env(name, seconds)
+        s64 = vec_env(name, 64, seconds, threads)
+        s1024 = vec_env(name, 1024, seconds, threads)
+        mem = memory_mb(name)
+        print(f"{name:<23}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
+              f"{s1024 * topo.n_nodes:>21,.0f}{mem:>11.1f}", flush=True)
+    print()
+    print("targets: single 4-stage chain (beer_game) >= 20,000 steps/s; >= 5,000,000 node-steps/s at b=1024; "
+          "< 200 MB for 1024 copies of the largest scenario")
+
+
+def _spin(stop: Event, spinning: Event, deadline: float) -> None:
+    """Keep one core busy until told to stop, and in any case until ``deadline`` (wall clock)."""
+    spinning.set()
+    x = 0
+    while not stop.is_set() and time.time() < deadline:
+        for _ in range(100_000):                  # pure arithmetic between checks: the core stays at 100%
+            x += 1
+
+
+def busy_rate(name: str, n: int, seconds: float, threads: int, busy: int) -> float:
+    """Steps/s of ``n`` copies with ``threads`` threads while ``busy`` processes spin."""
+    # fork starts the spinner at once (spawn would import this script again); the child runs only the
+    # pure-Python loop of _spin, touching nothing of numba's threads that a fork does not copy.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    stop = ctx.Event()
+    procs = []
+    try:
+        for _ in range(busy):
+            spinning = ctx.Event()
+            proc = ctx.Process(target=_spin, args=(stop, spinning, time.time() + 3 * seconds + 120), daemon=True)
+            proc.start()
+            procs.append(proc)
+            if not spinning.wait(120):
+                raise RuntimeError("a busy process did not start within 120 s")
+        return vec_env(name, n, seconds, threads=threads)
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def threads_table(name: str, n: int, seconds: float, busy: int) -> None:
+    """Steps/s of ``n`` copies with 1 and 2 threads, as the machine is and with ``busy`` cores spinning."""
+    topo = envs.Simulator(name).topology
+    print(f"{name} ({topo.n_nodes} nodes), {n} copies; numba's pool: NUMBA_NUM_THREADS="
+          f"{numba.config.NUMBA_NUM_THREADS}; cores: {os.cpu_count()}")
+    header = f"{'threads':>8}  {'machine':<28}{'steps/s':>14}{'node-steps/s':>16}"
+    print(header)
+    print("-" * len(header))
+    for spinning in (0, busy):
+        machine = "idle" if not spinning else f"busy ({spinning} process{'es' if spinning > 1 else ''} spinning)"
+        for threads in (1, 2):
+            rate = busy_rate(name, n, seconds, threads, spinning)
+            print(f"{threads:>8}  {machine:<28}{rate:>14,.0f}{rate * topo.n_nodes:>16,.0f}", flush=True)
+    print()
+    print("target: with a core busy, 1 thread (the default) no slower than 2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per cell (default 2)")
     parser.add_argument("--scenarios", default=",".join(envs.list_scenarios()), help="comma-separated names")
+    parser.add_argument("--threads", help="threads of the step in the scenario table (default: $MEIO_THREADS, else 1)")
+    parser.add_argument("--threads-scenario", default="general", help="scenario of the threads table (default general)")
+    parser.add_argument("--threads-rows", type=int, default=1024, help="copies in the threads table (default 1024)")
+    parser.add_argument("--busy", type=int, default=1, help="spinning processes in the busy case (default 1)")
+    parser.add_argument("--only", choices=["scenarios", "threads"], help="print only one of the two tables")
     args = parser.parse_args()
+    if args.busy < 1:
+        parser.error(f"--busy: {args.busy} is not an integer >= 1")
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:
         pass
-    rows = []
-    header = (f"{'scenario':<23}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
-              f"{'steps/s b=1024':>16}{'node-steps/s b=1024':>21}{'MB b=1024':>11}")
-    print(header)
-    print("-" * len(header))
-    for name in args.scenarios.split(","):
-        topo = envs.Simulator(name).topology
-        s1 = single_env(name, args.seconds)
-        s64 = vec_env(name, 64, args.seconds)
-        s1024 = vec_env(name, 1024, args.seconds)
-        mem = memory_mb(name)
-        rows.append((name, topo.n_nodes, s1, s1024 * topo.n_nodes, mem))
-        print(f"{name:<23}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
-              f"{s1024 * topo.n_nodes:>21,.0f}{mem:>11.1f}", flush=True)
-    print()
-    print("targets: single 4-stage chain (beer_game) >= 20,000 steps/s; >= 5,000,000 node-steps/s at b=1024; "
-          "< 200 MB for 1024 copies of the largest scenario")
+    if args.only != "threads":
+        scenario_table(args.scenarios.split(","), args.seconds, args.threads)
+    if args.only is None:
+        print()
+    if args.only != "scenarios":
+        threads_table(args.threads_scenario, args.threads_rows, args.seconds, args.busy)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from envs.scenario import Scenario
 from envs.spaces import OBS_BOUND, ObservationMap
+from envs.threads import Threads
 from envs.topology import Topology
 from envs.vec_env import MultiEchelonVecEnv
 
@@ -70,10 +71,10 @@ class DecentralisedVecEnv(VecEnv):
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
                  action_mode: str | None = None, horizon: int | None = None, observe_time: bool = True,
-                 initial_stock_spread: float = 0.0) -> None:
+                 initial_stock_spread: float = 0.0, threads: Threads = None) -> None:
         self.inner = MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, action_mode=action_mode,
                                         horizon=horizon, observe_time=observe_time,
-                                        initial_stock_spread=initial_stock_spread)
+                                        initial_stock_spread=initial_stock_spread, threads=threads)
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology
         self.render_mode = None

@@ -2,8 +2,9 @@
 
 Every draw takes an explicit :class:`numpy.random.Generator`; nothing here touches global random
 state. :class:`DemandModel` draws the demand of all demand nodes for a block of periods and many
-copies at once: one generator call per copy and distribution family, parameters and inverse
-distribution functions computed for all copies together, so the step function only indexes.
+copies at once: one generator call per copy and random stream (a demand node, or a correlated
+group), parameters and inverse distribution functions computed for all copies together, so the
+step function only indexes.
 
 Conventions (see ``docs/model.md``):
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 DEMAND_KINDS: tuple[str, ...] = (
     "poisson", "normal", "negative_binomial", "gamma", "uniform_int", "discrete", "trace",
@@ -235,86 +236,139 @@ def _cdf_table(spec: DemandSpec) -> np.ndarray:
     return cdf
 
 
+#: Smallest uniform put through the normal inverse distribution function: ``random()`` can return
+#: exactly 0, whose normal quantile is ``-inf``; ``ndtri(2**-54)`` is about -8.29.
+_U_MIN = 2.0**-54
+
+
+def _standard_normal(u: np.ndarray) -> np.ndarray:
+    """Standard normals ``Phi^{-1}(u)`` from uniforms on ``[0, 1)`` (one uniform per normal, so a
+    stream of them can be wound back by a count of words)."""
+    return special.ndtri(np.maximum(u, _U_MIN))
+
+
 class DemandModel:
     """Draws blocks of demand for all demand nodes of a scenario, for many copies at once.
 
-    Each copy makes a fixed sequence of generator calls, so its demand depends only on its own
-    generator: without correlation, one call of standard normals for the normal nodes, one of
-    standard gammas for the gamma nodes, per-period calls for seasonal Poisson and negative
-    binomial nodes, and one call of uniforms for all other integer nodes, which go through their
-    inverse distribution function (Poisson and negative binomial tabulated until the tail is below
-    ``TABLE_TAIL``); with correlation, one call of standard normals ``(periods, nodes)``, mapped
-    through a Gaussian copula. Locations, scales and inverse distribution functions are then
-    applied to all copies at once. Traces use no randomness (only their starting row, at reset).
+    Every copy has its own random streams (see :class:`~envs.simulator.Simulator`), and each
+    stream yields one value per period, taken in period order, so the demand of a copy depends
+    only on its streams and never on how many periods are drawn at once: ``c`` periods then ``c'``
+    periods give the numbers that ``c + c'`` periods at once give.
+
+    * Without correlation, each demand node with a distribution has a stream of its own
+      (:attr:`stream_nodes`): standard gammas (``gamma``), per-period Poisson or negative binomial
+      draws at the period's mean (seasonal or trending Poisson and negative binomial), or uniforms
+      mapped through the inverse distribution function (``normal``, through ``Phi^{-1}``;
+      ``uniform_int``, ``discrete``, stationary Poisson and negative binomial, the last two
+      tabulated until the tail is below ``TABLE_TAIL``).
+    * With correlation (a Gaussian copula over all demand nodes), one stream for the group:
+      ``D`` uniforms per period, period after period, made standard normals ``z_t`` by
+      ``Phi^{-1}``, correlated as ``L z_t`` with ``L`` the Cholesky factor of the correlation
+      matrix, and mapped through each node's inverse distribution function.
+
+    Locations, scales and inverse distribution functions are then applied to all copies at once,
+    element by element, so a value does not depend on the shape of the block it is computed in.
+    Traces use no randomness (only their starting row, drawn at reset).
     """
 
     def __init__(self, specs: tuple[DemandSpec, ...], chol: np.ndarray | None) -> None:
         self.specs = specs
         self.chol = chol
         seasonal = [sp.seasonality is not None or bool(sp.trend) for sp in specs]
-        self.normal = [d for d, sp in enumerate(specs) if sp.dist == "normal"]
-        self.gamma = [d for d, sp in enumerate(specs) if sp.dist == "gamma"]
-        self.counted = [d for d, sp in enumerate(specs)                 # seasonal Poisson / neg. binomial
-                        if sp.dist in ("poisson", "negative_binomial") and seasonal[d]]
-        self.uniform = [d for d, sp in enumerate(specs)
-                        if sp.dist in ("uniform_int", "discrete")
-                        or (sp.dist in ("poisson", "negative_binomial") and not seasonal[d])]
-        self.tables = {d: _cdf_table(specs[d]) for d in self.uniform
-                       if specs[d].dist in ("poisson", "negative_binomial")}
-        self.traces = [d for d, sp in enumerate(specs) if sp.dist == "trace"]
-        self.gamma_shape = np.array([(specs[d].mean / specs[d].sd) ** 2 if specs[d].mean > 0 else 1.0
-                                     for d in self.gamma])
+        #: Per demand node, how its stream is turned into demand (traces: "trace", no stream).
+        self.method: list[str] = []
+        for d, sp in enumerate(specs):
+            if sp.dist in ("normal", "gamma", "trace"):
+                self.method.append(sp.dist)
+            elif sp.dist in ("poisson", "negative_binomial") and seasonal[d]:
+                self.method.append("counted")
+            else:
+                self.method.append("inverse")
+        #: Demand nodes with a stream of their own (none when the copula draws them together).
+        self.stream_nodes: tuple[int, ...] = () if chol is not None else tuple(
+            d for d, m in enumerate(self.method) if m != "trace")
+        self.tables = {d: _cdf_table(specs[d]) for d, m in enumerate(self.method)
+                       if m == "inverse" and specs[d].dist in ("poisson", "negative_binomial")}
+        self.gamma_shape = {d: (specs[d].mean / specs[d].sd) ** 2 if specs[d].mean > 0 else 1.0
+                            for d, m in enumerate(self.method) if m == "gamma"}
 
-    def _factor(self, d: int, periods: np.ndarray) -> np.ndarray:
-        return self.specs[d].mean_factor(periods)
+    @property
+    def n_streams(self) -> int:
+        """Random streams per copy: one per node in :attr:`stream_nodes`, or one for the copula."""
+        return 1 if self.chol is not None else len(self.stream_nodes)
 
-    def draw(self, rngs: list[np.random.Generator], periods: np.ndarray, offsets: np.ndarray,
-             out: np.ndarray) -> None:
-        """Fill ``out`` ``(rows, periods, nodes)`` for copies with generators ``rngs``.
+    @property
+    def words_per_period(self) -> tuple[int, ...]:
+        """Per stream, the 64-bit words of the bit generator one period takes, or 0 where it varies.
+
+        A uniform takes one word, so a stream of uniforms (inverse distribution functions,
+        normals through ``ndtri``, the copula's ``D`` per period) can be wound back by a count;
+        the gamma and Poisson samplers use a varying number of words per value.
+        """
+        if self.chol is not None:
+            return (len(self.specs),)
+        return tuple(0 if self.method[d] in ("gamma", "counted") else 1 for d in self.stream_nodes)
+
+    def draw(self, streams: np.ndarray, periods: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None:
+        """Fill ``out`` ``(rows, periods, nodes)``; ``streams[r, k]`` (an object array of
+        :class:`numpy.random.Generator`) is copy ``r``'s ``k``-th stream.
 
         ``periods`` ``(rows, block)`` are the absolute periods, ``offsets`` ``(rows, nodes)`` the
-        traces' starting rows.
+        traces' starting rows. Each stream gives exactly ``block`` values (``block * nodes`` for the
+        copula), in period order.
         """
         specs = self.specs
         n_rows, c = periods.shape
         if self.chol is not None:
-            z = np.stack([rng.standard_normal((c, len(specs))) for rng in rngs]) @ self.chol.T
+            n_dem = len(specs)
+            z = np.empty((n_rows, c, n_dem))
+            for g, row in zip(streams[:, 0], z):
+                g.random(out=row)
+            z = _standard_normal(z)
+            # L z_t written out as sums in a fixed order: a matrix product may group the sums
+            # differently for different block shapes, and a seed must give the same bits.
+            y = np.zeros_like(z)
+            for i in range(n_dem):
+                for j in range(i + 1):
+                    y[:, :, i] += self.chol[i, j] * z[:, :, j]
             for d, sp in enumerate(specs):
                 f = sp.mean_factor(periods)
                 if sp.dist == "normal":            # no round trip through the uniform for normals
-                    out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * z[:, :, d], 0.0)
+                    out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * y[:, :, d], 0.0)
                 else:
-                    out[:, :, d] = sp.ppf(stats.norm.cdf(z[:, :, d]), periods)
+                    out[:, :, d] = sp.ppf(stats.norm.cdf(y[:, :, d]), periods)
             return
-        normal = np.empty((n_rows, c, len(self.normal)))
-        gamma = np.empty((n_rows, c, len(self.gamma)))
-        uniform = np.empty((n_rows, c, len(self.uniform)))
-        counted_means = {d: specs[d].mean * self._factor(d, periods) for d in self.counted}
-        for r, rng in enumerate(rngs):
-            if self.normal:
-                normal[r] = rng.standard_normal((c, len(self.normal)))
-            if self.gamma:
-                gamma[r] = rng.standard_gamma(self.gamma_shape, (c, len(self.gamma)))
-            for d, mean in counted_means.items():
-                if specs[d].dist == "poisson":
-                    out[r, :, d] = rng.poisson(mean[r])
+        x = np.empty((n_rows, c))
+        for k, d in enumerate(self.stream_nodes):
+            sp, method = specs[d], self.method[d]
+            if method == "counted":
+                mean = sp.mean * sp.mean_factor(periods)
+                if sp.dist == "poisson":
+                    for r, g in enumerate(streams[:, k]):
+                        out[r, :, d] = g.poisson(mean[r])
                 else:
-                    n, _ = specs[d].nb_params()
-                    out[r, :, d] = rng.negative_binomial(n, n / (n + mean[r]))
-            if self.uniform:
-                uniform[r] = rng.random((c, len(self.uniform)))
-        for k, d in enumerate(self.normal):
-            sp, f = specs[d], self._factor(d, periods)
-            out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * normal[:, :, k], 0.0)
-        for k, d in enumerate(self.gamma):
-            sp = specs[d]
-            scale = sp.sd**2 / sp.mean if sp.mean > 0 else 0.0
-            out[:, :, d] = gamma[:, :, k] * scale * self._factor(d, periods)
-        for k, d in enumerate(self.uniform):
-            if d in self.tables:
-                out[:, :, d] = np.searchsorted(self.tables[d], uniform[:, :, k], side="right")
+                    n, _ = sp.nb_params()
+                    for r, g in enumerate(streams[:, k]):
+                        out[r, :, d] = g.negative_binomial(n, n / (n + mean[r]))
+                continue
+            if method == "normal":
+                for g, row in zip(streams[:, k], x):
+                    g.random(out=row)
+                f = sp.mean_factor(periods)
+                out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * _standard_normal(x), 0.0)
+            elif method == "gamma":
+                for g, row in zip(streams[:, k], x):
+                    g.standard_gamma(self.gamma_shape[d], out=row)
+                scale = sp.sd**2 / sp.mean if sp.mean > 0 else 0.0
+                out[:, :, d] = x * scale * sp.mean_factor(periods)
             else:
-                out[:, :, d] = specs[d].ppf(uniform[:, :, k], periods)
-        for d in self.traces:
-            trace = np.asarray(specs[d].trace)
-            out[:, :, d] = trace[(offsets[:, d][:, None] + periods) % trace.size]
+                for g, row in zip(streams[:, k], x):
+                    g.random(out=row)
+                if d in self.tables:
+                    out[:, :, d] = np.searchsorted(self.tables[d], x, side="right")
+                else:
+                    out[:, :, d] = sp.ppf(x, periods)
+        for d, method in enumerate(self.method):
+            if method == "trace":
+                trace = np.asarray(specs[d].trace)
+                out[:, :, d] = trace[(offsets[:, d][:, None] + periods) % trace.size]

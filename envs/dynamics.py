@@ -33,9 +33,10 @@ import types
 import numba as nb
 import numpy as np
 
-#: Batches of at least this many rows run the ``parallel`` compilation (rows spread over the
-#: cores); smaller ones its serial twin, which starts no threads. OpenMP threads that must be woken
-#: for every small step cost more than they save, and much more on a busy machine.
+#: With more than one thread asked for (``envs.threads``; the default is one), batches of at
+#: least this many rows run the ``parallel`` compilation (rows spread over the threads); smaller
+#: ones, and every batch with one thread, its serial twin, which starts no threads. OpenMP threads
+#: that must be woken for every small step cost more than they save, and much more on a busy machine.
 PARALLEL_ROWS = 128
 
 

@@ -19,12 +19,24 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from envs.policies import Policy
+from envs.run_settings import check_run_settings
 from envs.scenario import Scenario
 from envs.simulator import Simulator
 from envs.topology import COST_NAMES
 
 #: Number of batches for batch-means confidence intervals from a single replication.
 N_BATCHES = 20
+
+#: The unstable-backlog rule (:func:`backlog_trend`): over the second half of the evaluation window,
+#: a demand node's customer backorders are said to grow without bound when their fitted growth is
+#: at least ``GROWTH_SHARE`` of the node's mean demand per period and significantly positive at
+#: level ``GROWTH_ALPHA``, judged on ``TREND_BATCHES`` batch means of the half window per
+#: replication. A half window shorter than ``MIN_TREND_PERIODS`` (batches under 10 periods, too
+#: short to be nearly independent) is not assessed.
+GROWTH_SHARE = 0.02
+GROWTH_ALPHA = 1e-3
+TREND_BATCHES = 10
+MIN_TREND_PERIODS = 100
 
 
 def mean_ci95(samples: np.ndarray) -> tuple[float, float]:
@@ -34,6 +46,40 @@ def mean_ci95(samples: np.ndarray) -> tuple[float, float]:
         raise ValueError(f"a confidence interval needs at least 2 samples, got {x.size}")
     half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return float(x.mean()), float(half)
+
+
+def backlog_trend(batch_backlog: np.ndarray, batch_len: int, mean_demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Growth per period of each demand node's customer backlog, and whether it grows without bound.
+
+    ``batch_backlog`` ``(R, K, D)``: per replication, the means of the end-of-period backorders
+    ``B_t`` over ``K`` consecutive batches of ``batch_len`` periods (the second half of the
+    window); ``mean_demand`` ``(D,)``: ``mu_d``. Per replication a least-squares line through the
+    ``K`` batch means gives a slope; the growth ``g`` is their mean over replications, per period.
+    Node ``d`` is flagged when ``g >= GROWTH_SHARE * mu_d`` and ``g`` is significantly positive:
+    one-sided Student-t test of the slope at level ``GROWTH_ALPHA`` with the residual variance
+    pooled over replications (``R (K - 2)`` degrees of freedom). Batch means of long batches are
+    nearly independent (the batch-means argument, Law, Simulation Modeling and Analysis, 5th ed.,
+    sec. 9.5.3), and pooling keeps the test strong with few replications.
+
+    Under a stable policy ``B_t`` is stationary after the warm-up and the slope is 0 on average, so
+    the test alone raises a false alarm with probability about ``GROWTH_ALPHA`` (a little more when
+    the backlog is strongly autocorrelated), and the size rule removes the rest: a stationary
+    backlog's fitted slope shrinks like ``periods^(-3/2)``. Under a policy that supplies less than
+    the demand, ``B_t`` grows by the shortfall every period. Returns ``(g, flagged)``, both ``(D,)``.
+    """
+    r, k, _ = batch_backlog.shape
+    x = np.arange(k) - (k - 1) / 2.0
+    sxx = float(x @ x)
+    slope = np.einsum("k,rkd->rd", x, batch_backlog) / sxx            # per batch, per replication
+    resid = batch_backlog - batch_backlog.mean(axis=1, keepdims=True) - x[None, :, None] * slope[:, None, :]
+    df = r * (k - 2)
+    spread = np.sqrt((resid * resid).sum(axis=(0, 1)) / df / (r * sxx))
+    estimate = slope.mean(axis=0)
+    # A spread of 0 (every batch on the line, as with constant demand) makes any rise significant.
+    t_stat = np.where(spread > 0, estimate / np.where(spread > 0, spread, 1.0), np.where(estimate > 0, np.inf, 0.0))
+    growth = estimate / batch_len
+    flagged = (growth > 0) & (growth >= GROWTH_SHARE * mean_demand) & (stats.t.sf(t_stat, df) < GROWTH_ALPHA)
+    return growth, flagged
 
 
 def batch_means(series: np.ndarray, n_batches: int = N_BATCHES) -> np.ndarray:
@@ -70,10 +116,26 @@ class Evaluation:
     unmet_demand: str
     allocation: str
     per_period_cost: np.ndarray = field(repr=False)   # (replications, periods) total cost
+    #: Per demand node, the growth of its customer backorders in units per period over the second
+    #: half of the window (:func:`backlog_trend`); empty with lost sales or a window too short to tell.
+    backlog_growth: dict[str, float] = field(default_factory=dict)
+    #: Demand nodes whose backlog grows without bound: the average cost then grows with the window
+    #: and is no long-run cost.
+    unstable_nodes: tuple[str, ...] = ()
 
     @property
     def stockout_frequency(self) -> dict[str, float]:
         return {k: 1.0 - v for k, v in self.cycle_service_level.items()}
+
+    @property
+    def unstable(self) -> bool:
+        """Whether a customer backlog grows without bound over the window (see ``unstable_nodes``)."""
+        return bool(self.unstable_nodes)
+
+    def instability(self) -> str:
+        """``"backlog at retailer grows by 1.0000 units/period"`` for the unstable nodes ("" if none)."""
+        return "; ".join(f"backlog at {n} grows by {self.backlog_growth[n]:.4f} units/period"
+                         for n in self.unstable_nodes)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +147,9 @@ class Evaluation:
             "warmup": self.warmup,
             "replications": self.replications,
             "seed": self.seed,
+            "unstable": self.unstable,
+            "unstable_nodes": list(self.unstable_nodes),
+            "backlog_growth_per_period": self.backlog_growth,
             "cost_per_period": {"mean": self.cost_mean, "ci95": self.cost_ci95, "ci_method": self.ci_method},
             "cost_per_period_excluding_pipeline": {"mean": self.cost_ex_pipeline_mean,
                                                    "ci95": self.cost_ex_pipeline_ci95},
@@ -107,7 +172,10 @@ class Evaluation:
         lines = [
             f"scenario {self.scenario}  policy {self.policy}  ({self.unmet_demand}, allocation {self.allocation})",
             f"{self.replications} replication(s) x {self.periods} periods after {self.warmup} warm-up, seed {self.seed}",
-            f"cost per period: {self.cost_mean:.4f} +- {self.cost_ci95:.4f} (95% CI, {self.ci_method})",
+            (f"cost per period: {self.cost_mean:.4f} +- {self.cost_ci95:.4f} (95% CI, {self.ci_method})"
+             if not self.unstable else
+             f"UNSTABLE: cost not meaningful: {self.instability()} over the second half of the window; the "
+             f"window's average cost {self.cost_mean:.4f} grows with the window length"),
             "cost split: " + ", ".join(f"{k} {v:.4f}" for k, v in self.cost_split.items()),
         ]
         if self.cost_split["pipeline"]:
@@ -125,14 +193,18 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def check_evaluation(periods: int, warmup: int, replications: int, seed: int) -> None:
+    """The rules of :func:`evaluate`'s settings (:mod:`envs.run_settings`, and enough periods for
+    batch means with one replication); entry points that evaluate after other work check first."""
+    check_run_settings(periods=periods, warmup=warmup, replications=replications, seed=seed)
+    if replications == 1 and periods < N_BATCHES:
+        raise ValueError(f"periods: {periods} is too few for {N_BATCHES} batch means; run at least {N_BATCHES}")
+
+
 def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, periods: int = 10_000,
              warmup: int = 100, replications: int = 1, seed: int = 0, progress: bool = False) -> Evaluation:
     """Run ``policy`` and measure it (the simulator is built here unless one is passed)."""
-    for name, value, lo in (("periods", periods, 1), ("warmup", warmup, 0), ("replications", replications, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise ValueError(f"{name}: {value!r} is not an integer >= {lo}")
-    if replications == 1 and periods < N_BATCHES:
-        raise ValueError(f"periods: {periods} is too few for {N_BATCHES} batch means; run at least {N_BATCHES}")
+    check_evaluation(periods, warmup, replications, seed)
     sim = scenario if isinstance(scenario, Simulator) else Simulator(scenario, n=replications,
                                                                      chunk=min(warmup + periods, 128))
     if sim.n != replications:
@@ -163,6 +235,13 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
     s_sum = np.zeros((r, n_nodes))
     s_sq = np.zeros((r, n_nodes))
     dn = topo.demand_nodes
+    # Trend of the customer backlog over the second half of the window (backlog_trend): batch sums
+    # of B_k accumulate as the periods pass, so nothing per period is kept.
+    half_start = periods // 2
+    n_half = periods - half_start
+    assess = topo.backorders and n_half >= MIN_TREND_PERIODS
+    batch_len = n_half // TREND_BATCHES
+    trend_batches = np.zeros((r, TREND_BATCHES, n_dem))
     for t in tqdm(range(warmup + periods), desc=f"simulate {topo.scenario.name}", disable=not progress,
                   unit="period", mininterval=0.5):
         bo_before = sim.cust_bo[:, dn].copy()
@@ -181,6 +260,8 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
         stockout_any += float((out[:, :, 2] > 1e-9).any(axis=1).sum())
         bo_after = sim.cust_bo[:, dn]
         bo_sum += bo_after
+        if assess and half_start <= k < half_start + batch_len * TREND_BATCHES:
+            trend_batches[:, (k - half_start) // batch_len] += bo_after
         served_backorders = bo_before + out[:, :, 2] - bo_after if topo.backorders else 0.0
         on_hand_sum += sim.on_hand
         leaving = res.shipped @ seen_map
@@ -214,6 +295,12 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
     var_s = s_sq / periods - (s_sum / periods) ** 2
     ratio = np.where(var_s > 1e-12, var_o / np.where(var_s > 1e-12, var_s, 1.0), np.nan).mean(axis=0)
     mean_on_hand = on_hand_sum.sum(axis=0) / n_obs
+    growth: dict[str, float] = {}
+    unstable: tuple[str, ...] = ()
+    if assess:
+        g, flagged = backlog_trend(trend_batches / batch_len, batch_len, demand_sum.sum(axis=0) / n_obs)
+        growth = {nm: float(g[d]) for d, nm in enumerate(dnames)}
+        unstable = tuple(nm for d, nm in enumerate(dnames) if flagged[d])
     turnover = np.where(mean_on_hand > 0, out_sum.sum(axis=0) / n_obs / np.where(mean_on_hand > 0, mean_on_hand, 1), np.nan)
     return Evaluation(
         scenario=topo.scenario.name, policy=getattr(policy, "name", type(policy).__name__), periods=periods,
@@ -230,5 +317,5 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
         inventory_turnover={nm: float(turnover[j]) for j, nm in enumerate(names)},
         order_variance_ratio={nm: float(ratio[j]) for j, nm in enumerate(names)},
         unmet_demand=topo.scenario.unmet_demand, allocation=topo.scenario.allocation,
-        per_period_cost=per_period,
+        per_period_cost=per_period, backlog_growth=growth, unstable_nodes=unstable,
     )

@@ -58,7 +58,8 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     order; names in ``slot_names``). ``action_mode="order_quantity"`` maps an entry affinely to an
     order quantity in ``[0, max_order]``; ``"order_up_to"`` maps it to a target inventory position
     in ``[0, max_level]`` and orders the shortfall (a base-stock rule when the targets are fixed).
-    Out-of-range actions are clipped. See :mod:`envs.spaces`.
+    Out-of-range actions are clipped; NaN or infinite entries are refused (``ValueError`` naming the
+    entry and its slot) in both modes. See :mod:`envs.spaces`.
 
     ## Observation
     ``Box(-1000, 1000, (F,), float32)``: on-hand stock, customer backorders, what suppliers still owe,
@@ -125,7 +126,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray):
         if self.sim.t[0] >= self.scenario.horizon:
             raise RuntimeError("step() called after the episode was truncated; call reset() first")
-        orders = self.action_map.to_orders(self.sim, np.asarray(action, dtype=np.float64).reshape(1, -1))
+        orders = self.action_map.to_orders(self.sim, action)          # checks the action (envs.spaces)
         result = self.sim.step(orders)
         self._last = result
         obs = self.observation_map(self.sim, self._obs)[0].copy()

@@ -7,11 +7,11 @@ for every row of the :class:`~envs.simulator.Simulator`. The evaluation code tre
 
 from __future__ import annotations
 
-import difflib
 from typing import Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from envs.scenario import _hint
 from envs.simulator import Simulator
 from envs.topology import Topology
 
@@ -55,6 +55,8 @@ def parse_levels(text: str) -> dict[str, float]:
         if "=" not in part:
             raise ValueError(f"--levels item {i + 1}: {part.strip()!r} is not NODE=LEVEL")
         node, value = (x.strip() for x in part.split("=", 1))
+        if node in levels:
+            raise ValueError(f"--levels {node}: given twice ({levels[node]:g} and {value}); give one level per node")
         try:
             levels[node] = float(value)
         except ValueError:
@@ -75,6 +77,14 @@ class BaseStockPolicy:
 
     Positions are defined in ``docs/model.md``. Other slots (alternative sources, other modes) get no
     orders.
+
+    Levels (and reorder points) are any finite numbers, negative ones included: a negative level
+    makes the node order only once its position has fallen below it, i.e. it plans to owe that
+    many units (to its customers or its downstream nodes) before it replenishes. Such levels arise
+    in theory (echelon levels converted from installation ones, ``S^e_j = sum_{i <= j} S_i``;
+    Snyder & Shen 2019, section 6.2; stockpyl's ``local_to_echelon_base_stock_levels`` test has
+    installation levels (3, -4, 5) for echelon levels (3, -1, 4)) and the rule is well defined
+    for them, so they are simulated as given rather than refused.
     """
 
     def __init__(self, topo: Topology, levels: Mapping[str, float] | np.ndarray,
@@ -123,11 +133,12 @@ class BaseStockPolicy:
         if isinstance(levels, Mapping):
             for node, value in levels.items():
                 if node not in names:
-                    close = difflib.get_close_matches(node, names, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}{hint}; nodes: {', '.join(names)}")
-                if not np.isfinite(value) or value < 0:
-                    raise ValueError(f"{field}.{node}: {value!r} is not a base-stock level >= 0")
+                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}{_hint(str(node), names)}; "
+                                     f"nodes: {', '.join(names)}")
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                        or not np.isfinite(value):
+                    raise ValueError(f"{field}.{node}: {value!r} is not a finite number; base-stock levels are "
+                                     "finite numbers (negative ones allowed)")
             missing = [n for n in names if n not in levels]
             if missing:
                 raise ValueError(f"{field}: no level for {', '.join(missing)}; every node needs one")
@@ -135,8 +146,8 @@ class BaseStockPolicy:
         arr = np.asarray(levels, dtype=float)
         if arr.shape[-1:] != (len(names),) or arr.ndim > 2:
             raise ValueError(f"{field}: shape {arr.shape}; expected ({len(names)},) or (rows, {len(names)})")
-        if not (np.isfinite(arr).all() and (arr >= 0).all()):
-            raise ValueError(f"{field}: every level must be a finite number >= 0")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{field}: every level must be a finite number (negative ones allowed)")
         return arr
 
     def act(self, sim: Simulator) -> np.ndarray:

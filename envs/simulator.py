@@ -1,11 +1,28 @@
 """A batch of independent copies of one scenario, stepped together by the one step function.
 
-:class:`Simulator` owns the state arrays, one :class:`numpy.random.Generator` per row and the
-exogenous randomness drawn from it. Each row draws its demand, lead times and outage uniforms a
-block of ``chunk`` periods at a time (at reset and whenever the block is used up), always in the
-same order: demand (node by node, or all at once through the Gaussian copula), then random lead
-times, then outages. So
+:class:`Simulator` owns the state arrays and the exogenous randomness of every row. A row's
+randomness comes from independent streams, each a :class:`numpy.random.Generator` on its own
+:class:`numpy.random.SeedSequence` derived from the row's seed by a spawn key (the key ``(k, i)``
+is child ``i`` of child ``k``, as ``SeedSequence(seed).spawn(k + 1)[k].spawn(i + 1)[i]``):
 
+* ``(0,)`` the draws made at reset: the starting rows of traces with ``start: random``, then the
+  exploring starts (:meth:`Simulator.spread_initial_stock`);
+* ``(1, d)`` the demand of demand node ``d`` (traces have none); with correlated demand instead one
+  stream ``(2,)`` for all demand nodes, through the Gaussian copula;
+* ``(3, r)`` the lead time of the ``r``-th slot with a random lead time;
+* ``(4, x)`` the outage uniforms of the ``x``-th lane with a disruption.
+
+Each stream gives one value per period (one per demand node and period for the copula), period
+after period, and the simulator draws a block of ``chunk`` periods at a time (at reset and whenever
+the block is used up). Every NumPy method used takes its values from the stream one after the
+other, so a block of ``c`` periods followed by one of ``c'`` periods holds the numbers one block of
+``c + c'`` periods would. A row reset without a seed in the middle of its block first puts its
+streams back right after the periods it stepped through (:meth:`Simulator._rewind`), so its next
+episode too starts from the same stream values at any block size. So
+
+* the block size never changes the numbers: a seed gives the same demand, lead times and outages,
+  bit for bit, at any ``chunk``, whether the Python API (block = horizon, at most
+  ``MAX_CHUNK``), the command line or the benchmark runs it;
 * a row's randomness depends only on its seed, never on the policy or on the other rows:
   evaluating several policies with the same seeds uses common random numbers;
 * row ``i`` of a batch seeded ``seed + i`` is the single simulator seeded ``seed + i``.
@@ -23,7 +40,11 @@ from envs.distributions import DemandModel
 from envs.dynamics import (PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
                            step_kernel, step_kernel_serial)
 from envs.scenario import Scenario, load_scenario
+from envs.threads import Threads, numba_threads, resolve_threads, with_threads
 from envs.topology import AGES, Topology, compile_topology
+
+#: First entries of the spawn keys of a row's streams (see the module docstring).
+STREAM_RESET, STREAM_DEMAND, STREAM_COPULA, STREAM_LEAD_TIME, STREAM_OUTAGE = 0, 1, 2, 3, 4
 
 #: Longest block of periods drawn at once per row (memory: rows x chunk x (demand nodes + random
 #: slots + outage lanes) x 8 bytes).
@@ -45,9 +66,18 @@ class StepResult:
 
 
 class Simulator:
-    """``n`` independent copies of a scenario (the rows of the batch)."""
+    """``n`` independent copies of a scenario (the rows of the batch).
 
-    def __init__(self, scenario: str | Path | Scenario, n: int = 1, chunk: int | None = None) -> None:
+    ``threads``: 1, ``N > 1`` or ``"auto"``; ``None`` (the default) takes ``meio --threads`` or the
+    environment variable ``MEIO_THREADS``, else 1 (:mod:`envs.threads`). With one thread every
+    kernel is the serial compilation and numba's thread pool is never started; with more, batches
+    of at least ``PARALLEL_ROWS`` rows spread over that many threads. The results are the same bit
+    for bit. ``self.threads`` is the count resolved, ``self.parallel`` whether the parallel
+    compilation runs.
+    """
+
+    def __init__(self, scenario: str | Path | Scenario, n: int = 1, chunk: int | None = None,
+                 threads: Threads = None) -> None:
         if n < 1:
             raise ValueError(f"n: {n} rows requested; a simulator needs at least 1")
         self.scenario = load_scenario(scenario)
@@ -72,7 +102,15 @@ class Simulator:
         self.lt_chunk = np.zeros((b, self.chunk, max(n_rand, 1)), dtype=np.int64)
         self.dis_chunk = np.zeros((b, self.chunk, max(n_dis, 1)))
         self.trace_offset = np.zeros((b, topo.n_demand), dtype=np.int64)
+        # rngs[i] is row i's root generator: its seed sequence is the parent of the row's streams.
         self.rngs: list[np.random.Generator | None] = [None] * n
+        # Per row and stream (object arrays, made at the first reset): the generators, and their
+        # states where the current block began (plain tuples: few objects for the garbage collector).
+        self._streams: np.ndarray | None = None
+        self._block_start: np.ndarray | None = None
+        self._words = np.zeros(0, dtype=np.int64)
+        self._varying = np.zeros(0, dtype=np.int64)
+        self._stream_roots: list[np.random.Generator | None] = [None] * n
         # The last period's results (the buffers StepResult points to).
         self.last_orders = np.zeros((b, s))
         self.last_costs = np.zeros((b, 6))
@@ -82,10 +120,17 @@ class Simulator:
         self._slot_ip = np.zeros((b, s))
         self._n_rand = n_rand
         self._descendants = topo.descendants()
-        parallel = n >= PARALLEL_ROWS
-        self.parallel = parallel
-        self._step_kernel = step_kernel if parallel else step_kernel_serial
-        self._positions_kernel = inventory_positions if parallel else inventory_positions_serial
+        self.threads = resolve_threads(threads)
+        # One thread never touches the parallel compilation: even asking numba for a thread count
+        # starts its pool.
+        self.parallel = self.threads > 1 and n >= PARALLEL_ROWS
+        if self.parallel:
+            pool = numba_threads(self.threads)
+            self._step_kernel = with_threads(step_kernel, pool)
+            self._positions_kernel = with_threads(inventory_positions, pool)
+        else:
+            self._step_kernel = step_kernel_serial
+            self._positions_kernel = inventory_positions_serial
         self._demand_model = DemandModel(topo.demand_specs, topo.correlation_chol)
         self._n_dis = n_dis
         self._topo_args = (
@@ -108,8 +153,9 @@ class Simulator:
         """Reset ``rows`` (all by default) to the initial state and draw their first block.
 
         ``seeds``: one int for all rows (row ``i`` then gets ``seeds + i``, SB3's convention), one
-        per row, or ``None`` to keep each row's generator running (a fresh one from OS entropy if it
-        has none yet).
+        per row, or ``None`` to keep each row's streams running (new ones from OS entropy if it
+        has none yet). A root generator put in ``rngs[i]`` by the caller (the Gymnasium env puts
+        its ``np_random`` there) gives row ``i`` new streams, derived from its seed sequence.
         """
         rows = np.arange(self.n) if rows is None else np.asarray(rows, dtype=np.int64)
         if seeds is None:
@@ -121,56 +167,140 @@ class Simulator:
             if len(seed_list) != len(rows):
                 raise ValueError(f"seeds: {len(seed_list)} seeds for {len(rows)} rows")
         topo = self.topology
+        random_start = [d for d, spec in enumerate(topo.demand_specs)
+                        if spec.dist == "trace" and spec.trace_start == "random"]
+        self.trace_offset[rows] = 0
+        if self._streams is None:
+            width = len(self._stream_keys())
+            self._streams = np.empty((self.n, width), dtype=object)
+            self._block_start = np.empty((self.n, width - 1), dtype=object)
+            # 64-bit words per period of each block stream (0: varies, the stream needs snapshots)
+            self._words = np.array(self._demand_model.words_per_period + (1,) * (self._n_rand + self._n_dis),
+                                   dtype=np.int64)
+            self._varying = np.flatnonzero(self._words == 0)
+        running = []
         for i, seed in zip(rows, seed_list):
             if seed is not None:
                 self.rngs[i] = np.random.default_rng(seed)
             elif self.rngs[i] is None:
                 self.rngs[i] = np.random.default_rng()
-            for d, spec in enumerate(topo.demand_specs):
-                if spec.dist == "trace" and spec.trace_start == "random":
-                    self.trace_offset[i, d] = self.rngs[i].integers(len(spec.trace))
-                else:
-                    self.trace_offset[i, d] = 0
+            if self._stream_roots[i] is not self.rngs[i]:
+                self._streams[i] = self._row_streams(self.rngs[i])
+                self._stream_roots[i] = self.rngs[i]
+            else:
+                running.append(i)
+        if running:
+            self._rewind(np.array(running, dtype=np.int64))
+        for i in rows:
+            for d in random_start:
+                self.trace_offset[i, d] = self._streams[i][0].integers(len(topo.demand_specs[d].trace))
         self.on_hand[rows] = topo.initial_inventory
         for arr in (self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr, self.down, self.t):
             arr[rows] = 0
         self._draw(rows)
         self.last_node_out[rows] = 0.0
 
+    def _stream_keys(self) -> list[tuple[int, ...]]:
+        """Spawn keys of a row's streams, in the order reset, demand, lead times, outages."""
+        dm = self._demand_model
+        return ([(STREAM_RESET,)]
+                + ([(STREAM_COPULA,)] if dm.chol is not None else [(STREAM_DEMAND, d) for d in dm.stream_nodes])
+                + [(STREAM_LEAD_TIME, r) for r in range(self._n_rand)]
+                + [(STREAM_OUTAGE, x) for x in range(self._n_dis)])
+
+    def _row_streams(self, root: np.random.Generator) -> list[np.random.Generator]:
+        """A row's streams (:meth:`_stream_keys`), children of ``root``'s seed sequence."""
+        seq = root.bit_generator.seed_seq
+        if not isinstance(seq, np.random.SeedSequence):
+            # A bit generator built without a seed sequence: seed the streams from the root's draws.
+            seq = np.random.SeedSequence(root.integers(0, 2**63, size=4))
+        return [np.random.Generator(np.random.PCG64(
+                    np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key + key, pool_size=seq.pool_size)))
+                for key in self._stream_keys()]
+
     def spread_initial_stock(self, rows: Sequence[int] | np.ndarray, spread: float, scale: np.ndarray) -> None:
         """Exploring starts: replace the on-hand stock of ``rows`` (just reset) by independent draws,
         uniform on ``[0, spread * scale_j]`` at node ``j`` (whole units with ``integer_orders``), one
-        call per row on the row's own generator."""
+        call per row on the row's reset stream (so the block size of the other draws cannot move them)."""
         top = spread * np.asarray(scale, dtype=float)
         for i in np.asarray(rows, dtype=np.int64):
-            stock = self.rngs[i].uniform(0.0, 1.0, top.size) * top
+            stock = self._streams[i][0].random(top.size) * top
             self.on_hand[i] = np.floor(stock + 0.5) if self.topology.integer_orders else stock
 
     def _draw(self, rows: np.ndarray) -> None:
-        """Draw the next block of exogenous randomness of ``rows``, from each row's period ``t``.
+        """Draw the next block of ``chunk`` periods of exogenous randomness of ``rows``, from each
+        row's period ``t``, noting where each stream that varies in words per period stood (for
+        :meth:`_rewind`)."""
+        for k in self._varying:
+            for i, g in zip(rows, self._streams[rows, 1 + k]):
+                st = g.bit_generator.state
+                self._block_start[i, k] = (st["state"]["state"], st["state"]["inc"], st["has_uint32"], st["uinteger"])
+        demand, lead, outage = self._fill(rows, self.chunk, self.t[rows])
+        self.demand_chunk[rows] = demand
+        if self._n_rand:
+            self.lt_chunk[rows] = lead
+        if self._n_dis:
+            self.dis_chunk[rows] = outage
+        self.pos[rows] = 0
 
-        Per row, in this order: demand (see :class:`~envs.distributions.DemandModel`), then one
-        call of uniforms for the random lead times and the outages together.
+    def _rewind(self, rows: np.ndarray) -> None:
+        """Put the streams of ``rows`` right after the periods they have stepped through.
+
+        A block draws ahead; a row reset in the middle of its block (``pos < chunk``) winds its
+        streams back over the ``chunk - pos`` periods it did not use, so the next episode starts
+        from the same stream values whatever the block size. A stream of uniforms goes back by its
+        count of 64-bit words (``PCG64.advance`` with a negative count). When the scenario has a
+        stream whose words per period vary (gamma, seasonal counts), every stream goes back to
+        where the block began (that stream from its snapshot) and the ``pos`` periods used are
+        drawn again.
+        """
+        c, words = self.chunk, self._words
+        pos = self.pos[rows]
+        for p in np.unique(pos[pos < c]):
+            sel = rows[pos == p]
+            redraw = bool(p) and self._varying.size > 0
+            back = c if redraw else c - int(p)
+            for i in sel:
+                for k, g in enumerate(self._streams[i, 1:]):
+                    if words[k]:
+                        g.bit_generator.advance(-int(words[k]) * back)
+                    else:
+                        state, inc, has_uint32, uinteger = self._block_start[i, k]
+                        g.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": inc},
+                                                 "has_uint32": has_uint32, "uinteger": uinteger}
+            if redraw:
+                self._fill(sel, int(p), self.t[sel] - p)
+
+    def _fill(self, rows: np.ndarray, c: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``c`` periods from period ``start`` of ``rows``: demand ``(rows, c, D)``, random lead
+        times ``(rows, c, R)`` and outage uniforms ``(rows, c, X)``, taken from the row's streams.
+
+        Each stream gives ``c`` values (see the module docstring): demand through
+        :class:`~envs.distributions.DemandModel`, lead times by the inverse distribution function of
+        uniforms, outages as uniforms. Buffers are filled one row at a time (a generator call per
+        row and stream, never per period) and transformed for all rows at once.
         """
         topo = self.topology
-        c = self.chunk
-        rngs = [self.rngs[i] for i in rows]
-        periods = self.t[rows][:, None] + np.arange(c)[None, :]
-        block = np.empty((len(rows), c, topo.n_demand))
-        self._demand_model.draw(rngs, periods, self.trace_offset[rows], block)
-        self.demand_chunk[rows] = block
+        n_rows = len(rows)
+        streams = self._streams[rows]
+        periods = start[:, None] + np.arange(c)[None, :]
+        demand = np.empty((n_rows, c, topo.n_demand))
+        n_dem = self._demand_model.n_streams
+        self._demand_model.draw(streams[:, 1:1 + n_dem], periods, self.trace_offset[rows], demand)
         n_rand, n_dis = self._n_rand, self._n_dis
-        if n_rand or n_dis:
-            u = np.stack([rng.random((c, n_rand + n_dis)) for rng in rngs])
-            if n_rand:
-                block_lt = np.empty((len(rows), c, n_rand), dtype=np.int64)
-                for r in range(n_rand):                  # inverse distribution function per slot
-                    idx = np.searchsorted(topo.lt_cdf[r], u[:, :, r], side="right")
-                    block_lt[:, :, r] = topo.lt_values[r, np.minimum(idx, topo.lt_values.shape[1] - 1)]
-                self.lt_chunk[rows] = block_lt
-            if n_dis:
-                self.dis_chunk[rows] = u[:, :, n_rand:]
-        self.pos[rows] = 0
+        u = np.empty((n_rows, c))
+        lead = np.empty((n_rows, c, n_rand), dtype=np.int64)
+        for r in range(n_rand):                          # inverse distribution function per slot
+            for g, row in zip(streams[:, 1 + n_dem + r], u):
+                g.random(out=row)
+            idx = np.searchsorted(topo.lt_cdf[r], u, side="right")
+            lead[:, :, r] = topo.lt_values[r, np.minimum(idx, topo.lt_values.shape[1] - 1)]
+        outage = np.empty((n_rows, c, n_dis))
+        for x in range(n_dis):
+            for g, row in zip(streams[:, 1 + n_dem + n_rand + x], u):
+                g.random(out=row)
+            outage[:, :, x] = u
+        return demand, lead, outage
 
     # ---- stepping -----------------------------------------------------------------------------
     def step(self, orders: np.ndarray) -> StepResult:

@@ -169,6 +169,7 @@ class ActionMap:
         if mode not in ACTION_MODES:
             raise ValueError(f"action_mode: {mode!r} is not one of {', '.join(ACTION_MODES)}")
         self.mode = mode
+        self.slot_names = topo.slot_names
         scenario = topo.scenario
         s = topo.n_slots
         mu = topo.throughput
@@ -188,8 +189,26 @@ class ActionMap:
         self.high = np.maximum(self.high, 1e-6)
 
     def to_orders(self, sim: Simulator, action: np.ndarray) -> np.ndarray:
-        """Orders ``(n, S)`` for actions ``(n, S)`` (clipped to ``[-1, 1]`` first)."""
-        value = (np.clip(action, -1.0, 1.0) + 1.0) * (0.5 * self.high)
+        """Orders ``(n, S)`` for actions ``(n, S)``, or ``(S,)`` with one row (clipped to ``[-1, 1]`` first).
+
+        This is where every environment's actions come in, so the rule on them is checked here, the
+        same in both modes: each entry must be a finite number. Out of ``[-1, 1]`` is clipped, but
+        NaN or an infinity is refused, naming the entry as the caller indexed it and its slot: the
+        affine map of ``order_quantity`` would make it a NaN order, and in ``order_up_to`` the
+        kernel's ``max(0, target - position)`` would quietly turn a NaN target into no order.
+        """
+        a = np.asarray(action, dtype=np.float64)
+        s = len(self.high)
+        if a.shape != (sim.n, s) and not (sim.n == 1 and a.shape == (s,)):
+            alt = f" or ({s},)" if sim.n == 1 else ""
+            raise ValueError(f"action: shape {a.shape}; expected ({sim.n}, {s}){alt}, one entry per slot "
+                             f"({', '.join(self.slot_names)})")
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(f"action[{', '.join(map(str, bad))}] (slot {self.slot_names[bad[-1]]}): {a[bad]} is "
+                             "not a finite number; actions are finite numbers (clipped to [-1, 1])")
+        value = (np.clip(a.reshape(sim.n, s), -1.0, 1.0) + 1.0) * (0.5 * self.high)
         if self.mode == "order_quantity":
             return value
         return sim.orders_up_to(value)

@@ -11,11 +11,12 @@ of the environments reads like the scenario file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from envs.distributions import DemandSpec
-from envs.scenario import EXTERNAL, Scenario
+from envs.scenario import EXTERNAL, Scenario, check_sizes
 
 #: Obligation age buckets: an upstream node serves what it owes oldest first, by the period the
 #: order was placed. Obligations older than ``AGES - 1`` periods share the last bucket and are
@@ -112,6 +113,13 @@ class Topology:
     def slots_out_of(self, j: int) -> np.ndarray:
         return self.out_slots[self.out_ptr[j]:self.out_ptr[j + 1]]
 
+    def demand_through(self, moments: Callable[[DemandSpec], tuple[float, float]]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """``throughput`` and ``throughput_sd`` with each demand node's (mean, sd) given by
+        ``moments`` instead of the simulated distribution's (the analytic baselines' convention)."""
+        return _throughput(self.node_names, self.lane_src, self.lane_dst, self.lane_bom, self.demand_col,
+                           self.demand_specs, moments)
+
     def node_with_several_suppliers(self) -> str | None:
         """The first node (topological order) with more than one lane in, or an assembly node; ``None``
         when every node has one supplier, as echelon positions need."""
@@ -166,6 +174,9 @@ def _readonly(**arrays: np.ndarray) -> dict[str, np.ndarray]:
 
 def compile_topology(scenario: Scenario) -> Topology:
     """Build the :class:`Topology` of a validated scenario (done once per environment)."""
+    # Loading checks this too; a Scenario built or changed in code (dataclasses.replace) is
+    # checked here, before any array is sized from its lead times or demand.
+    check_sizes(scenario)
     order = _topological_order(scenario)
     nodes = [scenario.nodes[i] for i in order]
     names = tuple(n.id for n in nodes)
@@ -273,7 +284,8 @@ def compile_topology(scenario: Scenario) -> Topology:
     )
 
 
-def _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs) -> tuple[np.ndarray, np.ndarray]:
+def _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs,
+                moments: Callable[[DemandSpec], tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd of the units per period each node passes on (its own demand plus its customers').
 
     A node with several suppliers is counted in full at each of them: this sets scales for
@@ -285,8 +297,9 @@ def _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs) -> tuple
     for j in reversed(range(n)):
         if demand_col[j] >= 0:
             spec = specs[demand_col[j]]
-            mu[j] += spec.base_mean()
-            var[j] += spec.base_sd() ** 2
+            m, s = (spec.base_mean(), spec.base_sd()) if moments is None else moments(spec)
+            mu[j] += m
+            var[j] += s ** 2
         for k in np.flatnonzero(lane_dst == j):
             src = lane_src[k]
             if src >= 0:

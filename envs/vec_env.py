@@ -13,6 +13,10 @@ Per-period infos for every row cost more than the step itself at large batches, 
 ``infos`` only carry the episode-end entries and the period's arrays are attributes:
 ``last_costs`` ``(n, 6)``, ``last_node_out`` ``(n, D, 3)``, ``last_orders`` ``(n, S)``. Pass
 ``step_infos=True`` for the single env's per-period ``info`` in every row.
+
+``threads`` (default: ``meio --threads``, else ``MEIO_THREADS``, else 1) is the number of threads
+of the step (see :mod:`envs.threads`); more than one only pays on an idle machine, and only for
+batches of at least ``envs.dynamics.PARALLEL_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from envs.multi_echelon import check_spread, resolve_scenario, step_info
 from envs.scenario import Scenario
 from envs.simulator import Simulator
 from envs.spaces import ActionMap, ObservationMap
+from envs.threads import Threads
 from envs.topology import COST_NAMES
 
 
@@ -38,11 +43,11 @@ class MultiEchelonVecEnv(VecEnv):
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
                  action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False,
-                 observe_time: bool = True, initial_stock_spread: float = 0.0) -> None:
+                 observe_time: bool = True, initial_stock_spread: float = 0.0, threads: Threads = None) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
         self.scenario = resolve_scenario(scenario, horizon)
-        self.sim = Simulator(self.scenario, n=int(n_envs))
+        self.sim = Simulator(self.scenario, n=int(n_envs), threads=threads)
         topo = self.sim.topology
         self.topology = topo
         self.action_mode = action_mode or self.scenario.action_mode

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,9 @@ import pandas as pd
 from agents.policy import PPOPolicy, find_saved_agent
 from baselines.base import Baseline
 from baselines.run import BASELINE_NAMES, run_baselines
-from envs.metrics import Evaluation, evaluate, mean_ci95
+from envs.metrics import Evaluation, check_evaluation, evaluate, mean_ci95
 from envs.policies import Policy
+from envs.run_settings import check_run_settings
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
 from envs.topology import COST_NAMES, compile_topology
@@ -38,10 +39,14 @@ class BenchmarkResult:
     reference: str
     settings: dict[str, object] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
+    #: Each baseline's notes (how it was found; the lanes and modes it never orders on).
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 def _row(name: str, kind: str, ev: Evaluation, node_names: Sequence[str]) -> dict[str, object]:
     row: dict[str, object] = {"policy": name, "kind": kind, "cost_mean": ev.cost_mean, "cost_ci95": ev.cost_ci95}
+    # "" for a stable policy; else why its cost is no long-run cost (envs.metrics.backlog_trend).
+    row["unstable"] = ev.instability()
     row.update({f"cost_{k}": v for k, v in ev.cost_split.items()})
     row["fill_rate"] = ev.fill_rate["network"]
     row["cycle_service_level"] = ev.cycle_service_level["network"]
@@ -67,8 +72,14 @@ def _levels_text(b: Baseline) -> str:
 
 def run_benchmark(scenario: str | Path | Scenario, models: Sequence[str | Path] = (), periods: int = 10_000,
                   warmup: int = 200, replications: int = 10, seed: int = 0, baselines: Sequence[str] = BASELINE_NAMES,
-                  search_periods: int = 1000, search_replications: int = 8, progress: bool = False) -> BenchmarkResult:
-    """Evaluate the baselines and the models on the same seeds and build the table."""
+                  search_periods: int = 1000, search_replications: int = 8, progress: bool = False,
+                  extra_policies: Mapping[str, Policy] | None = None) -> BenchmarkResult:
+    """Evaluate the baselines and the models on the same seeds and build the table.
+
+    ``extra_policies``: more policies to compare, ``{label: policy}`` (any :class:`Policy`, e.g. a
+    rule of one's own), listed with kind ``policy``."""
+    check_evaluation(periods, warmup, replications, seed)       # before any model is loaded or searched
+    check_run_settings(search_periods=search_periods, search_replications=search_replications)
     sc = load_scenario(scenario)
     loaded: dict[str, PPOPolicy] = {}
     model_dirs: dict[str, Path] = {}
@@ -97,10 +108,21 @@ def run_benchmark(scenario: str | Path | Scenario, models: Sequence[str | Path] 
         evaluations[label] = ev
         policies[label] = policy
         rows.append({**_row(label, "ppo", ev, node_names), "levels": ""})
+    for label, policy in (extra_policies or {}).items():
+        if label in evaluations:
+            raise ValueError(f"extra_policies.{label}: the name of a baseline or model already in the table")
+        ev = evaluate(sim, policy, periods=periods, warmup=warmup, replications=replications, seed=seed,
+                      progress=progress)
+        evaluations[label] = ev
+        policies[label] = policy
+        rows.append({**_row(label, "policy", ev, node_names), "levels": ""})
     if not rows:
         raise ValueError(f"scenario {sc.name}: no policy to benchmark (skipped: {report.skipped})")
     table = pd.DataFrame(rows)
-    reference = "clark_scarf" if "clark_scarf" in evaluations else str(table.loc[table.cost_mean.idxmin(), "policy"])
+    # An unstable policy's cost grows with the window: it is never the yardstick.
+    stable = table[table["unstable"] == ""]
+    cheapest = (stable if len(stable) else table).cost_mean.idxmin()
+    reference = "clark_scarf" if "clark_scarf" in evaluations else str(table.loc[cheapest, "policy"])
     ref = evaluations[reference]
     gaps, gap_cis = [], []
     for name in table.policy:
@@ -119,7 +141,8 @@ def run_benchmark(scenario: str | Path | Scenario, models: Sequence[str | Path] 
                 "allocation": sc.allocation, "unmet_demand": sc.unmet_demand,
                 "ci_method": ref.ci_method}
     return BenchmarkResult(scenario=sc, table=table, evaluations=evaluations, policies=policies,
-                           skipped=report.skipped, reference=reference, settings=settings, models=model_dirs)
+                           skipped=report.skipped, reference=reference, settings=settings, models=model_dirs,
+                           notes={b.name: b.notes for b, _ in report.results if b.notes})
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
@@ -140,6 +163,8 @@ def summary_columns(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["policy", "kind", "cost_mean", "cost_ci95", "gap_pct", "gap_ci95_pct", "fill_rate",
             "cycle_service_level", "inventory_turnover"]
     cols += [f"cost_{k}" for k in COST_NAMES if df[f"cost_{k}"].abs().sum() > 0]
+    if (df["unstable"] != "").any():
+        cols.insert(2, "unstable")
     return df[cols]
 
 
@@ -187,6 +212,15 @@ def write_report(result: BenchmarkResult, out_dir: str | Path, frontier: bool = 
         f"**{result.reference}** ({'the optimum' if result.reference == 'clark_scarf' else 'the cheapest policy'}) "
         "on common random numbers, with its own interval `gap_ci95_pct`.", "",
         markdown_table(summary_columns(table)), "",
+    ]
+    unstable = table[table["unstable"] != ""]
+    if len(unstable):
+        lines += ["**Unstable policies: their costs are not meaningful.** Over the second half of the window the "
+                  "customer backlog of these policies grows without bound (their supply falls short of demand), so "
+                  "their average cost grows with the length of the run and is no long-run cost:", ""]
+        lines += [f"- `{r.policy}`: {r.unstable}" for r in unstable.itertuples()]
+        lines.append("")
+    lines += [
         "The full table (cost split, stock and order-variance ratio per node) is in `results.csv` and "
         "`results.md`.", "",
     ]
@@ -195,6 +229,11 @@ def write_report(result: BenchmarkResult, out_dir: str | Path, frontier: bool = 
         lines += ["Levels of the base-stock policies (echelon or installation, as `kind` says; (s, S) rules "
                   "give both):", ""]
         lines += [f"- `{r.policy}` ({r.kind}): {r.levels}" for r in with_levels.itertuples()]
+        lines.append("")
+    if result.notes:
+        lines += ["Notes on the baselines (how each was found; a single-sourcing baseline names the lanes and "
+                  "modes it never orders on):", ""]
+        lines += [f"- `{name}`: {note}" for name, note in result.notes.items()]
         lines.append("")
     if result.skipped:
         lines += ["Baselines that do not apply:", ""]

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:                     # the commands import what they use, so that --help stays fast
+    from envs.distributions import DemandSpec, LeadTimeSpec
+    from envs.scenario import Scenario
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from envs.metrics import evaluate
+    from envs.metrics import check_evaluation, evaluate
     from envs.policies import BaseStockPolicy, parse_levels
     from envs.simulator import Simulator
 
+    check_evaluation(args.periods, args.warmup, args.replications, args.seed)    # before any allocation
     sim = Simulator(args.scenario, n=args.replications, chunk=min(args.warmup + args.periods, 128))
     if args.policy == "base-stock":
         if not args.levels:
             raise ValueError("--levels: required with --policy base-stock (NODE=LEVEL,...)")
+        # NODE=LEVEL,... splits at ',' and '=' and trims blanks: an id with them cannot be written.
+        unnameable = [n for n in sim.topology.node_names if "," in n or "=" in n or n != n.strip()]
+        if unnameable:
+            raise ValueError(f"--levels: node {unnameable[0]!r} of {sim.scenario.name} cannot be written as "
+                             "NODE=LEVEL (its id has ',', '=' or blanks at an end); rename it in the scenario file")
         policy = BaseStockPolicy(sim.topology, parse_levels(args.levels), kind=args.kind)
     else:
         raise ValueError(f"--policy: {args.policy!r} is not supported")
@@ -47,9 +58,19 @@ def _train(args: argparse.Namespace) -> int:
     from agents.config import load_config
     from agents.train import train
 
-    cfg = load_config(args.config).replace(total_steps=args.total_steps)
     run_dir = args.run_dir or f"runs/{args.scenario if '/' not in args.scenario else 'scenario'}-ppo-seed{args.seed}"
-    result = train(args.scenario, cfg, run_dir, seed=args.seed, resume=args.resume, progress=True)
+    if args.resume:
+        # the run's own config.yaml holds its settings and total; a --config other than the default
+        # is checked against it
+        cfg = None if args.config == "default" else load_config(args.config)
+        result = train(args.scenario, cfg, run_dir, resume=True, progress=True, total_steps=args.total_steps,
+                       threads=args.threads)
+        if result.steps_this_call == 0:
+            print(f"run folder: {result.run_dir} is at {result.steps} steps; nothing was trained")
+            return 0
+    else:
+        cfg = load_config(args.config).replace(total_steps=args.total_steps, threads=args.threads)
+        result = train(args.scenario, cfg, run_dir, seed=args.seed, progress=True)
     gap = ""
     if result.baseline_cost is not None and result.best_eval_cost is not None:
         gap = (f"; best baseline {result.baseline_name} {result.baseline_cost:.4f}, gap "
@@ -68,6 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     folder = find_saved_agent(args.model)
     policy = PPOPolicy.load(folder, name=f"ppo:{folder}")
     sim = Simulator(args.scenario, n=args.replications, chunk=min(args.warmup + args.periods, 128))
+    policy.check(sim)                  # a scenario of another shape is refused before any simulation
     result = evaluate(sim, policy, periods=args.periods, warmup=args.warmup, replications=args.replications,
                       seed=args.seed, progress=not args.json)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
@@ -111,23 +133,151 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Every error of a scenario file (exit 2), or a one-screen summary of the network (exit 0)."""
+    from envs.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        n = len(exc.errors)
+        print(f"meio validate: {args.scenario}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        for _, message in exc.errors:
+            print(f"  {message}", file=sys.stderr)
+        return 2
+    print(_scenario_summary(scenario))
+    return 0
+
+
+def _describe_demand(spec: DemandSpec) -> str:
+    """``poisson(mean 4)``, ``discrete (46 values)``, ``trace f.csv (52 rows)``, with mean and sd."""
+    if spec.dist == "trace":
+        text = f"trace {spec.trace_file} column {spec.trace_column} ({len(spec.trace)} rows)"
+    elif spec.dist == "discrete":
+        text = f"discrete ({len(spec.values)} values)"
+    else:
+        params = {k: v for k, v in spec.to_dict().items() if k not in ("dist", "seasonality", "trend")}
+        text = f"{spec.dist}(" + ", ".join(f"{k} {v:g}" for k, v in params.items()) + ")"
+    if spec.seasonality is not None or spec.trend:
+        text += " with " + " and ".join(w for w, on in (("seasonality", spec.seasonality), ("trend", spec.trend)) if on)
+    return f"{text}: mean {spec.base_mean():.4g}, sd {spec.base_sd():.4g} per period"
+
+
+def _describe_lead_time(lt: LeadTimeSpec) -> str:
+    if lt.is_constant:
+        return f"lead time {lt.values[0]}"
+    if lt.dist == "uniform_int":
+        return f"lead time uniform {lt.values[0]}..{lt.values[-1]} (mean {lt.mean:.3g})"
+    return "lead time " + ", ".join(f"{v} w.p. {p:.3g}" for v, p in zip(lt.values, lt.probs)) + f" (mean {lt.mean:.3g})"
+
+
+def _scenario_summary(scenario: Scenario) -> str:
+    """The network on one screen: settings, nodes, lanes with their modes, and the baselines."""
+    import math
+
+    from baselines.run import applicability
+    from envs.topology import compile_topology
+
+    def cap(x: float) -> str:
+        return "unlimited" if math.isinf(x) else f"{x:g}"
+
+    topo = compile_topology(scenario)
+    through = dict(zip(topo.node_names, topo.throughput))
+    # A node with alternative suppliers counts in full at each of them: then the flows are upper bounds.
+    approx = "<= " if any(n.sourcing == "alternative" for n in scenario.nodes) else ""
+    sc = scenario
+    lines = [
+        f"{sc.name}: valid ({len(sc.nodes)} nodes, {len(sc.lanes)} lanes, {topo.n_slots} order slots)"
+        + (f" from {sc.source}" if sc.source else ""),
+        f"  unmet demand: {sc.unmet_demand} ({sc.penalty_name}); allocation: {sc.allocation}; horizon {sc.horizon}; "
+        f"integer orders: {'yes' if sc.integer_orders else 'no'}; action mode: {sc.action_mode}",
+        "nodes (file order):",
+    ]
+    for node in sc.nodes:
+        customers = len(sc.lanes_from(node.id))
+        role = ("demand node" if customers == 0 else "demand and supply node") if node.demand is not None \
+            else "supply node"
+        if node.sourcing == "assembly":
+            role += ", assembles " + " + ".join(f"{r:g} {p}" for p, r in node.bom)
+        elif node.sourcing == "alternative":
+            role += ", alternative suppliers"
+        costs = f"h {node.holding_cost:g}" + (f", {sc.penalty_name} {node.penalty_cost:g}" if node.demand else "")
+        extra = "".join([f", capacity {cap(node.capacity)}" if math.isfinite(node.capacity) else "",
+                         f", initial {node.initial_inventory:g}" if node.initial_inventory else "",
+                         f", fill-rate target {node.service_target:g}" if node.service_target is not None else ""])
+        lines.append(f"  {node.id}: {role}; {costs}{extra}; mean flow through it {approx}{through[node.id]:.4g} per period")
+        if node.demand is not None:
+            lines.append(f"      demand {_describe_demand(node.demand)}")
+    if sc.demand_correlation is not None:
+        lines.append("  demand correlation: " + "; ".join(" ".join(f"{x:g}" for x in row) for row in sc.demand_correlation))
+    lines.append("lanes (file order):")
+    for i, lane in enumerate(sc.lanes):
+        outage = (f"; outages start w.p. {lane.disruption.start_probability:g}, last {lane.disruption.mean_duration:g} "
+                  "periods on average" if lane.disruption else "")
+        for k, m in enumerate(lane.modes):
+            head = f"  lanes[{i}] {lane.source} -> {lane.target}" if k == 0 else " " * (len(f"  lanes[{i}] ") - 2)
+            name = f" [{m.name}]" if len(lane.modes) > 1 else ""
+            costs = ", ".join(f"{label} {getattr(m, key):g}" for key, label in
+                              (("unit_cost", "unit cost"), ("fixed_cost", "fixed cost"),
+                               ("pipeline_holding_cost", "pipeline holding")) if getattr(m, key))
+            lines.append(f"{head}{name}: {_describe_lead_time(m.lead_time)}, capacity {cap(m.capacity)}"
+                         + (f", {costs}" if costs else "") + (", crossing allowed" if m.order_crossing else "")
+                         + (outage if k == 0 else ""))
+    lines.append("baselines (meio baselines):")
+    for name, why in applicability(sc).items():
+        lines.append(f"  {name:<24} {'applies' if why is None else 'skipped: ' + why}")
+    return "\n".join(lines)
+
+
 SCENARIO_HELP = "shipped scenario name (e.g. ex61) or path to a YAML file"
+
+
+def _setting(name: str) -> Callable[[str], int]:
+    """The argparse ``type=`` of the run setting ``name``: the rule of :mod:`envs.run_settings`, so
+    ``--replications 0`` reads ``argument --replications: 0 is below 1; ...`` like the Python API's
+    ``replications: 0 is below 1; ...``."""
+    from envs.run_settings import setting_problem
+
+    def parse(text: str) -> int:
+        try:
+            value: object = int(text)
+        except ValueError:
+            value = text
+        problem = setting_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return int(text)
+
+    parse.__name__ = name                # argparse names the type in some messages
+    return parse
 
 
 def _evaluation_args(parser: argparse.ArgumentParser, periods: int, warmup: int, replications: int) -> None:
     """--scenario, --periods, --warmup, --replications, --seed: how every command simulates."""
     parser.add_argument("--scenario", required=True, help=SCENARIO_HELP)
-    parser.add_argument("--periods", type=int, default=periods,
+    parser.add_argument("--periods", type=_setting("periods"), default=periods,
                         help=f"periods per replication after the warm-up (default {periods})")
-    parser.add_argument("--warmup", type=int, default=warmup, help=f"periods discarded at the start (default {warmup})")
-    parser.add_argument("--replications", type=int, default=replications,
+    parser.add_argument("--warmup", type=_setting("warmup"), default=warmup,
+                        help=f"periods discarded at the start (default {warmup})")
+    parser.add_argument("--replications", type=_setting("replications"), default=replications,
                         help=f"independent copies, seeds SEED, SEED+1, ... (default {replications})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first copy (default 0)")
+    parser.add_argument("--seed", type=_setting("seed"), default=0, help="seed of the first copy (default 0)")
+    _threads_arg(parser)
+
+
+def _threads_arg(parser: argparse.ArgumentParser) -> None:
+    """--threads: how many threads the simulators of the command step with (``envs.threads``)."""
+    parser.add_argument("--threads", metavar="N|auto",
+                        help="threads of the batched step: an integer >= 1, or 'auto' for the cores not busy now; "
+                             "more than one only pays for batches of >= 128 copies on an idle machine "
+                             "(default: $MEIO_THREADS, else 1)")
 
 
 def _search_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--search-periods", type=int, default=1000, help="periods per search replication (default 1000)")
-    parser.add_argument("--search-replications", type=int, default=8, help="search replications (default 8)")
+    parser.add_argument("--search-periods", type=_setting("search_periods"), default=1000,
+                        help="periods per search replication (default 1000)")
+    parser.add_argument("--search-replications", type=_setting("search_replications"), default=8,
+                        help="search replications (default 8)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,10 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--scenario", required=True, help=SCENARIO_HELP)
     tr.add_argument("--config", default="default",
                     help="training config: shipped name (configs/ppo/NAME.yaml) or YAML path (default: default)")
-    tr.add_argument("--seed", type=int, default=0, help="seed of PPO and of the first env copy (default 0)")
+    tr.add_argument("--seed", type=_setting("seed"), default=0,
+                    help="seed of PPO and of the first env copy (default 0)")
     tr.add_argument("--total-steps", type=int, help="environment steps in total (overrides the config)")
     tr.add_argument("--run-dir", help="output folder (default runs/SCENARIO-ppo-seedSEED)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    _threads_arg(tr)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser(
@@ -208,16 +360,55 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--baselines", help="comma-separated baseline names (default: all that apply)")
     sw.add_argument("--out", help="output folder (default runs/sweep-PARAM)")
     sw.set_defaults(func=_sweep)
+
+    va = sub.add_parser(
+        "validate", help="check a scenario file: every error at once, or a summary of the network",
+        description="Load a scenario and check every rule (docs/scenarios.md). A broken file: every error, one per "
+                    "line with its field path, and exit status 2. A valid one: a one-screen summary (nodes with "
+                    "their role, demand and costs, lanes with modes, lead times and capacities, the unmet-demand "
+                    "and allocation rules, and which baselines apply) and exit status 0.")
+    va.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
+    va.set_defaults(func=_validate)
     return parser
 
 
+#: API fields whose value only ever comes from the option of the same name: a message about one of
+#: them is about that option. (``total_steps`` or ``threads`` may come from a config file instead,
+#: so their messages keep the config's field name.)
+_OPTION_FIELDS = frozenset({"periods", "warmup", "replications", "seed", "search_periods", "search_replications",
+                            "levels", "kind", "scenario"})
+
+
+def _as_option(parser: argparse.ArgumentParser, command: str, message: str) -> str:
+    """A Python API message names the field (``periods: ...``, ``levels.dc: ...``); on the command
+    line the same field is an option, so say ``--periods: ...``, ``--levels dc: ...``."""
+    # argparse keeps its subcommands in a private action; there is no public accessor.
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    head, sep, rest = re.match(r"([a-z_]*)([.:]?)(.*)", message, re.DOTALL).groups()
+    if not sep or head not in _OPTION_FIELDS:
+        return message
+    for action in commands[command]._actions:
+        if action.dest == head and action.option_strings:
+            flag = max(action.option_strings, key=len)
+            return f"{flag}{':' if sep == ':' else ' '}{rest}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0, or 2 with ``meio COMMAND: error: FIELD: ...``
+    on stderr for bad input (argparse's own errors included), never a traceback for it."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:            # argparse printed usage and the error (2), or the help (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        from envs.threads import default_threads
+
+        with default_threads(getattr(args, "threads", None), "--threads"):
+            return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:   # messages name the field and the rule
-        print(f"meio {args.command}: error: {exc}", file=sys.stderr)
+        print(f"meio {args.command}: error: {_as_option(parser, args.command, str(exc))}", file=sys.stderr)
         return 2
 
 

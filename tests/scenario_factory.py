@@ -106,7 +106,10 @@ def _multi_sourcing(b: _Builder, name: str, rng: np.random.Generator) -> None:
 
 
 def random_scenario(seed: int, shape: str | None = None) -> dict:
-    """A random valid scenario dictionary; ``shape`` is one of :data:`SHAPES` (random if None)."""
+    """A random valid scenario dictionary; ``shape`` is one of :data:`SHAPES` (random if None).
+
+    Backorder scenarios are stable: capacities a load would refuse as below the mean demand they
+    carry are doubled until they are not (:func:`_stable`)."""
     rng = np.random.default_rng(seed)
     shape = shape or SHAPES[int(rng.integers(len(SHAPES)))]
     integer = bool(rng.random() < 0.5)
@@ -206,7 +209,7 @@ def random_scenario(seed: int, shape: str | None = None) -> dict:
         nodes = [nodes[i] for i in rng.permutation(len(nodes))]
     if rng.random() < 0.5:
         lanes = [lanes[i] for i in rng.permutation(len(lanes))]
-    return {
+    return _stable({
         "name": f"random_{shape}_{seed}",
         "unmet_demand": unmet,
         "allocation": "proportional" if rng.random() < 0.4 else "fcfs_index",
@@ -214,7 +217,42 @@ def random_scenario(seed: int, shape: str | None = None) -> dict:
         "integer_orders": integer,
         "nodes": nodes,
         "lanes": lanes,
-    }
+    })
+
+
+def _stable(d: dict) -> dict:
+    """``d`` with every capacity that loading names as below the mean demand it must carry
+    (``envs.scenario.capacity_shortfalls``) doubled until none is; draws nothing, so the other
+    features of the scenario stay those of its seed. Capacities still bind in single periods."""
+    from envs.scenario import Scenario, ScenarioError
+
+    def double(where: dict) -> None:
+        for m in where.get("modes", [where]):
+            if "capacity" in m:
+                m["capacity"] *= 2
+
+    for _ in range(64):
+        try:
+            Scenario.from_dict(d)
+            return d
+        except ScenarioError as exc:
+            for path, _ in exc.errors:
+                index = int(path.split("[")[1].split("]")[0]) if "[" in path else -1
+                if path == f"lanes[{index}]":
+                    double(d["lanes"][index])
+                elif path == f"nodes[{index}].capacity":
+                    d["nodes"][index]["capacity"] *= 2
+                elif path != f"nodes[{index}]":
+                    raise
+                else:                                 # alternative suppliers, together too small
+                    target = d["nodes"][index]["id"]
+                    for lane in d["lanes"]:
+                        if lane["to"] == target:
+                            double(lane)
+                            for node in d["nodes"]:
+                                if node["id"] == lane["from"] and "capacity" in node:
+                                    node["capacity"] *= 2
+    raise AssertionError(f"{d['name']}: capacities could not be made to carry the mean demand")
 
 
 def is_exact(d: dict) -> bool:

@@ -159,3 +159,10 @@ def test_config_files_load_by_path_and_unknown_names_are_refused(tmp_path, capsy
                  str(tmp_path / "x")])
     assert code == 2
     assert "neither a file nor a shipped config" in capsys.readouterr().err
+
+
+def test_a_config_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 0.001\ngamma: 0.9\nlearning_rate: 0.002\n")
+    with pytest.raises(ConfigError, match=r"learning_rate: the key is given twice .*lines 1 and 3"):
+        load_config(path)

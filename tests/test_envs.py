@@ -178,10 +178,10 @@ def test_render_ansi_shows_every_node():
 
 @pytest.mark.parametrize("name", ["general", "assembly", "beer_game"])
 def test_parallel_batches_equal_serial_rows(name):
-    """Large batches run the parallel compilation; every row must match the serial one."""
+    """Large batches with two threads run the parallel compilation; every row must match the serial one."""
     from envs.simulator import Simulator
 
-    big = envs.make_vec_env(name, n_envs=130, seed=7, action_mode="order_up_to")
+    big = envs.make_vec_env(name, n_envs=130, seed=7, action_mode="order_up_to", threads=2)
     small = envs.make_vec_env(name, n_envs=2, seed=7 + 128, action_mode="order_up_to")
     assert big.sim.parallel and not small.sim.parallel
     obs_big, obs_small = big.reset(), small.reset()
@@ -214,8 +214,8 @@ def test_periods_left_stays_in_its_training_range_in_long_runs():
 
 @pytest.mark.parametrize("n_envs", [3, 130])             # serial and parallel observation kernels
 def test_observe_time_false_drops_only_the_clock(n_envs):
-    with_clock = envs.make_vec_env("general", n_envs=n_envs, seed=4)
-    clockless = envs.make_vec_env("general", n_envs=n_envs, seed=4, observe_time=False)
+    with_clock = envs.make_vec_env("general", n_envs=n_envs, seed=4, threads=2)
+    clockless = envs.make_vec_env("general", n_envs=n_envs, seed=4, observe_time=False, threads=2)
     assert clockless.observation_labels == with_clock.observation_labels[:-1]
     assert with_clock.observation_labels[-1] == "periods_left"
     assert clockless.observation_space.shape == (with_clock.observation_space.shape[0] - 1,)

@@ -125,10 +125,10 @@ def test_same_seed_same_report_and_policies_share_random_numbers():
 
 @pytest.mark.parametrize("args, message", [
     (["--levels", "retailer=6,dc=12"], "levels: no level for plant"),
-    (["--levels", "retailer=6,dc=12,plnt=3"], "levels.plnt: not a node of ex61 (did you mean 'plant'?)"),
+    (["--levels", "retailer=6,dc=12,plnt=3"], "--levels plnt: not a node of ex61 (did you mean 'plant'?)"),
     (["--levels", "retailer=6,dc=x,plant=3"], "--levels dc: 'x' is not a number"),
-    (["--levels", "retailer=-6,dc=1,plant=3"], "levels.retailer: -6.0 is not a base-stock level >= 0"),
-    (["--levels", EX61_LEVELS, "--periods", "0"], "periods: 0 is not an integer >= 1"),
+    (["--levels", "retailer=inf,dc=1,plant=3"], "retailer: inf is not a finite number"),
+    (["--levels", EX61_LEVELS, "--periods", "0"], "argument --periods: 0 is below 1"),
     ([], "--levels: required with --policy base-stock"),
 ])
 def test_cli_errors_name_the_field(capsys, args, message):
