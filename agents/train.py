@@ -264,11 +264,9 @@ class EvalCheckpointCallback(BaseCallback):
         """Write ``checkpoints/STEP/`` whole or not at all; the previous checkpoints stay."""
         steps = self.num_timesteps
         env = self.training_env
-        base = _base_env(env)
         state = {"steps": steps, "best_eval_cost": self.best_cost,
                  "baseline": [self.baseline_name, self.baseline_cost],
-                 "torch_rng": torch.get_rng_state().tolist(),
-                 "env_rngs": [r.bit_generator.state for r in base.sim.rngs]}
+                 "torch_rng": torch.get_rng_state().tolist()}
         with folder_written_whole(self.run_dir / "checkpoints" / str(steps)) as folder:
             self.policy().save_into(folder, {**self.meta, "steps": steps})
             _part_written(folder, MODEL_FILE)
@@ -306,6 +304,15 @@ class SavedRun:
     scenario: str
     seed: int
     cfg: PPOConfig
+
+
+def resume_seed(seed: int, steps: int) -> int:
+    """Seed of the env copies of a run resumed after ``steps`` (row ``i`` gets it ``+ i``).
+
+    Derived from the run's seed and the step count, so a resume is reproducible and its episodes
+    do not replay the demand the run saw from its start.
+    """
+    return int(np.random.SeedSequence([seed, steps]).generate_state(1, np.uint32)[0])
 
 
 def read_run_config(run: Path) -> SavedRun:
@@ -369,7 +376,7 @@ def _load_checkpoint(folder: Path, learning_rate: float | LinearDecay, tb: Path)
     try:
         state = read_json(folder / STATE_FILE, "checkpoint")
         steps = int(state["steps"])
-        missing = [k for k in ("torch_rng", "env_rngs") if k not in state]
+        missing = [k for k in ("torch_rng",) if k not in state]
     except (ValueError, KeyError, TypeError) as exc:
         return f"{STATE_FILE} is unreadable ({exc})"
     if missing:
@@ -580,9 +587,9 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
         model = checkpoint.model
         model.set_env(env)
         torch.set_rng_state(torch.tensor(checkpoint.state["torch_rng"], dtype=torch.uint8))
-        for rng, st in zip(_base_env(venv).sim.rngs, checkpoint.state["env_rngs"]):
-            if rng is not None:
-                rng.bit_generator.state = st
+        # The env copies start new episodes (the one in progress at the checkpoint is not saved), on
+        # streams of their own: the run's seed would replay the demand of its first episodes.
+        venv.seed(resume_seed(seed, checkpoint.steps))
     else:
         env = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
         policy_kwargs = {"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},

@@ -299,3 +299,24 @@ def test_non_finite_numbers_in_a_config_file_are_refused(tmp_path):
     path.write_text("clip_range: .nan\n")
     with pytest.raises(ConfigError, match="clip_range: nan is not a finite number"):
         load_config(path)
+
+
+def test_a_resumed_run_draws_new_episodes_from_its_seed_and_step(stopped, tmp_path, monkeypatch):
+    run = tmp_path / "copy"
+    shutil.copytree(stopped, run)
+    made = []
+
+    def recording(*args, **kwargs):
+        venv = make_vec_env(*args, **kwargs)
+        made.append(venv)
+        return venv
+
+    from envs.vec_env import make_vec_env
+    monkeypatch.setattr(train_module, "make_vec_env", recording)
+    train("ex61", None, run, resume=True, total_steps=None, progress=False)
+    sim = made[0].sim
+    first = train_module.resume_seed(2, 512)
+    # row i of the resumed env is seeded resume_seed + i (SB3's convention), not the run's seed 2 + i,
+    # whose streams the run's first episodes already used
+    assert [int(r.bit_generator.seed_seq.entropy) for r in sim.rngs] == [first + i for i in range(4)]
+    assert first not in (2, train_module.resume_seed(2, 768), train_module.resume_seed(3, 512))
