@@ -29,6 +29,7 @@ RUN_SETTINGS: dict[str, tuple[int, int]] = {
     "seed": (0, 2**32 - 1),
     "search_periods": (1, 10**9),
     "search_replications": (1, 10**5),
+    "n": (1, 10**6),                # rows of a Simulator (copies stepped together)
 }
 
 #: Most ``replications x periods`` one evaluation records (two float64 arrays of that size: 1.6 GB).

@@ -39,6 +39,7 @@ import numpy as np
 from envs.distributions import DemandModel
 from envs.dynamics import (PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
                            step_kernel, step_kernel_serial)
+from envs.run_settings import check_setting
 from envs.scenario import Scenario, load_scenario
 from envs.threads import Threads, numba_threads, resolve_threads, with_threads
 from envs.topology import AGES, Topology, compile_topology
@@ -78,8 +79,7 @@ class Simulator:
 
     def __init__(self, scenario: str | Path | Scenario, n: int = 1, chunk: int | None = None,
                  threads: Threads = None) -> None:
-        if n < 1:
-            raise ValueError(f"n: {n} rows requested; a simulator needs at least 1")
+        n = check_setting("n", n)
         self.scenario = load_scenario(scenario)
         self.topology: Topology = compile_topology(self.scenario)
         topo = self.topology
@@ -161,11 +161,12 @@ class Simulator:
         if seeds is None:
             seed_list: list[int | None] = [None] * len(rows)
         elif isinstance(seeds, (int, np.integer)):
-            seed_list = [int(seeds) + int(i) for i in rows]
+            seed_list = [check_setting("seed", seeds) + int(i) for i in rows]
         else:
             seed_list = list(seeds)
             if len(seed_list) != len(rows):
                 raise ValueError(f"seeds: {len(seed_list)} seeds for {len(rows)} rows")
+            seed_list = [None if x is None else check_setting("seed", x) for x in seed_list]
         topo = self.topology
         random_start = [d for d, spec in enumerate(topo.demand_specs)
                         if spec.dist == "trace" and spec.trace_start == "random"]

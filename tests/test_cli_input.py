@@ -277,3 +277,20 @@ def test_the_benchmark_marks_an_unstable_policy_and_never_measures_gaps_against_
     assert "Unstable policies: their costs are not meaningful." in report
     assert "- `short`: backlog at retailer grows by" in report
     assert "| unstable |" in files["md"].read_text()
+
+
+@pytest.mark.parametrize("n, message", [("3", "n: '3' is not an integer"), (0, "n: 0 is below 1"),
+                                        (2.5, "n: 2.5 is not an integer")])
+def test_simulator_rows_are_checked_naming_n(n, message):
+    with pytest.raises(ValueError, match=message):
+        Simulator("ex61", n=n)
+
+
+def test_negative_seeds_are_refused_naming_seed_in_the_simulator_and_the_vec_env():
+    sim = Simulator("ex61", n=2)
+    with pytest.raises(ValueError, match="seed: -1 is below 0"):
+        sim.reset(seeds=-1)
+    with pytest.raises(ValueError, match="seed: -3 is below 0"):
+        sim.reset(seeds=[0, -3])
+    with pytest.raises(ValueError, match="seed: -1 is below 0"):
+        make_vec_env("ex61", n_envs=2, seed=-1).reset()
