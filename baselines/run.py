@@ -28,7 +28,7 @@ from baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcing, si
 from envs.metrics import Evaluation, check_evaluation, evaluate
 from envs.policies import primary_slots
 from envs.run_settings import check_run_settings
-from envs.scenario import Scenario, load_scenario
+from envs.scenario import Scenario, _hint, load_scenario
 from envs.simulator import Simulator
 from envs.topology import Topology, compile_topology
 
@@ -175,7 +175,8 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     check_run_settings(search_periods=search_periods, search_replications=search_replications)
     unknown = [n for n in include if n not in BASELINE_NAMES]
     if unknown:
-        raise ValueError(f"include: {unknown[0]!r} is not a baseline; choose from {', '.join(BASELINE_NAMES)}")
+        raise ValueError(f"include: {unknown[0]!r} is not a baseline{_hint(unknown[0], BASELINE_NAMES)}; "
+                         f"choose from {', '.join(BASELINE_NAMES)}")
     sc = load_scenario(scenario)
     report = BaselineReport(scenario=sc.name)
     found: dict[str, Baseline] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -45,7 +46,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _baselines(args: argparse.Namespace) -> int:
     from baselines.run import BASELINE_NAMES, run_baselines
 
-    include = tuple(x.strip() for x in args.only.split(",")) if args.only else BASELINE_NAMES
+    include = tuple(x.strip() for x in args.include.split(",")) if args.include else BASELINE_NAMES
     report = run_baselines(args.scenario, periods=args.periods, warmup=args.warmup,
                            replications=args.replications, seed=args.seed, search_periods=args.search_periods,
                            search_replications=args.search_replications, include=include,
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "seeds (95% CI over replications). Baselines that do not apply are listed with the reason.")
     _evaluation_args(base, periods=10_000, warmup=200, replications=10)
     _search_args(base)
-    base.add_argument("--only", help="comma-separated baseline names to compute (default: all)")
+    base.add_argument("--only", dest="include", help="comma-separated baseline names to compute (default: all)")
     base.add_argument("--json", action="store_true", help="print one JSON object keyed by baseline name")
     base.set_defaults(func=_baselines)
 
@@ -376,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: them is about that option. (``total_steps`` or ``threads`` may come from a config file instead,
 #: so their messages keep the config's field name.)
 _OPTION_FIELDS = frozenset({"periods", "warmup", "replications", "seed", "search_periods", "search_replications",
-                            "levels", "kind", "scenario"})
+                            "levels", "kind", "scenario", "include"})
 
 
 def _as_option(parser: argparse.ArgumentParser, command: str, message: str) -> str:
@@ -410,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:   # messages name the field and the rule
         print(f"meio {args.command}: error: {_as_option(parser, args.command, str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:              # the reader went away (`meio ... --json | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

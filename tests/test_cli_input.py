@@ -294,3 +294,9 @@ def test_negative_seeds_are_refused_naming_seed_in_the_simulator_and_the_vec_env
         sim.reset(seeds=[0, -3])
     with pytest.raises(ValueError, match="seed: -1 is below 0"):
         make_vec_env("ex61", n_envs=2, seed=-1).reset()
+
+
+def test_an_unknown_baseline_is_named_as_the_only_option_with_a_hint(capsys):
+    assert main(["baselines", "--scenario", "ex61", "--only", "clark_scarfx", "--periods", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "--only: 'clark_scarfx' is not a baseline (did you mean 'clark_scarf'?)" in err
