@@ -43,6 +43,13 @@ SOURCING_SEARCH_PERIODS = 400
 SOURCING_SEARCH_REPLICATIONS = 4
 
 
+#: What a baseline may carry beyond its levels, written by ``meio baselines --json`` when present:
+#: (s, S) reorder points, Clark-Scarf's local levels, the guaranteed-service model's service times,
+#: net lead times, safety stocks and its objective, the sourcing rule's parameters, unused slots.
+JSON_EXTRAS = ("reorder_points", "local_levels", "service_times", "net_lead_times", "safety_stock",
+               "safety_stock_cost", "sourcing", "never_uses")
+
+
 @dataclass
 class BaselineReport:
     """Baselines found for one scenario, their simulations, and those skipped with the reason."""
@@ -57,15 +64,13 @@ class BaselineReport:
             out[b.name] = {
                 "kind": b.kind,
                 "levels": b.levels,
-                **({"reorder_points": b.extra["reorder_points"]} if "reorder_points" in b.extra else {}),
                 "expected_cost": b.expected_cost,
                 "simulated_cost": {"mean": ev.cost_mean, "ci95": ev.cost_ci95, "ci_method": ev.ci_method},
                 "unstable": ev.unstable,
                 "backlog_growth_per_period": ev.backlog_growth,
                 "cost_split": ev.cost_split,
                 "fill_rate": ev.fill_rate,
-                **({"sourcing": b.extra["sourcing"]} if "sourcing" in b.extra else {}),
-                **({"never_uses": b.extra["never_uses"]} if "never_uses" in b.extra else {}),
+                **{k: b.extra[k] for k in JSON_EXTRAS if k in b.extra},
                 "notes": b.notes,
             }
         out["skipped"] = dict(self.skipped)

@@ -107,11 +107,18 @@ def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
 
 
 def test_meio_baselines_json(capsys):
-    code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarf,local", "--periods", "500",
+    code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarf,local,gsm", "--periods", "500",
                  "--replications", "3", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert set(out) == {"clark_scarf", "local", "skipped"}
+    assert set(out) == {"clark_scarf", "local", "gsm", "skipped"}
+    # the guaranteed-service model's answer is its service times, not only its levels: Snyder & Shen's
+    # Example 6.1 as a GSM (processing times 1, 1, 2 with the review period) holds no stock at the DC
+    gsm = out["gsm"]
+    assert gsm["service_times"] == {"retailer": 0, "dc": 1, "plant": 0}
+    assert gsm["levels"]["dc"] == 0.0 and gsm["safety_stock_cost"] > 0
+    # Clark-Scarf's local (installation) levels come beside its echelon ones
+    assert set(out["clark_scarf"]["local_levels"]) == {"retailer", "dc", "plant"}
     cs = out["clark_scarf"]
     assert cs["kind"] == "echelon" and set(cs["levels"]) == {"retailer", "dc", "plant"}
     assert cs["expected_cost"] == pytest.approx(17.66, abs=0.01)
