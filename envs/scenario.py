@@ -1088,6 +1088,10 @@ def capacity_shortfalls(scenario: Scenario) -> list[tuple[str, str]]:
     def short(cap: float, mean: float) -> bool:
         return cap < mean * (1.0 - 1e-12)
 
+    def lane_list(lanes: list[Lane]) -> str:
+        return ", ".join(f"lanes[{lane_no[lane.source, lane.target]}] ({lane.source} -> {lane.target})"
+                         for lane in lanes)
+
     found: list[tuple[str, str]] = []
     for i, lane in enumerate(scenario.lanes):
         if nodes[lane.target].sourcing == "alternative":
@@ -1110,8 +1114,7 @@ def capacity_shortfalls(scenario: Scenario) -> list[tuple[str, str]]:
                     parts[d] = parts.get(d, 0.0) + ratio(lane) * v
             mean = sum(parts.values())
             if short(node.capacity, mean):
-                names = ", ".join(f"lanes[{lane_no[lane.source, lane.target]}] ({lane.source} -> {lane.target})"
-                                  for lane in outgoing)
+                names = lane_list(outgoing)
                 found.append((f"nodes[{i}].capacity", (
                     f"nodes[{i}].capacity: {node.capacity:g} per period is below the mean demand of {mean:g} per "
                     f"period ({detail(parts)}) its customers take from {node.id!r} on {names}; backorders would "
@@ -1123,8 +1126,7 @@ def capacity_shortfalls(scenario: Scenario) -> list[tuple[str, str]]:
             parts = required(node.id)
             mean = sum(parts.values())
             if short(cap, mean):
-                names = ", ".join(f"lanes[{lane_no[lane.source, lane.target]}] ({lane.source} -> {lane.target})"
-                                  for lane in inbound)
+                names = lane_list(inbound)
                 found.append((f"nodes[{i}]", (
                     f"nodes[{i}] ({node.id}): its supplying lanes {names} carry at most {cap:g} per period together, "
                     f"below the mean demand of {mean:g} per period that passes through it ({detail(parts)}); "

@@ -26,6 +26,7 @@ from envs.scenario import (
     scenarios_dir,
 )
 from envs.topology import compile_topology
+from scenario_factory import small_serial as base
 
 
 # ------------------------------------------------------------------------------------------------
@@ -36,22 +37,6 @@ def pat(*parts: str) -> str:
     return "^" + ".*".join(re.escape(p) for p in parts)
 
 
-def base() -> dict:
-    """A small valid serial chain: external -> plant -> dc -> retailer (demand at retailer)."""
-    return {
-        "name": "base",
-        "nodes": [
-            {"id": "retailer", "holding_cost": 1.0, "backorder_cost": 9.0,
-             "demand": {"dist": "poisson", "mean": 4}},
-            {"id": "dc", "holding_cost": 0.5},
-            {"id": "plant", "holding_cost": 0.2},
-        ],
-        "lanes": [
-            {"from": "dc", "to": "retailer", "lead_time": 1},
-            {"from": "plant", "to": "dc", "lead_time": 1},
-            {"from": "external", "to": "plant", "lead_time": 2},
-        ],
-    }
 
 
 def two_suppliers(d: dict) -> dict:

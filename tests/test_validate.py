@@ -36,23 +36,9 @@ from envs.scenario import (
 )
 from envs.simulator import Simulator
 from meio.cli import main
+from scenario_factory import small_serial as serial
 
 
-def serial() -> dict:
-    """external -> plant -> dc -> retailer, Poisson demand of mean 4 at the retailer."""
-    return {
-        "name": "serial",
-        "nodes": [
-            {"id": "retailer", "holding_cost": 1.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": 4}},
-            {"id": "dc", "holding_cost": 0.5},
-            {"id": "plant", "holding_cost": 0.2},
-        ],
-        "lanes": [
-            {"from": "dc", "to": "retailer", "lead_time": 1},
-            {"from": "plant", "to": "dc", "lead_time": 1},
-            {"from": "external", "to": "plant", "lead_time": 2},
-        ],
-    }
 
 
 def distribution() -> dict:
