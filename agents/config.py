@@ -8,7 +8,6 @@ of range raise :class:`ConfigError` naming the field, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,17 @@ from typing import Any, Mapping
 
 import yaml
 
-from envs.scenario import ScenarioError, read_yaml
+from envs.run_settings import RUN_SETTINGS, check_run_settings
+from envs.scenario import ScenarioError, _hint, read_yaml
 from envs.threads import parse_threads
+
+
+#: Upper bounds of the sizes a config sets: beyond them a value is a typing slip that would fail deep
+#: inside numpy or torch (an allocation of terabytes) or run for years, not a setting.
+WHY_MAX = "a sanity limit against typing slips, not a modelling rule"
+MAX_ROLLOUT = 10**7          # n_steps x n_envs observations, actions and values in SB3's rollout buffer
+MAX_STEPS = 10**12           # environment steps of one run
+MAX_LAYER = 65_536           # units of one hidden layer
 
 
 class ConfigError(ValueError):
@@ -118,9 +126,7 @@ class PPOConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{key}: unknown key{hint}; allowed keys: {', '.join(names)}")
+                raise ConfigError(f"{key}: unknown key{_hint(str(key), names)}; allowed keys: {', '.join(names)}")
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
@@ -130,6 +136,13 @@ class PPOConfig:
         if cfg.batch_size > cfg.n_steps * cfg.n_envs:
             raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the rollout size n_steps * n_envs = "
                               f"{cfg.n_steps * cfg.n_envs}")
+        if cfg.n_steps * cfg.n_envs > MAX_ROLLOUT:
+            raise ConfigError(f"n_steps: {cfg.n_steps} x n_envs {cfg.n_envs} = {cfg.n_steps * cfg.n_envs:,} steps per "
+                              f"rollout is above {MAX_ROLLOUT:,}, the most one rollout buffer holds ({WHY_MAX})")
+        try:
+            check_run_settings(periods=cfg.eval_periods, replications=cfg.eval_replications)
+        except ValueError as exc:
+            raise ConfigError(f"eval_periods, eval_replications: {exc}") from None
         return cfg
 
     def replace(self, **changes: Any) -> "PPOConfig":
@@ -137,9 +150,11 @@ class PPOConfig:
 
 
 def _check(name: str, value: Any) -> Any:
-    def integer(lo: int) -> int:
+    def integer(lo: int, hi: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ConfigError(f"{name}: {value!r} is not an integer >= {lo}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{name}: {value!r} is above {hi:,}, the most this setting takes ({WHY_MAX})")
         return value
 
     def number(lo: float, hi: float | None = None, strict: bool = False) -> float:
@@ -173,27 +188,31 @@ def _check(name: str, value: Any) -> Any:
         return value
 
     rules = {
-        "n_envs": lambda: integer(1), "control": lambda: choice("centralised", "decentralised"),
+        "n_envs": lambda: integer(1, RUN_SETTINGS["n"][1]), "control": lambda: choice("centralised", "decentralised"),
         "action_mode": lambda: choice("order_up_to", "order_quantity"),
-        "horizon": lambda: None if value is None else integer(1),
+        "horizon": lambda: None if value is None else integer(1, RUN_SETTINGS["periods"][1]),
         "observe_time": boolean, "initial_stock_spread": lambda: number(0.0),
         "normalize_obs": boolean, "normalize_reward": boolean,
         "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),
         "learning_rate": lambda: number(0.0, strict=True), "lr_schedule": lambda: choice("constant", "linear"),
-        "n_steps": lambda: integer(2), "batch_size": lambda: integer(2), "n_epochs": lambda: integer(1),
+        "n_steps": lambda: integer(2, MAX_ROLLOUT), "batch_size": lambda: integer(2, MAX_ROLLOUT),
+        "n_epochs": lambda: integer(1, 10_000),
         "clip_range": lambda: number(0.0, 1.0, strict=True),
         "target_kl": lambda: None if value is None else number(0.0, strict=True), "ent_coef": lambda: number(0.0),
         "vf_coef": lambda: number(0.0), "max_grad_norm": lambda: number(0.0, strict=True),
         "activation": lambda: choice("tanh", "relu"), "log_std_init": lambda: number(-20.0, 5.0),
-        "total_steps": lambda: integer(1), "eval_every": lambda: integer(0), "eval_periods": lambda: integer(20),
-        "eval_warmup": lambda: integer(0), "eval_replications": lambda: integer(2), "eval_seed": lambda: integer(0),
-        "checkpoint_every": lambda: integer(0), "torch_threads": lambda: integer(1),
+        "total_steps": lambda: integer(1, MAX_STEPS), "eval_every": lambda: integer(0, MAX_STEPS),
+        "eval_periods": lambda: integer(20, RUN_SETTINGS["periods"][1]),
+        "eval_warmup": lambda: integer(0, RUN_SETTINGS["warmup"][1]),
+        "eval_replications": lambda: integer(2, RUN_SETTINGS["replications"][1]),
+        "eval_seed": lambda: integer(0, RUN_SETTINGS["seed"][1]),
+        "checkpoint_every": lambda: integer(0, MAX_STEPS), "torch_threads": lambda: integer(1, 1024),
         "threads": lambda: None if value is None else env_threads(),
     }
     if name == "net_arch":
         if not isinstance(value, (list, tuple)) or not value or any(
-                isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in value):
-            raise ConfigError(f"{name}: {value!r} is not a non-empty list of layer sizes (integers >= 1)")
+                isinstance(x, bool) or not isinstance(x, int) or x < 1 or x > MAX_LAYER for x in value):
+            raise ConfigError(f"{name}: {value!r} is not a non-empty list of layer sizes (integers 1..{MAX_LAYER:,})")
         return tuple(value)
     if name == "description":
         if not isinstance(value, str):
