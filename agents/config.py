@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from envs.hints import did_you_mean
 from envs.run_settings import RUN_SETTINGS, check_run_settings
-from envs.scenario import ScenarioError, _hint, read_yaml
+from envs.scenario import ScenarioError, read_yaml
 from envs.threads import parse_threads
 
 
@@ -126,7 +127,8 @@ class PPOConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in names:
-                raise ConfigError(f"{key}: unknown key{_hint(str(key), names)}; allowed keys: {', '.join(names)}")
+                raise ConfigError(f"{key}: unknown key{did_you_mean(str(key), names)}; "
+                                  f"allowed keys: {', '.join(names)}")
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:

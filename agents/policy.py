@@ -30,6 +30,9 @@ META_FILE = "meta.json"
 #: Sizes and SHA-256 of every other file of a saved folder, written last: a folder whose files do
 #: not match it was cut short or damaged after the write.
 MANIFEST_FILE = "manifest.json"
+#: Files a training checkpoint holds besides the saved agent's (written and read by ``agents.train``).
+VECNORM_FILE = "vecnormalize.pkl"
+STATE_FILE = "state.json"
 
 
 # ---- folders written whole or not at all -----------------------------------------------------------
@@ -130,7 +133,8 @@ class PPOPolicy:
         self.clip_obs = clip_obs
         self.epsilon = epsilon
         self.name = name
-        self._maps: dict[int, tuple[ObservationMap, ActionMap]] = {}
+        # one entry: the maps (and, for decentralised control, the node view) of the last topology seen
+        self._maps: dict[int, tuple[ObservationMap, ActionMap, NodeView | None]] = {}
 
     def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap, NodeView | None]:
         key = id(sim.topology)
@@ -173,12 +177,12 @@ class PPOPolicy:
         return action_map.to_orders(sim, np.asarray(action, dtype=np.float64).reshape(sim.n, -1))
 
     # ---- saving and loading ---------------------------------------------------------------------
-    def save(self, folder: Path, meta: dict) -> None:
+    def save(self, folder: Path, meta: dict[str, Any]) -> None:
         """Write the agent to ``folder`` whole or not at all (see :func:`folder_written_whole`)."""
         with folder_written_whole(folder) as tmp:
             self.save_into(tmp, meta)
 
-    def save_into(self, folder: Path, meta: dict) -> None:
+    def save_into(self, folder: Path, meta: dict[str, Any]) -> None:
         """Write the agent's files into an existing folder (no manifest, no atomic rename)."""
         self.model.save(folder / MODEL_FILE)
         stats = None if self.obs_mean is None else {
@@ -190,7 +194,7 @@ class PPOPolicy:
                                                    indent=2))
 
     @classmethod
-    def load(cls, folder: str | Path, name: str = "ppo") -> "PPOPolicy":
+    def load(cls, folder: str | Path, name: str = "ppo") -> PPOPolicy:
         folder = Path(folder)
         for f in (MODEL_FILE, NORMALIZER_FILE, META_FILE):
             if not (folder / f).is_file():

@@ -55,19 +55,16 @@ from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.config import ConfigError, PPOConfig
-from agents.policy import (MODEL_FILE, PPOPolicy, checkpoint_steps, folder_written_whole, load_model,
-                           manifest_problem, read_json)
-from baselines.base import NotApplicable
+from agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, checkpoint_steps,
+                           folder_written_whole, load_model, manifest_problem, read_json)
 from envs.decentralised import DecentralisedVecEnv
-from envs.metrics import evaluate
+from envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
+from envs.metrics import SHORT_TOL, evaluate, fill_rate
 from envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
 from envs.simulator import Simulator
 from envs.topology import COST_NAMES
 from envs.vec_env import MultiEchelonVecEnv, make_vec_env
 
-#: Files a checkpoint holds besides the saved agent's.
-VECNORM_FILE = "vecnormalize.pkl"
-STATE_FILE = "state.json"
 #: Config fields a resumed run may change: they change speed or bookkeeping, never what is learnt.
 RESUMABLE_CHANGES = ("total_steps", "threads", "torch_threads", "description")
 
@@ -120,27 +117,16 @@ def _base_env(env: Any) -> MultiEchelonVecEnv:
 
 
 def best_baseline(scenario: Scenario, cfg: PPOConfig, progress: bool = False) -> tuple[str | None, float | None]:
-    """The cheapest applicable baseline's cost on the evaluation seeds: Clark-Scarf where it is
-    exact, otherwise the cheapest simulation-optimised policy (installation base-stock, (s, S), and
-    on nodes with several suppliers or modes dual-index, tailored base-surge and fixed split)."""
-    from baselines.analytic import clark_scarf_baseline
-    from baselines.run import run_baselines
+    """The run's reference (:func:`baselines.run.reference_baseline`: Clark-Scarf where it applies,
+    else the cheapest stable local or simulation-optimised policy, sourcing families included): its
+    name and its cost on the evaluation seeds, or ``(None, None)`` where there is none."""
+    from baselines.run import reference_baseline
 
-    sim = Simulator(scenario, n=cfg.eval_replications)
-    try:
-        b = clark_scarf_baseline(scenario)
-        ev = evaluate(sim, b.policy(sim.topology), periods=cfg.eval_periods, warmup=cfg.eval_warmup,
-                      replications=cfg.eval_replications, seed=cfg.eval_seed)
-        return b.name, ev.cost_mean
-    except NotApplicable:
-        pass
-    report = run_baselines(scenario, periods=cfg.eval_periods, warmup=cfg.eval_warmup,
-                           replications=cfg.eval_replications, seed=cfg.eval_seed,
-                           include=("local", "optimised_installation", "optimised_s_S", "dual_index",
-                                    "tailored_base_surge", "fixed_split"), progress=progress)
-    if not report.results:
+    found = reference_baseline(scenario, periods=cfg.eval_periods, warmup=cfg.eval_warmup,
+                               replications=cfg.eval_replications, seed=cfg.eval_seed, progress=progress)
+    if found is None:
         return None, None
-    b, ev = min(report.results, key=lambda r: r[1].cost_mean)
+    b, ev = found
     return b.name, ev.cost_mean
 
 
@@ -172,9 +158,9 @@ class MetricsCallback(BaseCallback):
         self.steps += n
         self.costs += env.last_costs.sum(axis=0)
         out = env.last_node_out
-        self.demand += out[:, :, 0].sum(axis=0)
-        self.filled += out[:, :, 1].sum(axis=0)
-        self.stockouts += (out[:, :, 2] > 1e-9).sum(axis=0)
+        self.demand += out[:, :, O_DEMAND].sum(axis=0)
+        self.filled += out[:, :, O_FILLED].sum(axis=0)
+        self.stockouts += (out[:, :, O_SHORT] > SHORT_TOL).sum(axis=0)
         self.on_hand += env.sim.on_hand.sum(axis=0)
         return True
 
@@ -186,7 +172,7 @@ class MetricsCallback(BaseCallback):
         for name, value in zip(COST_NAMES, per):
             self.logger.record(f"cost/{name}", float(value))
         for d, node in enumerate(self.demand_names):
-            self.logger.record(f"service/fill_rate/{node}", float(self.filled[d] / max(self.demand[d], 1e-300)))
+            self.logger.record(f"service/fill_rate/{node}", fill_rate(self.filled[d], self.demand[d]))
             self.logger.record(f"service/cycle_service_level/{node}", float(1 - self.stockouts[d] / self.steps))
         for j, node in enumerate(self.node_names):
             self.logger.record(f"inventory/on_hand/{node}", float(self.on_hand[j] / self.steps))
@@ -246,6 +232,10 @@ class EvalCheckpointCallback(BaseCallback):
             gap = 100.0 * (result.cost_mean - self.baseline_cost) / self.baseline_cost
             self.logger.record("eval/baseline_cost", self.baseline_cost)
             self.logger.record("eval/gap_pct", gap)
+        # Written now, at the step evaluated: SB3 dumps the logger only after the coming rollout, which
+        # would put every evaluation one rollout late on the learning curves (and the last update's
+        # train/* values, recorded at this same step, go with it).
+        self.logger.dump(self.num_timesteps)
         path = self.run_dir / "evaluations.csv"
         new = not path.exists()
         with path.open("a", newline="") as fh:
@@ -459,7 +449,7 @@ def _best_saved_cost(run: Path) -> float | None:
     if not (best / MODEL_FILE).is_file() or manifest_problem(best) is not None:
         return None
     try:
-        cost = json.loads((best / "meta.json").read_text()).get("eval_cost")
+        cost = json.loads((best / META_FILE).read_text()).get("eval_cost")
     except (OSError, ValueError, AttributeError):
         return None
     return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None
@@ -487,7 +477,7 @@ def _sound_final(run: Path, steps: int) -> bool:
     if not (final / MODEL_FILE).is_file() or manifest_problem(final) is not None:
         return False
     try:
-        return int(json.loads((final / "meta.json").read_text())["steps"]) == steps
+        return int(json.loads((final / META_FILE).read_text())["steps"]) == steps
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from baselines.base import Baseline, NotApplicable, serial_stages
 from baselines.serial import SerialSolution, clark_scarf, shang_song
 from envs.distributions import DemandSpec
@@ -127,13 +125,15 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
     maximum service time ``s_j`` is the node's ``max_service_time`` (default: 0 at a node facing
     customers, no limit elsewhere); ``h_j`` the local holding cost; demand per period at demand
     nodes, mean and standard deviation by :func:`analysis_moments` (a normal is untruncated);
-    service level ``alpha_j`` = the node's ``service_target``, else the critical ratio
-    ``p / (p + h)`` of the demand nodes (the largest, for nodes serving several). The resulting
+    service level ``alpha_j`` by :func:`baselines.search.service_levels` (the node's
+    ``service_target``, else the critical ratio ``p / (p + h)``; at an internal node the largest
+    of the demand nodes it serves), at least 0.5. The resulting
     base-stock level ``mu_j tau_j + z_j sigma_j sqrt(tau_j)`` of each node is run as an installation
     base-stock level. ``expected_cost`` is left empty: the model's objective (in ``extra``) is the
     holding cost of safety stock only, not a long-run total cost.
     """
     from baselines.gsm import optimize_gsm
+    from baselines.search import service_levels
     from envs.topology import compile_topology
 
     if scenario.unmet_demand != "backorder":
@@ -163,17 +163,14 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
     if any(d.dist == "trace" or d.seasonality is not None or d.trend for d in demand.values()):
         raise NotApplicable("demand is a trace or not stationary; the GSM needs stationary demand")
     topo = compile_topology(scenario)
-    desc = topo.descendants()
+    alpha = service_levels(scenario, topo)
     ratio = {}
     for j, name in enumerate(topo.node_names):
-        node = scenario.node(name)
-        if node.service_target is not None:
-            ratio[name] = node.service_target
-            continue
-        served = [topo.node_names[k] for k in np.flatnonzero(desc[j]) if topo.demand_col[k] >= 0]
-        ratio[name] = max(scenario.node(k).penalty_cost / (scenario.node(k).penalty_cost + scenario.node(k).holding_cost)
-                          for k in served)
-        ratio[name] = min(max(ratio[name], 0.5), 1 - 1e-9)
+        # The GSM's safety stock z_j sigma_j sqrt(tau_j) needs z_j >= 0 (alpha_j >= 0.5): a critical
+        # ratio below 0.5 plans no safety stock. A service_target is passed as given (the model
+        # refuses one below 0.5).
+        planned = float(alpha[j])
+        ratio[name] = planned if scenario.node(name).service_target is not None else max(planned, 0.5)
     try:
         sol = optimize_gsm(
             nodes=[n.id for n in scenario.nodes], edges=edges, processing_times=processing,

@@ -71,7 +71,7 @@ net lead time is >= 0; its cost equals the recursion's optimum. Work: ``O(sum_k 
 Periods and the project's simulator
 -----------------------------------
 All times are integers in one period unit; this module takes ``T_j`` as given and the caller converts.
-In the project's timing (``docs/MODEL.md``; ``docs/model.md``, "Customers decide first") order-up-to
+In the project's timing (``docs/model.md``, "One period ``t``" and "Customers decide first") order-up-to
 rules decide from the customers up and a node sees the orders its customers placed in the same
 period, while customer demand arrives after the period's orders. With ``L_j`` the lead time of the lane
 into ``j``, that gives ``T_j = L_j`` for a node that supplies other nodes and ``T_j = L_j + 1`` for a
@@ -94,12 +94,11 @@ Public API
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import special
@@ -162,13 +161,6 @@ class _Instance:
     h: np.ndarray                    # local holding cost rates
 
 
-def _hint(word: Any, choices: Iterable[str]) -> str:
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _is_int(value: Any) -> bool:
     return (not isinstance(value, bool) and isinstance(value, numbers.Real)
             and math.isfinite(float(value)) and float(value).is_integer())
@@ -185,7 +177,11 @@ def _check_mapping(value: Any, field: str, names: Sequence[str], complete: bool,
     known = set(names)
     for key in value:
         if key not in known:
-            raise ValueError(f"{field}[{key}]: not a node{_hint(key, names)}; nodes: {', '.join(names)}")
+            # Imported here, on the error path only: importing ``envs`` loads the simulator, which
+            # this module (pure maths) does not otherwise need.
+            from envs.hints import did_you_mean
+
+            raise ValueError(f"{field}[{key}]: not a node{did_you_mean(key, names)}; nodes: {', '.join(names)}")
     if complete:
         missing = [n for n in names if n not in value]
         if missing:
@@ -262,7 +258,9 @@ def _check_edges(edges: Any, names: tuple[str, ...]) -> tuple[tuple[int, int], .
             raise ValueError(f"edges[{e}]: {pair!r} is not an (upstream, downstream) pair")
         for end in pair:
             if end not in index:
-                raise ValueError(f"edges[{e}]: {end!r} is not a node{_hint(end, names)}; "
+                from envs.hints import did_you_mean   # on the error path only, as in _check_mapping
+
+                raise ValueError(f"edges[{e}]: {end!r} is not a node{did_you_mean(end, names)}; "
                                  f"nodes: {', '.join(names)}")
         u, v = index[pair[0]], index[pair[1]]
         if u == v:
@@ -584,6 +582,23 @@ def optimize_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
     Raises:
         ValueError: an argument breaks its rule (the message names it), or the graph is not a spanning
             tree (the message names the cycle or the disconnected parts).
+
+    Example:
+        Snyder & Shen's Example 6.3, the serial chain 3 -> 2 -> 1 (Inderfurth's DP): ``T = (1, 0, 1)``,
+        ``h = (7, 4, 2)``, ``z = 1``, demand sd 1 at stage 1, which must quote ``s_1 <= 1``, and an
+        external service time 1 into stage 3. The book's optimum: ``S = (1, 0, 0)``, so only stage 3
+        holds safety stock, for a net lead time of 2 periods, at cost ``2 sqrt(2)``:
+
+        >>> from scipy.stats import norm
+        >>> sol = optimize_gsm(["1", "2", "3"], [("3", "2"), ("2", "1")],
+        ...                    processing_times={"1": 1, "2": 0, "3": 1},
+        ...                    holding_costs={"1": 7.0, "2": 4.0, "3": 2.0},
+        ...                    demand_mean={"1": 0.0}, demand_sd={"1": 1.0}, service_level=float(norm.cdf(1.0)),
+        ...                    max_service_time={"1": 1}, external_service_time={"3": 1})
+        >>> sol.service_times, sol.net_lead_times
+        ({'1': 1, '2': 0, '3': 0}, {'1': 0, '2': 0, '3': 2})
+        >>> round(sol.expected_cost, 6), round(2 * math.sqrt(2), 6)
+        (2.828427, 2.828427)
     """
     inst = _build(nodes, edges, processing_times, holding_costs, demand_mean, demand_sd, service_level,
                   max_service_time, external_service_time)
@@ -610,6 +625,23 @@ def evaluate_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
     Raises:
         ValueError: an argument breaks its rule or the service times are infeasible (the message names
             the node and the bound it breaks).
+
+    Example:
+        Example 6.3 (see :func:`optimize_gsm`) with stage 3 quoting ``S_3 = 1`` instead of 0: stages 3
+        and 2 then each cover one period, ``h_2 z sigma sqrt(1) + h_3 z sigma sqrt(1) = 4 + 2``, more
+        than the optimum ``2 sqrt(2)``:
+
+        >>> from scipy.stats import norm
+        >>> sol = evaluate_gsm(["1", "2", "3"], [("3", "2"), ("2", "1")],
+        ...                    processing_times={"1": 1, "2": 0, "3": 1},
+        ...                    holding_costs={"1": 7.0, "2": 4.0, "3": 2.0},
+        ...                    demand_mean={"1": 0.0}, demand_sd={"1": 1.0}, service_level=float(norm.cdf(1.0)),
+        ...                    max_service_time={"1": 1}, external_service_time={"3": 1},
+        ...                    service_times={"1": 1, "2": 0, "3": 1})
+        >>> sol.net_lead_times
+        {'1': 0, '2': 1, '3': 1}
+        >>> round(sol.expected_cost, 6)
+        6.0
     """
     inst = _build(nodes, edges, processing_times, holding_costs, demand_mean, demand_sd, service_level,
                   max_service_time, external_service_time)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -25,16 +25,22 @@ from baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_ba
 from baselines.base import Baseline, NotApplicable
 from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock, optimise_s_S, optimise_service_target
 from baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcing, single_sourcing_limits
+from envs.hints import did_you_mean
 from envs.metrics import Evaluation, check_evaluation, evaluate
 from envs.policies import primary_slots
 from envs.run_settings import check_run_settings
-from envs.scenario import Scenario, _hint, load_scenario
+from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
 from envs.topology import Topology, compile_topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
 BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon",
                   "optimised_s_S", "service_target", *FAMILIES)
+
+#: Where Clark-Scarf (the optimum) does not apply, a run's reference is the cheapest stable one of
+#: these: the local rule, the simulation-optimised policies and the sourcing families
+#: (:func:`choose_reference`).
+REFERENCE_CANDIDATES = ("local", "optimised_installation", "optimised_echelon", "optimised_s_S", *FAMILIES)
 
 #: The sourcing searches evaluate more candidates per round (parameters per slot), so they run on
 #: at most this many periods and replications of the search's seeds; the result is re-costed on
@@ -180,7 +186,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     check_run_settings(search_periods=search_periods, search_replications=search_replications)
     unknown = [n for n in include if n not in BASELINE_NAMES]
     if unknown:
-        raise ValueError(f"include: {unknown[0]!r} is not a baseline{_hint(unknown[0], BASELINE_NAMES)}; "
+        raise ValueError(f"include: {unknown[0]!r} is not a baseline{did_you_mean(unknown[0], BASELINE_NAMES)}; "
                          f"choose from {', '.join(BASELINE_NAMES)}")
     sc = load_scenario(scenario)
     report = BaselineReport(scenario=sc.name)
@@ -248,10 +254,39 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
                                         warmup=min(warmup, 50),
                                         replications=min(search_replications, SOURCING_SEARCH_REPLICATIONS),
                                         seed=SEARCH_SEED, name=name, progress=progress)
-    sim = Simulator(sc, n=replications, chunk=min(warmup + periods, 128))
+    sim = Simulator(sc, n=replications)
     for name in include:
         if name in found:
             b = found[name]
             report.results.append((b, evaluate(sim, b.policy(sim.topology), periods=periods, warmup=warmup,
                                                replications=replications, seed=seed, progress=progress)))
     return report
+
+
+def choose_reference(evaluations: Mapping[str, Evaluation]) -> str | None:
+    """The yardstick among evaluated policies ``{name: evaluation}`` (same seeds): ``clark_scarf``,
+    the optimum, where it was evaluated; else the cheapest of :data:`REFERENCE_CANDIDATES` whose
+    cost is a long-run cost (not :attr:`~envs.metrics.Evaluation.unstable`: an unstable policy's
+    cost grows with the window); ``None`` if there is none."""
+    if "clark_scarf" in evaluations:
+        return "clark_scarf"
+    stable = {n: ev.cost_mean for n, ev in evaluations.items() if n in REFERENCE_CANDIDATES and not ev.unstable}
+    return min(stable, key=stable.__getitem__) if stable else None
+
+
+def reference_baseline(scenario: str | Path | Scenario, periods: int = 10_000, warmup: int = 200,
+                       replications: int = 10, seed: int = 0, search_periods: int = 1000,
+                       search_replications: int = 8, progress: bool = False) -> tuple[Baseline, Evaluation] | None:
+    """The reference policy of a run and its evaluation on seeds ``seed, seed+1, ...``
+    (:func:`choose_reference`): Clark-Scarf where it applies, else the candidates are searched and
+    the cheapest stable one is returned; ``None`` where no candidate applies or all are unstable."""
+    sc = load_scenario(scenario)
+    settings: dict[str, Any] = dict(periods=periods, warmup=warmup, replications=replications, seed=seed,
+                                    search_periods=search_periods, search_replications=search_replications,
+                                    progress=progress)
+    report = run_baselines(sc, include=("clark_scarf",), **settings)
+    if not report.results:
+        report = run_baselines(sc, include=REFERENCE_CANDIDATES, **settings)
+    results = {b.name: (b, ev) for b, ev in report.results}
+    name = choose_reference({n: ev for n, (_, ev) in results.items()})
+    return None if name is None else results[name]

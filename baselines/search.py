@@ -27,6 +27,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from baselines.base import Baseline
+from envs.dynamics import C_HOLD, O_DEMAND, O_FILLED
+from envs.metrics import fill_rate
 from envs.policies import BaseStockPolicy
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
@@ -49,7 +51,7 @@ class CandidateResults:
     @property
     def fill_rate(self) -> np.ndarray:
         """``(K, D)`` fill rate of each candidate over all its replications."""
-        return self.filled.sum(axis=1) / np.maximum(self.demand.sum(axis=1), 1e-300)
+        return fill_rate(self.filled, self.demand, axis=1)
 
 
 def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
@@ -59,7 +61,7 @@ def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["i
     ``reorder_points`` an (s, S) rule) on the same ``replications`` seeds, all in one batch."""
     levels = np.atleast_2d(np.asarray(levels, dtype=float))
     k = levels.shape[0]
-    sim = Simulator(scenario, n=k * replications, chunk=min(warmup + periods, 128))
+    sim = Simulator(scenario, n=k * replications)
     sim.reset(seeds=[seed + r for _ in range(k) for r in range(replications)])
     reorder = None if reorder_points is None else np.repeat(np.atleast_2d(reorder_points), replications, axis=0)
     policy = BaseStockPolicy(sim.topology, np.repeat(levels, replications, axis=0), kind=kind,
@@ -72,9 +74,9 @@ def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["i
         res = sim.step(policy.act(sim))
         if t >= warmup:
             total += res.costs.sum(axis=1)
-            holding += res.costs[:, 0]
-            demand += res.node_out[:, :, 0]
-            filled += res.node_out[:, :, 1]
+            holding += res.costs[:, C_HOLD]
+            demand += res.node_out[:, :, O_DEMAND]
+            filled += res.node_out[:, :, O_FILLED]
     shape = (k, replications)
     return CandidateResults(cost=(total / periods).reshape(shape), holding=(holding / periods).reshape(shape),
                             demand=demand.reshape(shape + (-1,)), filled=filled.reshape(shape + (-1,)))
@@ -92,9 +94,7 @@ def _integer_levels(topo: Topology) -> bool:
 
 def initial_steps(topo: Topology, kind: str) -> np.ndarray:
     """One standard deviation of the demand a node's level covers (at least 1 unit)."""
-    lead = np.zeros(topo.n_nodes)
-    for s in range(topo.n_slots):
-        lead[topo.slot_dst[s]] = max(lead[topo.slot_dst[s]], topo.slot_lt_mean[s])
+    lead = topo.lead_in()
     cover = lead + 1.0
     if kind == "echelon":
         cover = topo.descendants() @ lead + 1.0       # an echelon level covers its whole downstream
@@ -261,6 +261,43 @@ def optimise_service_target(scenario: str | Path | Scenario, start: Mapping[str,
     return baseline, trace
 
 
+#: Highest service level a rule plans for: ``Phi^{-1}(alpha)`` is infinite at ``alpha = 1``.
+MAX_SERVICE_LEVEL = 1 - 1e-9
+
+
+def critical_ratio(penalty: float, holding: float) -> float:
+    """Newsvendor critical ratio ``p / (p + h)`` (Snyder & Shen 2019, ch. 4, the newsvendor problem): the service
+    level at which one more unit of stock saves as much penalty as it costs holding. 0.5 when both
+    costs are 0 (nothing to trade off)."""
+    return penalty / (penalty + holding) if penalty + holding > 0 else 0.5
+
+
+def service_levels(scenario: Scenario, topo: Topology, default_service: float | None = None) -> np.ndarray:
+    """Planned service level ``alpha_j`` of every node (topological order) of the planning rules
+    (the local rule, the guaranteed-service model).
+
+    ``alpha_j`` is the node's ``service_target`` if given; else, at a node facing customers, its
+    :func:`critical_ratio`; else ``default_service`` if given; else the largest critical ratio of
+    the demand nodes it serves. At most :data:`MAX_SERVICE_LEVEL`, so that ``z_j`` is finite.
+    """
+    ratio = np.full(topo.n_nodes, np.nan)
+    for j in topo.demand_nodes:
+        ratio[j] = critical_ratio(float(topo.penalty[j]), float(topo.holding[j]))
+    desc = topo.descendants()
+    alpha = np.empty(topo.n_nodes)
+    for j, node_id in enumerate(topo.node_names):
+        target = scenario.node(node_id).service_target
+        if target is not None:
+            alpha[j] = target
+        elif not math.isnan(ratio[j]):
+            alpha[j] = ratio[j]
+        elif default_service is not None:
+            alpha[j] = default_service
+        else:
+            alpha[j] = np.nanmax(ratio[np.flatnonzero(desc[j] > 0)])
+    return np.minimum(alpha, MAX_SERVICE_LEVEL)
+
+
 def local_levels(scenario: str | Path | Scenario, default_service: float | None = None) -> Baseline:
     """Local (installation) base-stock levels from each node's lead-time demand (normal approximation).
 
@@ -270,7 +307,7 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     ``mu_j, sigma_j`` are the mean and standard deviation of the demand passing through ``j`` (its
     own plus its customers', independent; a normal demand untruncated, as in every analytic
     baseline: :func:`baselines.analytic.analysis_moments`). The level is that mean plus ``z_j``
-    standard deviations, ``z_j = Phi^{-1}(alpha_j)`` with ``alpha_j`` the node's
+    standard deviations, ``z_j = Phi^{-1}(alpha_j)`` with ``alpha_j`` (:func:`service_levels`) the node's
     ``service_target`` if given, else the critical ratio ``p / (p + h)`` at a demand node, and at
     an internal node the largest critical ratio of the demand nodes it serves (or
     ``default_service``). Integer scenarios round up.
@@ -284,25 +321,10 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
     through_mu, through_sd = topo.demand_through(analysis_moments)
-    desc = topo.descendants()
-    ratio = np.full(topo.n_nodes, np.nan)
-    for j in topo.demand_nodes:
-        p, h = topo.penalty[j], topo.holding[j]
-        ratio[j] = p / (p + h) if p + h > 0 else 0.5
+    alpha = service_levels(sc, topo, default_service)
     levels: dict[str, float] = {}
     primary = {int(topo.slot_dst[s]): int(s) for s in primary_slots(topo)[::-1]}
     for j, node_id in enumerate(topo.node_names):
-        node = sc.node(node_id)
-        if node.service_target is not None:
-            alpha = node.service_target
-        elif not math.isnan(ratio[j]):
-            alpha = ratio[j]
-        elif default_service is not None:
-            alpha = default_service
-        else:
-            served = ratio[np.flatnonzero(desc[j] > 0)]
-            alpha = float(np.nanmax(served))
-        alpha = min(alpha, 1 - 1e-9)
         lane = sc.lanes[topo.slot_lane[primary[j]]]
         lt = lane.modes[topo.slot_mode[primary[j]]].lead_time
         var_l = float(np.dot(np.square(np.array(lt.values) - lt.mean), lt.probs))
@@ -310,7 +332,7 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
         # start of a period, with the node's own order, so it covers its lead time only.
         cover = lt.mean + (1.0 if topo.demand_col[j] >= 0 else 0.0)
         mu, sd = through_mu[j], through_sd[j]
-        level = mu * cover + stats.norm.ppf(alpha) * math.sqrt(cover * sd**2 + mu**2 * var_l)
+        level = mu * cover + stats.norm.ppf(alpha[j]) * math.sqrt(cover * sd**2 + mu**2 * var_l)
         level = max(level, 0.0)
         levels[node_id] = float(math.ceil(level - 1e-9)) if _integer_levels(topo) else float(level)
     return Baseline(name="local", kind="installation", levels=levels,

@@ -437,7 +437,7 @@ def simulate_sourcing(scenario: Scenario, plan: SourcingPlan, level: np.ndarray,
     n = k * replications
     sim = sims.get(n) if sims is not None else None
     if sim is None:
-        sim = Simulator(scenario, n=n, chunk=min(warmup + periods, 128))
+        sim = Simulator(scenario, n=n)
         if sims is not None:
             sims[n] = sim
     sim.reset(seeds=[seed + r for _ in range(k) for r in range(replications)])

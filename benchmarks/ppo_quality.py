@@ -8,8 +8,9 @@ Per scenario (``ex61``, ``distribution``, ``lost_sales``):
    ``evaluations.csv`` (env steps, wall seconds, evaluation cost +- CI, gap to the run's reference);
 2. evaluate the saved agent (``best/``, which ``meio evaluate`` uses, and ``final/``) on
    ``--replications x --periods`` periods (default 10 x 10,000 = 100,000) on common random numbers
-   against the reference policy: Clark-Scarf on ``ex61`` (exact for serial chains), elsewhere the
-   cheapest simulation-optimised base-stock policy of :func:`baselines.run.run_baselines`;
+   against the run's reference policy (:func:`baselines.run.reference_baseline`, as training
+   uses): Clark-Scarf on ``ex61`` (exact for serial chains), elsewhere the cheapest stable local or
+   simulation-optimised policy, sourcing families included;
 3. print the paired difference PPO - reference (per-replication means, Student-t 95% CI) and a
    verdict (``ex61``: is PPO within 2% of the optimum?).
 
@@ -27,13 +28,10 @@ import numpy as np
 import torch
 
 from agents.config import load_config
-from agents.policy import PPOPolicy
+from agents.policy import MODEL_FILE, PPOPolicy
 from agents.train import train
-from baselines.analytic import clark_scarf_baseline
-from baselines.base import NotApplicable
-from baselines.run import run_baselines
+from baselines.run import REFERENCE_CANDIDATES, reference_baseline
 from envs.metrics import Evaluation, evaluate, mean_ci95
-from envs.scenario import load_scenario
 from envs.simulator import Simulator
 
 SCENARIOS = ("ex61", "distribution", "lost_sales")
@@ -42,20 +40,13 @@ TOLERANCE_PCT = 2.0
 QUICK_STEPS = 60_000
 
 
-def reference(scenario: str, periods: int, warmup: int, replications: int, seed: int,
-              sim: Simulator) -> tuple[str, Evaluation]:
-    """Clark-Scarf where it is exact, else the cheapest simulation-optimised base-stock policy."""
-    sc = load_scenario(scenario)
-    try:
-        b = clark_scarf_baseline(sc)
-        return b.name, evaluate(sim, b.policy(sim.topology), periods=periods, warmup=warmup,
-                                replications=replications, seed=seed)
-    except NotApplicable:
-        pass
-    report = run_baselines(sc, periods=periods, warmup=warmup, replications=replications, seed=seed,
-                           include=("local", "optimised_installation", "optimised_echelon"))
-    optimised = [r for r in report.results if r[0].name.startswith("optimised")] or report.results
-    b, ev = min(optimised, key=lambda r: r[1].cost_mean)
+def reference(scenario: str, periods: int, warmup: int, replications: int, seed: int) -> tuple[str, Evaluation]:
+    """The run's reference policy (:func:`baselines.run.reference_baseline`) and its evaluation."""
+    found = reference_baseline(scenario, periods=periods, warmup=warmup, replications=replications, seed=seed)
+    if found is None:
+        raise ValueError(f"scenario {scenario}: no reference baseline applies (clark_scarf and "
+                         f"{', '.join(REFERENCE_CANDIDATES)} are skipped or unstable)")
+    b, ev = found
     return b.name, ev
 
 
@@ -96,15 +87,15 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
     learning_curve(run_dir)
 
     p, w, r, s = args.periods, args.warmup, args.replications, args.eval_seed
-    sim = Simulator(scenario, n=r, chunk=min(w + p, 128))
-    ref_name, ref = reference(scenario, p, w, r, s, sim)
+    sim = Simulator(scenario, n=r)
+    ref_name, ref = reference(scenario, p, w, r, s)
     print(f"  long-run evaluation: {r} replications x {p:,} periods (+{w} warm-up), seeds {s}..{s + r - 1}, CRN")
     print(f"  {'policy':<34} {'cost/period':>12} {'ci95':>7} {'PPO - ref':>10} {'ci95':>7} {'gap %':>8}")
     print(f"  {'reference ' + ref_name:<34} {ref.cost_mean:>12.4f} {ref.cost_ci95:>7.4f}")
     out = {"scenario": scenario, "reference": ref_name, "reference_cost": ref.cost_mean}
     for sub in ("best", "final"):
         folder = run_dir / sub
-        if not (folder / "model.zip").is_file():
+        if not (folder / MODEL_FILE).is_file():
             continue
         agent = PPOPolicy.load(folder, name=f"ppo:{sub}")
         label = f"PPO {sub}/"

@@ -2,8 +2,8 @@
 
 This is the only implementation of the dynamics. The Gymnasium env, the SB3 vector env, the
 baselines' evaluation and the benchmark all call :func:`step_kernel` (through
-:class:`envs.simulator.Simulator`). It follows ``docs/model.md`` (the order of events of
-MODEL.md) exactly:
+:class:`envs.simulator.Simulator`). It follows the order of events of ``docs/model.md``
+("One period ``t``") exactly:
 
 1. orders placed this period join what each supplier owes (age bucket 0); a fixed cost is charged
    per slot with a positive order;
@@ -51,9 +51,22 @@ def serial_twin(dispatcher, name: str):
     twin.__doc__ = f.__doc__
     return nb.njit(cache=True)(twin)
 
-C_HOLD, C_BACK, C_LOST, C_ORDER, C_TRANS, C_PIPE = range(6)
-#: Columns of the per-demand-node outputs: demand, filled from stock in its period, not filled.
-O_DEMAND, O_FILLED, O_SHORT = range(3)
+#: Columns of the per-period cost array ``costs`` ``(batch, len(COST_NAMES))`` of the step function.
+COST_NAMES: tuple[str, ...] = ("holding", "backorder", "lost_sales", "ordering", "transport", "pipeline")
+#: Column indexes into ``costs``, derived from :data:`COST_NAMES` so the order is written once
+#: (plain int globals: numba freezes them as compile-time constants).
+C_HOLD: int = COST_NAMES.index("holding")
+C_BACK: int = COST_NAMES.index("backorder")
+C_LOST: int = COST_NAMES.index("lost_sales")
+C_ORDER: int = COST_NAMES.index("ordering")
+C_TRANS: int = COST_NAMES.index("transport")
+C_PIPE: int = COST_NAMES.index("pipeline")
+#: Columns of the per-demand-node outputs ``node_out`` ``(batch, D, len(OUT_NAMES))``: demand,
+#: filled from stock in its period, not filled in its period.
+OUT_NAMES: tuple[str, ...] = ("demand", "filled", "short")
+O_DEMAND: int = OUT_NAMES.index("demand")
+O_FILLED: int = OUT_NAMES.index("filled")
+O_SHORT: int = OUT_NAMES.index("short")
 
 
 @nb.njit(cache=True, inline="always")   # inlined: passing a dozen arrays per call costs more than the body

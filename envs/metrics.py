@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
+from envs.dynamics import C_PIPE, O_DEMAND, O_FILLED, O_SHORT
 from envs.policies import Policy
 from envs.run_settings import check_run_settings
 from envs.scenario import Scenario
@@ -37,6 +38,26 @@ GROWTH_SHARE = 0.02
 GROWTH_ALPHA = 1e-3
 TREND_BATCHES = 10
 MIN_TREND_PERIODS = 100
+
+#: Unfilled units below this count as none: a period with ``short > SHORT_TOL`` at a demand node is
+#: a stockout (cycle service level), float dust of proportional allocation is not.
+SHORT_TOL = 1e-9
+
+
+def fill_rate(filled: np.ndarray, demand: np.ndarray,
+              axis: int | tuple[int, ...] | None = None) -> np.ndarray | float:
+    """Fill rate (type-2 service, MODEL.md "Service metrics"): ``beta = sum filled / sum demand``.
+
+    ``filled`` and ``demand`` are units filled from stock in the period they were demanded and
+    units demanded (columns ``O_FILLED`` and ``O_DEMAND`` of the step's ``node_out``), summed over
+    ``axis`` (all axes by default) before dividing: the ratio of totals, not a mean of per-period
+    ratios, as the type-2 (beta) service is defined. Where nothing was demanded nothing was filled and the
+    rate is 0. Returns a float when everything is summed, else an array.
+    """
+    num = np.sum(filled, axis=axis)
+    den = np.sum(demand, axis=axis)
+    rate = num / np.maximum(den, 1e-300)
+    return float(rate) if np.ndim(rate) == 0 else rate
 
 
 def mean_ci95(samples: np.ndarray) -> tuple[float, float]:
@@ -205,8 +226,7 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
              warmup: int = 100, replications: int = 1, seed: int = 0, progress: bool = False) -> Evaluation:
     """Run ``policy`` and measure it (the simulator is built here unless one is passed)."""
     check_evaluation(periods, warmup, replications, seed)
-    sim = scenario if isinstance(scenario, Simulator) else Simulator(scenario, n=replications,
-                                                                     chunk=min(warmup + periods, 128))
+    sim = scenario if isinstance(scenario, Simulator) else Simulator(scenario, n=replications)
     if sim.n != replications:
         raise ValueError(f"replications: {replications} but the simulator has {sim.n} rows")
     sim.reset(seeds=seed)
@@ -250,26 +270,26 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
             continue
         k = t - warmup
         per_period[:, k] = res.costs.sum(axis=1)
-        per_period_pipe[:, k] = res.costs[:, 5]
+        per_period_pipe[:, k] = res.costs[:, C_PIPE]
         cost_sum += res.costs.sum(axis=0)
         out = res.node_out
-        demand_sum += out[:, :, 0]
-        filled_sum += out[:, :, 1]
-        short_sum += out[:, :, 2]
-        stockout_periods += out[:, :, 2] > 1e-9
-        stockout_any += float((out[:, :, 2] > 1e-9).any(axis=1).sum())
+        demand_sum += out[:, :, O_DEMAND]
+        filled_sum += out[:, :, O_FILLED]
+        short_sum += out[:, :, O_SHORT]
+        stockout_periods += out[:, :, O_SHORT] > SHORT_TOL
+        stockout_any += float((out[:, :, O_SHORT] > SHORT_TOL).any(axis=1).sum())
         bo_after = sim.cust_bo[:, dn]
         bo_sum += bo_after
         if assess and half_start <= k < half_start + batch_len * TREND_BATCHES:
             trend_batches[:, (k - half_start) // batch_len] += bo_after
-        served_backorders = bo_before + out[:, :, 2] - bo_after if topo.backorders else 0.0
+        served_backorders = bo_before + out[:, :, O_SHORT] - bo_after if topo.backorders else 0.0
         on_hand_sum += sim.on_hand
         leaving = res.shipped @ seen_map
-        leaving[:, dn] += out[:, :, 1] + served_backorders
+        leaving[:, dn] += out[:, :, O_FILLED] + served_backorders
         out_sum += leaving
         placed = res.orders @ order_map
         seen = res.orders @ seen_map
-        seen[:, dn] += out[:, :, 0]
+        seen[:, dn] += out[:, :, O_DEMAND]
         o_sum += placed
         o_sq += placed * placed
         s_sum += seen
@@ -283,12 +303,8 @@ def evaluate(scenario: str | Path | Scenario | Simulator, policy: Policy, period
     dnames = [names[j] for j in dn]
     n_obs = r * periods
 
-    def by_demand_node(num: np.ndarray, den: np.ndarray | float) -> dict[str, float]:
-        per = num.sum(axis=0) / np.where(np.asarray(den) > 0, den, 1.0)
-        return {name: float(per[d]) for d, name in enumerate(dnames)}
-
-    fill = by_demand_node(filled_sum, demand_sum.sum(axis=0))
-    fill["network"] = float(filled_sum.sum() / max(demand_sum.sum(), 1e-300))
+    fill = {name: float(f) for name, f in zip(dnames, fill_rate(filled_sum, demand_sum, axis=0))}
+    fill["network"] = fill_rate(filled_sum, demand_sum)
     csl = {nm: 1.0 - float(stockout_periods[:, d].sum() / n_obs) for d, nm in enumerate(dnames)}
     csl["network"] = 1.0 - stockout_any / n_obs
     var_o = o_sq / periods - (o_sum / periods) ** 2

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator, StepResult
 from envs.spaces import ActionMap, ObservationMap
-from envs.topology import COST_NAMES
+from envs.dynamics import COST_NAMES, OUT_NAMES
 
 
 def check_spread(value: Any) -> float:
@@ -40,9 +40,7 @@ def step_info(result: StepResult, row: int) -> dict[str, Any]:
     return {
         "cost": float(costs.sum()),
         "cost_split": dict(zip(COST_NAMES, costs.tolist())),
-        "demand": out[:, 0].copy(),
-        "filled": out[:, 1].copy(),
-        "short": out[:, 2].copy(),
+        **{name: out[:, col].copy() for col, name in enumerate(OUT_NAMES)},
         "orders": result.orders[row].copy(),
     }
 

@@ -11,7 +11,7 @@ from typing import Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-from envs.scenario import _hint
+from envs.hints import did_you_mean
 from envs.simulator import Simulator
 from envs.topology import Topology
 
@@ -53,16 +53,16 @@ def parse_levels(text: str) -> dict[str, float]:
     levels: dict[str, float] = {}
     for i, part in enumerate(p for p in text.split(",") if p.strip()):
         if "=" not in part:
-            raise ValueError(f"--levels item {i + 1}: {part.strip()!r} is not NODE=LEVEL")
+            raise ValueError(f"levels: item {i + 1} ({part.strip()!r}) is not NODE=LEVEL")
         node, value = (x.strip() for x in part.split("=", 1))
         if node in levels:
-            raise ValueError(f"--levels {node}: given twice ({levels[node]:g} and {value}); give one level per node")
+            raise ValueError(f"levels.{node}: given twice ({levels[node]:g} and {value}); give one level per node")
         try:
             levels[node] = float(value)
         except ValueError:
-            raise ValueError(f"--levels {node}: {value!r} is not a number") from None
+            raise ValueError(f"levels.{node}: {value!r} is not a number") from None
     if not levels:
-        raise ValueError("--levels: give one NODE=LEVEL per node, separated by commas")
+        raise ValueError("levels: give one NODE=LEVEL per node, separated by commas")
     return levels
 
 
@@ -133,8 +133,8 @@ class BaseStockPolicy:
         if isinstance(levels, Mapping):
             for node, value in levels.items():
                 if node not in names:
-                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}{_hint(str(node), names)}; "
-                                     f"nodes: {', '.join(names)}")
+                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}"
+                                     f"{did_you_mean(str(node), names)}; nodes: {', '.join(names)}")
                 if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
                         or not np.isfinite(value):
                     raise ValueError(f"{field}.{node}: {value!r} is not a finite number; base-stock levels are "

@@ -18,7 +18,6 @@ The meaning of every key is in ``docs/scenarios.md``; the timing and cost conven
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import math
 import re
@@ -31,6 +30,7 @@ import numpy as np
 import yaml
 
 from envs.distributions import DEMAND_KINDS, DemandSpec, LeadTimeSpec, Seasonality
+from envs.hints import did_you_mean
 
 EXTERNAL = "external"
 
@@ -218,7 +218,7 @@ def load_scenario(name_or_path: str | Path | Scenario) -> Scenario:
         if not path.is_file():
             names = list_scenarios()
             raise ScenarioError(
-                f"scenario: {text!r} is neither a file nor a shipped scenario{_hint(text, names)}; "
+                f"scenario: {text!r} is neither a file nor a shipped scenario{did_you_mean(text, names)}; "
                 f"shipped scenarios: {', '.join(names)}"
             )
     elif not path.is_file():
@@ -294,11 +294,6 @@ def _repeated_keys(node: yaml.Node, path: str, origin: str, seen: set[int]) -> l
 # ------------------------------------------------------------------------------------------------
 # Validation
 # ------------------------------------------------------------------------------------------------
-def _hint(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 #: How lead times are checked: whole periods, at most MAX_LEAD_TIME.
 _LEAD_TIME_RULE: dict[str, Any] = {
     "what": "lead times are integers", "maximum": MAX_LEAD_TIME,
@@ -375,7 +370,7 @@ class _Parser:
     def keys(data: Mapping[str, Any], path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> None:
         allowed = tuple(allowed)
         where = f"{path}." if path else ""
-        messages = [f"{where}{key}: unknown key{_hint(str(key), allowed)}; allowed keys: {', '.join(allowed)}"
+        messages = [f"{where}{key}: unknown key{did_you_mean(str(key), allowed)}; allowed keys: {', '.join(allowed)}"
                     for key in data if key not in allowed]
         messages += [f"{where}{key}: required key is missing" for key in required if key not in data]
         if messages:
@@ -432,7 +427,7 @@ class _Parser:
     def choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
         if value not in choices:
             raise ScenarioError(
-                f"{path}: {value!r} is not one of {', '.join(choices)}{_hint(str(value), choices)}"
+                f"{path}: {value!r} is not one of {', '.join(choices)}{did_you_mean(str(value), choices)}"
             )
         return value
 
@@ -465,8 +460,9 @@ class _Parser:
         """The ``dist`` of a distribution mapping; a misspelt or missing key is named as such."""
         if "dist" not in data:
             for key in data:
-                if _hint(str(key), ("dist",)):
-                    raise ScenarioError(f"{path}.{key}: unknown key (did you mean 'dist'?)")
+                hint = did_you_mean(str(key), ("dist",))
+                if hint:
+                    raise ScenarioError(f"{path}.{key}: unknown key{hint}")
             raise ScenarioError(f"{path}.dist: required key is missing")
         return data["dist"]
 
@@ -594,7 +590,8 @@ class _Parser:
         if column not in rows[0]:
             cols = [c for c in rows[0] if c is not None]
             raise ScenarioError(
-                f"{path}.column: {file!r} has no column {column!r}{_hint(column, cols)}; columns: {', '.join(cols)}"
+                f"{path}.column: {file!r} has no column {column!r}{did_you_mean(column, cols)}; "
+                f"columns: {', '.join(cols)}"
             )
         values = []
         for i, row in enumerate(rows):
@@ -868,10 +865,10 @@ class _Parser:
         for i, lane in enumerate(lanes):
             problem = None
             if lane.source != EXTERNAL and lane.source not in ids:
-                problem = (f"lanes[{i}].from: {lane.source!r} is not a node{_hint(lane.source, ids + [EXTERNAL])}; "
-                           f"use a node id or {EXTERNAL!r}")
+                problem = (f"lanes[{i}].from: {lane.source!r} is not a node"
+                           f"{did_you_mean(lane.source, ids + [EXTERNAL])}; use a node id or {EXTERNAL!r}")
             elif lane.target not in ids:
-                problem = f"lanes[{i}].to: {lane.target!r} is not a node{_hint(lane.target, ids)}"
+                problem = f"lanes[{i}].to: {lane.target!r} is not a node{did_you_mean(lane.target, ids)}"
             elif lane.source == lane.target:
                 problem = f"lanes[{i}]: a lane from {lane.source!r} to itself is a cycle"
             elif (lane.source, lane.target) in seen:
@@ -939,7 +936,8 @@ class _Parser:
             for parent, ratio in b.items():
                 if parent not in parents:
                     raise ScenarioError(
-                        f"{path}.bom.{parent}: {parent!r} is not a supplier of {node.id!r}{_hint(str(parent), parents)}; "
+                        f"{path}.bom.{parent}: {parent!r} is not a supplier of {node.id!r}"
+                        f"{did_you_mean(str(parent), parents)}; "
                         f"its suppliers are {', '.join(parents)}"
                     )
             missing = [p for p in parents if p not in b]

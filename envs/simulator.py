@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from envs.distributions import DemandModel
-from envs.dynamics import (PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
+from envs.dynamics import (COST_NAMES, OUT_NAMES, PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
                            step_kernel, step_kernel_serial)
 from envs.run_settings import check_setting
 from envs.scenario import Scenario, load_scenario
@@ -57,8 +57,8 @@ class StepResult:
     """What one period produced, per row. Arrays are the simulator's buffers: copy to keep them."""
 
     orders: np.ndarray      # (B, S) orders placed, after rounding and clipping at 0
-    costs: np.ndarray       # (B, 6) holding, backorder, lost_sales, ordering, transport, pipeline
-    node_out: np.ndarray    # (B, D, 3) per demand node: demand, filled from stock, short
+    costs: np.ndarray       # (B, len(COST_NAMES)) columns C_HOLD ... C_PIPE of envs.dynamics
+    node_out: np.ndarray    # (B, D, len(OUT_NAMES)) per demand node: O_DEMAND, O_FILLED, O_SHORT
     shipped: np.ndarray     # (B, S) units that left on each slot
 
     @property
@@ -113,8 +113,8 @@ class Simulator:
         self._stream_roots: list[np.random.Generator | None] = [None] * n
         # The last period's results (the buffers StepResult points to).
         self.last_orders = np.zeros((b, s))
-        self.last_costs = np.zeros((b, 6))
-        self.last_node_out = np.zeros((b, topo.n_demand, 3))
+        self.last_costs = np.zeros((b, len(COST_NAMES)))
+        self.last_node_out = np.zeros((b, topo.n_demand, len(OUT_NAMES)))
         self.last_shipped = np.zeros((b, s))
         self._node_ip = np.zeros((b, nn))
         self._slot_ip = np.zeros((b, s))

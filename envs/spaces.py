@@ -39,7 +39,7 @@ import math
 import numba as nb
 import numpy as np
 
-from envs.dynamics import serial_twin
+from envs.dynamics import O_DEMAND, serial_twin
 from envs.simulator import Simulator
 from envs.topology import Topology
 
@@ -55,12 +55,9 @@ class ObservationMap:
     def __init__(self, topo: Topology, horizon: int | None = None, observe_time: bool = True) -> None:
         """``horizon``: the episode length ``periods_left`` counts down (default: the scenario's);
         ``observe_time``: include ``periods_left`` (the last feature)."""
-        n, s = topo.n_nodes, topo.n_slots
+        n = topo.n_nodes
         mu = np.maximum(topo.throughput, 1e-9)
-        lead_in = np.zeros(n)
-        for q in range(s):
-            lead_in[topo.slot_dst[q]] = max(lead_in[topo.slot_dst[q]], topo.slot_lt_mean[q])
-        self.node_scale = mu * (1.0 + lead_in)
+        self.node_scale = mu * (1.0 + topo.lead_in())
         self.slot_scale = mu[topo.slot_dst] * topo.lane_bom[topo.slot_lane]
         self.lane_scale = mu[topo.lane_dst] * topo.lane_bom
         self.component_lanes = np.flatnonzero(topo.lane_is_component).astype(np.int64)
@@ -153,7 +150,7 @@ def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, 
             out[b, f] = node_ip[b, j] / node_scale[j]
             f += 1
         for d in range(demand_nodes.shape[0]):
-            out[b, f] = node_out[b, d, 0] / demand_scale[d]
+            out[b, f] = node_out[b, d, O_DEMAND] / demand_scale[d]
             f += 1
         for x in range(down.shape[1]):
             out[b, f] = 1.0 if down[b, x] else 0.0

@@ -16,15 +16,13 @@ from typing import Callable
 import numpy as np
 
 from envs.distributions import DemandSpec
+from envs.dynamics import COST_NAMES  # noqa: F401  (re-exported: callers import it from here)
 from envs.scenario import EXTERNAL, Scenario, check_sizes
 
 #: Obligation age buckets: an upstream node serves what it owes oldest first, by the period the
 #: order was placed. Obligations older than ``AGES - 1`` periods share the last bucket and are
 #: served among themselves by the scenario's within-period rule (see docs/model.md).
 AGES = 16
-
-#: Columns of the per-period cost array returned by the step function.
-COST_NAMES: tuple[str, ...] = ("holding", "backorder", "lost_sales", "ordering", "transport", "pipeline")
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +134,13 @@ class Topology:
             for lane in np.flatnonzero(self.lane_src == j):
                 e[j] = np.maximum(e[j], e[self.lane_dst[lane]])
         return e
+
+    def lead_in(self) -> np.ndarray:
+        """(N,) longest mean lead time ``max_s E[L_s]`` over the slots (lanes and modes) into each
+        node; 0 for a node without one."""
+        lead = np.zeros(self.n_nodes)
+        np.maximum.at(lead, self.slot_dst, self.slot_lt_mean)
+        return lead
 
 
 def _csr(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ SB3 bootstraps from the terminal observation). The episode's totals are in ``inf
 
 Per-period infos for every row cost more than the step itself at large batches, so by default
 ``infos`` only carry the episode-end entries and the period's arrays are attributes:
-``last_costs`` ``(n, 6)``, ``last_node_out`` ``(n, D, 3)``, ``last_orders`` ``(n, S)``. Pass
+``last_costs`` ``(n, len(COST_NAMES))``, ``last_node_out`` ``(n, D, len(OUT_NAMES))`` (columns
+``envs.dynamics.C_*`` and ``O_*``), ``last_orders`` ``(n, S)``. Pass
 ``step_infos=True`` for the single env's per-period ``info`` in every row.
 
 ``threads`` (default: ``meio --threads``, else ``MEIO_THREADS``, else 1) is the number of threads

@@ -20,7 +20,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from envs.simulator import Simulator
 
     check_evaluation(args.periods, args.warmup, args.replications, args.seed)    # before any allocation
-    sim = Simulator(args.scenario, n=args.replications, chunk=min(args.warmup + args.periods, 128))
+    sim = Simulator(args.scenario, n=args.replications)
     if args.policy == "base-stock":
         if not args.levels:
             raise ValueError("--levels: required with --policy base-stock (NODE=LEVEL,...)")
@@ -89,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     folder = find_saved_agent(args.model)
     policy = PPOPolicy.load(folder, name=f"ppo:{folder}")
-    sim = Simulator(args.scenario, n=args.replications, chunk=min(args.warmup + args.periods, 128))
+    sim = Simulator(args.scenario, n=args.replications)
     policy.check(sim)                  # a scenario of another shape is refused before any simulation
     result = evaluate(sim, policy, periods=args.periods, warmup=args.warmup, replications=args.replications,
                       seed=args.seed, progress=not args.json)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from baselines.search import local_levels, simulate_candidates  # noqa: E402
+from envs.metrics import fill_rate  # noqa: E402
 from envs.topology import compile_topology  # noqa: E402
 
 #: Service levels that trace the base-stock family's cost-service frontier.
@@ -30,8 +31,7 @@ def frontier_points(scenario, periods: int, warmup: int, replications: int, seed
         b = local_levels(sc)
         rows.append([b.levels[n] for n in topo.node_names])
     res = simulate_candidates(scenario, np.array(rows), "installation", periods, warmup, replications, seed)
-    demand = res.demand.sum(axis=(1, 2))
-    fill = res.filled.sum(axis=(1, 2)) / np.maximum(demand, 1e-300)
+    fill = fill_rate(res.filled, res.demand, axis=(1, 2))
     return np.column_stack([np.array(levels), fill, res.cost.mean(axis=1)])
 
 

@@ -9,7 +9,6 @@ scenario file (a bad value raises the usual message naming the field).
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml  # noqa: E402
 
 from agents.policy import PPOPolicy, find_saved_agent  # noqa: E402
 from baselines.run import BASELINE_NAMES, run_baselines  # noqa: E402
+from envs.hints import did_you_mean  # noqa: E402
 from envs.metrics import evaluate  # noqa: E402
 from envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
 from envs.simulator import Simulator  # noqa: E402
@@ -46,9 +46,7 @@ def _select(items: list, key: str, kind: str, path: str) -> Any:
             return item
     idents = [str(item.get("id") if kind == "nodes" else f"{item.get('from')}->{item.get('to')}" if kind == "lanes"
                   else item.get("name")) for item in items]
-    close = difflib.get_close_matches(key, idents, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"--param {path}: no {kind[:-1]} {key!r}{hint}; {kind}: {', '.join(idents)}")
+    raise ValueError(f"--param {path}: no {kind[:-1]} {key!r}{did_you_mean(key, idents)}; {kind}: {', '.join(idents)}")
 
 
 def set_param(data: dict, path: str, value: Any) -> dict:
@@ -107,7 +105,7 @@ def run_sweep(scenario: str | Path | Scenario, param: str, values: Sequence[Any]
             rows.append({"value": value, "policy": b.name, "cost_mean": ev.cost_mean, "cost_ci95": ev.cost_ci95,
                          "fill_rate": ev.fill_rate["network"],
                          **{f"level_{k}": v for k, v in b.levels.items()}})
-        sim = Simulator(sc, n=replications, chunk=min(warmup + periods, 128))
+        sim = Simulator(sc, n=replications)
         for label, policy in loaded.items():
             if ObservationMap(sim.topology).size != base_obs:
                 skipped[f"{label} at {value}"] = "the observation has another size (e.g. a longer lead time)"

@@ -12,7 +12,7 @@ from baselines.base import NotApplicable, serial_stages
 from baselines.run import run_baselines
 from baselines.search import local_levels, optimise_base_stock, simulate_levels
 from envs.metrics import evaluate
-from envs.scenario import load_scenario
+from envs.scenario import Scenario, load_scenario
 from envs.simulator import Simulator
 from meio.cli import main
 
@@ -79,8 +79,9 @@ def test_simulation_optimised_installation_lands_within_half_a_percent_of_clark_
     assert paired.mean() <= 0.005 * cs.expected_cost
 
 
-def test_local_levels_use_service_targets_and_critical_ratios():
+def test_local_levels_use_critical_ratios_where_no_service_target_is_set():
     sc = load_scenario("ex61")
+    assert all(n.service_target is None for n in sc.nodes)
     base = local_levels(sc)
     assert base.kind == "installation"
     # the retailer's critical ratio p / (p + h) = 37.12 / 44.12 over one period of N(5, 1)
@@ -88,6 +89,77 @@ def test_local_levels_use_service_targets_and_critical_ratios():
     assert base.levels["retailer"] == pytest.approx(5 + stats.norm.ppf(37.12 / 44.12), rel=1e-6)
     higher = local_levels(sc, default_service=0.999)
     assert higher.levels["retailer"] == base.levels["retailer"]
+
+
+def test_local_levels_use_each_nodes_service_target():
+    """dual_sourcing's shops have fill-rate targets that differ from their critical ratios: each
+    covers its lead time (1) plus the review period, so level = 2 mu + z_alpha sqrt(2) sigma."""
+    from scipy import stats
+
+    sc = load_scenario("dual_sourcing")
+    levels = local_levels(sc).levels
+    for shop, mu, sd in (("shop_poisson", 6.0, 6.0 ** 0.5), ("shop_normal", 8.0, 2.5), ("shop_negbin", 5.0, 3.0),
+                         ("shop_gamma", 7.0, 3.0)):
+        node = sc.node(shop)
+        assert node.service_target is not None
+        assert node.service_target != pytest.approx(node.penalty_cost / (node.penalty_cost + node.holding_cost))
+        expected = 2 * mu + stats.norm.ppf(node.service_target) * np.sqrt(2) * sd
+        assert levels[shop] == pytest.approx(expected, rel=1e-9), shop
+
+
+def fill_target_scenario(target: float) -> Scenario:
+    """One shop, lead time 1, Poisson(5) demand, h = p = 1, a fill-rate target."""
+    return Scenario.from_dict({
+        "name": "fill_target", "integer_orders": True,
+        "nodes": [{"id": "shop", "holding_cost": 1.0, "backorder_cost": 1.0, "service_target": target,
+                   "demand": {"dist": "poisson", "mean": 5}, "initial_inventory": 15}],
+        "lanes": [{"from": "external", "to": "shop", "lead_time": 1}],
+    })
+
+
+def test_service_target_baseline_meets_a_binding_target_on_the_evaluation_seeds():
+    """Base-stock level ``S``, lead time ``L = 1``, Poisson demand of mean ``mu`` per period: the fill
+    rate is ``beta(S) = 1 - (E[(D_{L+1} - S)^+] - E[(D_L - S)^+]) / mu`` and the cost per period
+    ``h E[(S - D_{L+1})^+] + p E[(D_{L+1} - S)^+]`` (Zipkin, Foundations of Inventory Management,
+    2000, ch. 6; Axsaeter, Inventory Control, 2015, sec. 5.3). With ``h = p = 1`` the cost optimum is
+    the median of Poisson(10), ``S* = 10``, which fills 0.754; a 0.97 target needs ``S = 15``
+    (``beta(14) = 0.963``, ``beta(15) = 0.979``), so the target binds and costs more."""
+    from scipy import stats
+
+    from baselines.search import SEARCH_SEED, optimise_service_target, simulate_candidates
+    from envs.metrics import mean_ci95
+
+    target, mu = 0.97, 5.0
+    d = np.arange(0, 200)
+
+    def loss(s: float, mean: float) -> float:
+        return float(np.maximum(d - s, 0) @ stats.poisson.pmf(d, mean))
+
+    def beta(s: float) -> float:
+        return 1 - (loss(s, 2 * mu) - loss(s, mu)) / mu
+
+    def cost(s: float) -> float:
+        return float(np.maximum(s - d, 0) @ stats.poisson.pmf(d, 2 * mu)) + loss(s, 2 * mu)
+
+    s_target = next(s for s in range(40) if beta(s) >= target)
+    s_star = min(range(40), key=cost)
+    assert (s_target, s_star) == (15, 10)
+
+    sc = fill_target_scenario(target)
+    found, _ = optimise_service_target(sc, {"shop": 25.0}, periods=3000, replications=8)
+    assert found.levels["shop"] == s_target
+    # evaluation seeds 0..7, none of them the search's
+    assert SEARCH_SEED > 8
+    res = simulate_candidates(sc, np.array([[found.levels["shop"]], [s_star]]), "installation", periods=3000,
+                              warmup=100, replications=8, seed=0)
+    fill, half = mean_ci95(res.filled[0, :, 0] / res.demand[0, :, 0])
+    assert fill + half >= target                                  # the target is met within the 95% CI
+    assert abs(fill - beta(s_target)) <= half
+    paired, paired_half = mean_ci95(res.cost[0] - res.cost[1])
+    assert paired - paired_half > 0                               # meeting the target costs more ...
+    assert paired == pytest.approx(cost(s_target) - cost(s_star), abs=paired_half)   # ... by the analytic amount
+    with pytest.raises(ValueError, match="no fill-rate target for demand node 'retailer'"):
+        optimise_service_target(load_scenario("ex61"), {"retailer": 6, "dc": 6, "plant": 11})
 
 
 def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():

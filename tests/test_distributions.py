@@ -102,20 +102,50 @@ def test_trace_demand_is_read_as_given(tmp_path):
     assert firsts == {1, 3, 4, 5}                            # every start row occurs
 
 
+def _arrival_periods(sim: Simulator, periods: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ship one unit a period on the only lane and read, per row, the period each shipment arrives
+    in from the pipeline alone: after shipping at ``t``, index ``k`` of the pipeline holds what
+    arrives in ``t + 1 + k``, so the new shipment is what index ``k`` holds beyond what index
+    ``k + 1`` held before the step. Returns the arrival periods ``(rows, periods)`` and the lead
+    times drawn ``(rows, periods)``."""
+    arrivals = np.zeros((sim.n, periods), dtype=int)
+    drawn = np.zeros((sim.n, periods), dtype=int)
+    for t in range(periods):
+        before = sim.pipe[:, 0].copy()
+        drawn[:, t] = sim.lt_chunk[np.arange(sim.n), sim.pos, 0]
+        res = sim.step(np.ones((sim.n, 1)))
+        assert (res.shipped[:, 0] == 1.0).all()                  # an uncapacitated external lane ships it
+        new = sim.pipe[:, 0].copy()
+        new[:, :-1] -= before[:, 1:]
+        rows, ks = np.nonzero(np.abs(new) > 1e-9)
+        assert (np.bincount(rows, minlength=sim.n) == 1).all(), "one shipment must show in one slot"
+        assert np.allclose(new[rows, ks], 1.0)
+        arrivals[rows, t] = t + 1 + ks
+    return arrivals, drawn
+
+
 def test_random_lead_times_follow_their_distribution_and_do_not_cross():
     lt = {"dist": "discrete", "values": [1, 2, 5], "probs": [0.2, 0.5, 0.3]}
     sim = one_node({"dist": "poisson", "mean": 4}, lead_time=lt)
     draws = sim.lt_chunk[:, :, 0].ravel()
     freq = [(draws == v).mean() for v in (1, 2, 5)]
     np.testing.assert_allclose(freq, [0.2, 0.5, 0.3], atol=0.01)
-    # ship every period: arrivals must come in shipping order
-    arrivals = []
-    for t in range(60):
-        before = sim.pipe[0].copy()
-        sim.step(np.full((sim.n, 1), 1.0))
-        arrivals.append(int(sim.last_arr[0, 0]) + t)             # arrival period of this shipment
-    assert all(b >= a for a, b in zip(arrivals, arrivals[1:]))
-    assert before.shape[-1] == 6
+    for crossing in (False, True):
+        sim = Simulator(Scenario.from_dict({
+            "name": "t", "horizon": 100,
+            "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
+            "lanes": [{"from": "external", "to": "a", "lead_time": lt, "order_crossing": crossing}]}),
+            n=200, chunk=41)                                          # one block of draws covers the run
+        sim.reset(seeds=1)
+        arrivals, drawn = _arrival_periods(sim, 40)
+        if not crossing:
+            # shipments on one lane arrive in shipping order, each no earlier than its drawn lead time
+            assert (np.diff(arrivals, axis=1) >= 0).all()
+            assert (arrivals >= np.arange(40) + drawn).all()
+            assert (arrivals > np.arange(40) + drawn).any(), "no draw would have overtaken: nothing was tested"
+    # with order_crossing each shipment takes its own draw, and later shipments do overtake
+    np.testing.assert_array_equal(arrivals, np.arange(40) + drawn)
+    assert (np.diff(arrivals, axis=1) < 0).any()
 
 
 def test_outages_start_and_end_at_the_given_rates():

@@ -1,6 +1,6 @@
 """Tests of baselines.serial: exact (Clark-Scarf) and Shang-Song echelon base-stock levels.
 
-Timing (docs/MODEL.md): order, then shipments (lead time 0 delivers in the same period), then
+Timing (docs/model.md): order, then shipments (lead time 0 delivers in the same period), then
 demand, then costs on end-of-period quantities. Snyder & Shen's lead times (l_1, l_2, ...) are ours
 (l_1 - 1, l_2, ...).
 """
