@@ -232,7 +232,7 @@ def test_random_scenario_matches_reference(scenario_seed):
 
 
 def test_factory_covers_the_features():
-    """The random scenarios of the differential test exercise every feature the brief lists."""
+    """The random scenarios of the differential test exercise every feature docs/scenarios.md lists."""
     seen = set()
     for seed in range(N_SCENARIOS):
         d = random_scenario(seed)
