@@ -115,6 +115,19 @@ def folder_written_whole(target: Path) -> Iterator[Path]:
         raise
 
 
+def check_model_fits(model: PPO, scenario: str, obs_size: int, action_size: int, control: str,
+                     trained: str, remedy: str) -> None:
+    """Refuse ``scenario`` (``ValueError`` naming it) if its observations or actions, as ``control``
+    lays them out, have other sizes than ``model``'s; ``trained`` says where the model came from."""
+    want_obs = int(np.prod(model.observation_space.shape))
+    want_act = int(np.prod(model.action_space.shape))
+    if (obs_size, action_size) != (want_obs, want_act):
+        raise ValueError(
+            f"scenario: {scenario!r} gives observations of {obs_size} values and actions of {action_size} "
+            f"({control} control), but {trained} with observations of {want_obs} and actions of {want_act}; "
+            f"{remedy}")
+
+
 class PPOPolicy:
     """A PPO model that orders for every row of a simulator."""
 
@@ -152,14 +165,9 @@ class PPOPolicy:
 
     def _check_fits(self, scenario: str, obs_size: int, action_size: int) -> None:
         """Refuse a scenario whose observations or actions have other sizes than the network's."""
-        want_obs = int(np.prod(self.model.observation_space.shape))
-        want_act = int(np.prod(self.model.action_space.shape))
-        if (obs_size, action_size) != (want_obs, want_act):
-            on = f" on {self.trained_on!r}" if self.trained_on else ""
-            raise ValueError(
-                f"scenario: {scenario!r} gives observations of {obs_size} values and actions of {action_size} "
-                f"({self.control} control), but the model {self.name!r} was trained{on} with observations of "
-                f"{want_obs} and actions of {want_act}; use a scenario with the same network")
+        on = f" on {self.trained_on!r}" if self.trained_on else ""
+        check_model_fits(self.model, scenario, obs_size, action_size, self.control,
+                         f"the model {self.name!r} was trained{on}", "use a scenario with the same network")
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.obs_mean is None:

@@ -55,8 +55,8 @@ from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.config import ConfigError, PPOConfig
-from agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, checkpoint_steps,
-                           folder_written_whole, load_model, manifest_problem, read_json)
+from agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, check_model_fits,
+                           checkpoint_steps, folder_written_whole, load_model, manifest_problem, read_json)
 from envs.decentralised import DecentralisedVecEnv
 from envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
 from envs.metrics import SHORT_TOL, evaluate, fill_rate
@@ -443,15 +443,20 @@ def _trim_evaluations(run: Path, steps: int) -> None:
     os.replace(tmp, path)
 
 
+def _sound_meta(folder: Path) -> dict[str, Any]:
+    """``meta.json`` of a saved agent whose files match its manifest; ``{}`` if there is none."""
+    if not (folder / MODEL_FILE).is_file() or manifest_problem(folder) is not None:
+        return {}
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def _best_saved_cost(run: Path) -> float | None:
     """The evaluation cost recorded in a sound ``best/``, if any."""
-    best = run / "best"
-    if not (best / MODEL_FILE).is_file() or manifest_problem(best) is not None:
-        return None
-    try:
-        cost = json.loads((best / META_FILE).read_text()).get("eval_cost")
-    except (OSError, ValueError, AttributeError):
-        return None
+    cost = _sound_meta(run / "best").get("eval_cost")
     return float(cost) if isinstance(cost, (int, float)) and math.isfinite(cost) else None
 
 
@@ -473,13 +478,9 @@ def _stored_baseline(checkpoint: Checkpoint) -> tuple[str | None, float | None]:
 
 
 def _sound_final(run: Path, steps: int) -> bool:
-    final = run / "final"
-    if not (final / MODEL_FILE).is_file() or manifest_problem(final) is not None:
-        return False
-    try:
-        return int(json.loads((final / META_FILE).read_text())["steps"]) == steps
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    """Whether ``final/`` is whole and saved at ``steps``."""
+    saved = _sound_meta(run / "final").get("steps")
+    return isinstance(saved, int) and not isinstance(saved, bool) and saved == steps
 
 
 def _resolve_resume(run: Path, cfg: PPOConfig | None, total_steps: int | None,
@@ -551,13 +552,9 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
             raise ValueError(f"--resume: no checkpoint of {run} can be used ({reasons}); its training state is "
                              "lost: start a new run, or remove checkpoints/ to train this one again from step 0")
         if checkpoint is not None:
-            model_obs, env_obs = checkpoint.model.observation_space.shape, venv.observation_space.shape
-            model_act, env_act = checkpoint.model.action_space.shape, venv.action_space.shape
-            if (model_obs, model_act) != (env_obs, env_act):
-                raise ValueError(
-                    f"--scenario: {sc.name!r} gives observations of {env_obs[0]} values and actions of {env_act[0]} "
-                    f"({cfg.control} control), but the run {run} was trained on {saved.scenario!r} with "
-                    f"observations of {model_obs[0]} and actions of {model_act[0]}; resume it on its own scenario")
+            check_model_fits(checkpoint.model, sc.name, int(np.prod(venv.observation_space.shape)),
+                             int(np.prod(venv.action_space.shape)), cfg.control,
+                             f"the run {run} was trained on {saved.scenario!r}", "resume it on its own scenario")
     done = checkpoint.steps if checkpoint is not None else 0
     meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
     if resume and checkpoint is not None and done >= total:
