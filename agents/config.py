@@ -111,7 +111,7 @@ class PPOConfig:
     #: Threads of the batched environment's step (``envs.threads``): ``null`` takes ``meio train
     #: --threads``, else the environment variable ``MEIO_THREADS``, else 1; an integer >= 1; or
     #: ``auto`` (the cores not busy when training starts). More than one only pays for ``n_envs >= 128``
-    #: on an idle machine; on a busy one a single thread is many times faster (issue 9).
+    #: on an idle machine; on a busy one a single thread is many times faster.
     threads: int | str | None = None
     #: Free text: what the config is for and the budget it needs.
     description: str = ""

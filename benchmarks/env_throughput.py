@@ -6,7 +6,7 @@ Episodes reset as they end (every ``horizon`` steps), so reset costs are include
 is the memory that 1024 parallel copies hold (state, randomness blocks, observation buffers),
 measured with ``tracemalloc``.
 
-A second table (issue 9) measures one scenario at 1024 copies with 1 and 2 threads of the step
+A second table measures one scenario at 1024 copies with 1 and 2 threads of the step
 (``envs.threads``), once on the machine as it is and once while separate processes spin, one core
 each (``--busy``, default 1; started and stopped here, never running past the measurement): the
 parallel kernel's threads meet at a barrier every step, so a thread that loses its core stalls all

@@ -6,7 +6,7 @@ over numba's thread pool (OpenMP, TBB or numba's workqueue). The threads meet at
 end of every step, so one thread that the operating system deschedules holds up the whole step:
 with another process busy on one of two cores, 1,024 rows ran at about 50,000 steps/s on two
 threads against 1.3-2 million on one, and ``meio baselines`` on a 7-node network took 182-239 s
-instead of 15 s (issue 9; ``benchmarks/env_throughput.py`` measures both cases). A run must never
+instead of 15 s (``benchmarks/env_throughput.py`` measures both cases). A run must never
 be slower for having threads, so the default is **one thread**: the serial kernels, and numba's
 pool is never started.
 

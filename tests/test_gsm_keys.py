@@ -1,4 +1,4 @@
-"""Issue 9, details found against stockpyl's test suite: the analytic baselines' demand convention,
+"""Details found against stockpyl's test suite: the analytic baselines' demand convention,
 the guaranteed-service keys of scenario files, negative base-stock levels.
 
 * Every analytic baseline reads a normal demand as the untruncated ``N(mean, sd)`` (as Snyder & Shen

@@ -18,7 +18,7 @@ from envs.simulator import Simulator
 #: the echelon levels it asserts.
 STOCKPYL_TEST_GRID_COST = 47.77466134840843
 STOCKPYL_TEST_GRID_LEVELS = (6.599662958019763, 11.99662958019757, 22.790562824553184)
-#: The same on a finer grid (run for issue 9): 47.6643. Its documentation's 47.6687 was computed
+#: The same on a finer grid: 47.6643. Its documentation's 47.6687 was computed
 #: by an earlier version and is no longer what it gives.
 STOCKPYL_FINE_GRID_COST = 47.6643
 #: Example 6.1 in the book's timing: lead times (1, 1, 2), echelon holding (3, 2, 2), local (7, 4, 2).

@@ -2,7 +2,7 @@
 
 A seed fixes every draw of a row (demand, lead times, outages, reset-time draws) whatever the
 number of periods the simulator draws at once (``chunk``), whichever entry point runs it and
-whichever policy acts: bit for bit (``docs/model.md``, Randomness; issue 9). The stream layout is
+whichever policy acts: bit for bit (``docs/model.md``, Randomness). The stream layout is
 checked against NumPy's own ``SeedSequence.spawn``, and the "value after value" property each
 sampler must have is checked on NumPy itself.
 """

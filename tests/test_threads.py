@@ -1,4 +1,4 @@
-"""The step's thread count (issue 9): one by default, the serial kernels, no thread pool; more on request.
+"""The step's thread count: one by default, the serial kernels, no thread pool; more on request.
 
 Where the count comes from (argument, ``meio --threads``, ``MEIO_THREADS``, 1), how bad values are
 refused, and that the parallel compilation gives the serial one's numbers bit for bit. Whether a
