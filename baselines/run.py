@@ -100,6 +100,13 @@ class BaselineReport:
         return "\n".join(lines)
 
 
+#: The baselines computed from the scenario alone (no search), by the function that computes each;
+#: each raises :class:`NotApplicable` with the reason where its assumptions fail.
+ANALYTIC: dict[str, Callable[[Scenario], Baseline]] = {
+    "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline, "gsm": gsm_baseline, "local": local_levels,
+}
+
+
 def echelon_from_local(scenario: Scenario, local: dict[str, float]) -> dict[str, float]:
     """Echelon levels that sum the installation levels of each node's echelon."""
     topo = compile_topology(scenario)
@@ -161,14 +168,10 @@ def applicability(scenario: str | Path | Scenario) -> dict[str, str | None]:
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
     out: dict[str, str | None] = {}
-    analytic: dict[str, Callable[[Scenario], Baseline]] = {
-        "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline,
-        "gsm": gsm_baseline, "local": local_levels,
-    }
     for name in BASELINE_NAMES:
-        if name in analytic:
+        if name in ANALYTIC:
             try:
-                analytic[name](sc)
+                ANALYTIC[name](sc)
                 out[name] = _sourcing_skip_reason(name, topo)
             except NotApplicable as why:
                 out[name] = str(why)
@@ -191,11 +194,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     sc = load_scenario(scenario)
     report = BaselineReport(scenario=sc.name)
     found: dict[str, Baseline] = {}
-    analytic: dict[str, Callable[[Scenario], Baseline]] = {
-        "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline,
-        "gsm": gsm_baseline, "local": local_levels,
-    }
-    for name, fn in analytic.items():
+    for name, fn in ANALYTIC.items():
         if name not in include:
             continue
         try:
@@ -206,7 +205,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     local = found.get("local") or local_levels(sc)
     single_skip = _sourcing_skip_reason("local", topo)
     if single_skip is not None:
-        for name in [n for n in found if n in analytic]:
+        for name in [n for n in found if n in ANALYTIC]:
             del found[name]
             report.skipped[name] = single_skip
     cs = found.get("clark_scarf")
