@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from envs.hints import did_you_mean
-from envs.run_settings import RUN_SETTINGS, check_run_settings
-from envs.scenario import ScenarioError, read_yaml
-from envs.threads import parse_threads
+from meio.envs.hints import did_you_mean
+from meio.envs.run_settings import RUN_SETTINGS, check_run_settings
+from meio.envs.scenario import ScenarioError, read_yaml
+from meio.envs.threads import parse_threads
 
 
 #: Upper bounds of the sizes a config sets: beyond them a value is a typing slip that would fail deep
@@ -35,13 +35,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Hyper-parameters of :func:`agents.train.train` (stable-baselines3 PPO over the batched VecEnv)."""
+    """Hyper-parameters of :func:`meio.agents.train.train` (stable-baselines3 PPO over the batched VecEnv)."""
 
     #: Parallel copies of the scenario in the batched ``VecEnv`` (rows of one step call).
     n_envs: int = 16
     #: ``centralised``: one agent sees the whole network and orders on every lane;
     #: ``decentralised``: every node is an agent seeing only its own state, all nodes share one
-    #: policy (parameter sharing) and the network's reward (``envs.decentralised``).
+    #: policy (parameter sharing) and the network's reward (``meio.envs.decentralised``).
     control: str = "centralised"
     #: ``order_up_to`` (actions are target positions: a base-stock rule is one constant action) or
     #: ``order_quantity`` (actions are order sizes).
@@ -108,7 +108,7 @@ class PPOConfig:
     checkpoint_every: int = 50_000
     #: Threads of PyTorch (1 is fastest on small machines, and stable when they are busy).
     torch_threads: int = 1
-    #: Threads of the batched environment's step (``envs.threads``): ``null`` takes ``meio train
+    #: Threads of the batched environment's step (``meio.envs.threads``): ``null`` takes ``meio train
     #: --threads``, else the environment variable ``MEIO_THREADS``, else 1; an integer >= 1; or
     #: ``auto`` (the cores not busy when training starts). More than one only pays for ``n_envs >= 128``
     #: on an idle machine; on a busy one a single thread is many times faster.
@@ -227,7 +227,7 @@ def configs_dir() -> Path:
     """Folder of the shipped training configs (``configs/ppo``)."""
     from importlib import resources
 
-    return Path(str(resources.files("configs"))) / "ppo"
+    return Path(str(resources.files("meio.configs"))) / "ppo"
 
 
 def load_config(name_or_path: str | Path | None) -> PPOConfig:

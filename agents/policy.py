@@ -1,4 +1,4 @@
-"""A trained PPO model as a :class:`~envs.policies.Policy`: the face every policy shares.
+"""A trained PPO model as a :class:`~meio.envs.policies.Policy`: the face every policy shares.
 
 The policy builds the environment's observation from the simulator's state, normalises it with the
 statistics saved at training time (frozen), asks the network for its deterministic action and maps
@@ -19,9 +19,9 @@ from typing import Any, Iterator
 import numpy as np
 from stable_baselines3 import PPO
 
-from envs.decentralised import NodeView
-from envs.simulator import Simulator
-from envs.spaces import ActionMap, ObservationMap
+from meio.envs.decentralised import NodeView
+from meio.envs.simulator import Simulator
+from meio.envs.spaces import ActionMap, ObservationMap
 
 #: Files of a saved agent inside a run folder's ``best/``, ``final/`` or ``checkpoints/STEP/``.
 MODEL_FILE = "model.zip"
@@ -30,7 +30,7 @@ META_FILE = "meta.json"
 #: Sizes and SHA-256 of every other file of a saved folder, written last: a folder whose files do
 #: not match it was cut short or damaged after the write.
 MANIFEST_FILE = "manifest.json"
-#: Files a training checkpoint holds besides the saved agent's (written and read by ``agents.train``).
+#: Files a training checkpoint holds besides the saved agent's (written and read by ``meio.agents.train``).
 VECNORM_FILE = "vecnormalize.pkl"
 STATE_FILE = "state.json"
 
@@ -241,7 +241,7 @@ def read_json(path: Path, field: str) -> Any:
 
 def load_model(path: Path, **kwargs: Any) -> PPO:
     """Load an SB3 PPO zip; a file that is not one is refused naming it. The training schedules are
-    replaced (prediction needs none, and ``agents.train`` passes its own), so no pickled code runs."""
+    replaced (prediction needs none, and ``meio.agents.train`` passes its own), so no pickled code runs."""
     custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, **kwargs.pop("custom_objects", {})}
     try:
         return PPO.load(path, device="cpu", custom_objects=custom, **kwargs)

@@ -21,7 +21,7 @@ state of training after ``s`` steps, and resuming from it repeats no update and 
 
 Every saved folder (checkpoints, ``best/``, ``final/``) is written whole or not at all: into a
 ``.partial`` folder, flushed, a ``manifest.json`` of sizes and SHA-256 written last, then renamed
-(:func:`agents.policy.folder_written_whole`). A run killed at any moment (SIGKILL included) resumes
+(:func:`meio.agents.policy.folder_written_whole`). A run killed at any moment (SIGKILL included) resumes
 from its newest sound checkpoint and loses at most one checkpoint interval; a damaged checkpoint is
 reported, set aside as ``checkpoints/STEP.damaged``, and the one before it used.
 
@@ -54,16 +54,16 @@ from stable_baselines3.common.logger import HParam
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.config import ConfigError, PPOConfig
-from agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, check_model_fits,
+from meio.agents.config import ConfigError, PPOConfig
+from meio.agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, check_model_fits,
                            checkpoint_steps, folder_written_whole, load_model, manifest_problem, read_json)
-from envs.decentralised import DecentralisedVecEnv
-from envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
-from envs.metrics import SHORT_TOL, evaluate, fill_rate
-from envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
-from envs.simulator import Simulator
-from envs.topology import COST_NAMES
-from envs.vec_env import MultiEchelonVecEnv, make_vec_env
+from meio.envs.decentralised import DecentralisedVecEnv
+from meio.envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
+from meio.envs.metrics import SHORT_TOL, evaluate, fill_rate
+from meio.envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
+from meio.envs.simulator import Simulator
+from meio.envs.topology import COST_NAMES
+from meio.envs.vec_env import MultiEchelonVecEnv, make_vec_env
 
 #: Config fields a resumed run may change: they change speed or bookkeeping, never what is learnt.
 RESUMABLE_CHANGES = ("total_steps", "threads", "torch_threads", "description")
@@ -117,10 +117,10 @@ def _base_env(env: Any) -> MultiEchelonVecEnv:
 
 
 def best_baseline(scenario: Scenario, cfg: PPOConfig, progress: bool = False) -> tuple[str | None, float | None]:
-    """The run's reference (:func:`baselines.run.reference_baseline`: Clark-Scarf where it applies,
+    """The run's reference (:func:`meio.baselines.run.reference_baseline`: Clark-Scarf where it applies,
     else the cheapest stable local or simulation-optimised policy, sourcing families included): its
     name and its cost on the evaluation seeds, or ``(None, None)`` where there is none."""
-    from baselines.run import reference_baseline
+    from meio.baselines.run import reference_baseline
 
     found = reference_baseline(scenario, periods=cfg.eval_periods, warmup=cfg.eval_warmup,
                                replications=cfg.eval_replications, seed=cfg.eval_seed, progress=progress)
@@ -517,7 +517,7 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
         resume: continue the run in ``run_dir`` from its newest sound checkpoint.
         progress: show SB3's progress bar.
         total_steps: with ``resume``, the new total (default: the run's own, or ``cfg``'s).
-        threads: with ``resume``, the environment's threads for this session (``envs.threads``).
+        threads: with ``resume``, the environment's threads for this session (``meio.envs.threads``).
     """
     started = time.perf_counter()
     run = Path(run_dir)

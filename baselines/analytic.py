@@ -1,9 +1,9 @@
 """Analytic baselines on scenarios: Clark-Scarf and Shang-Song for serial chains, the GSM on trees.
 
-These adapters read a :class:`~envs.scenario.Scenario`, check that it meets the model's
-assumptions (raising :class:`~baselines.base.NotApplicable` with the reason otherwise), call the
-solvers of :mod:`baselines.serial` and :mod:`baselines.gsm` and return a
-:class:`~baselines.base.Baseline`. For Clark-Scarf and Shang-Song the ``expected_cost`` is
+These adapters read a :class:`~meio.envs.scenario.Scenario`, check that it meets the model's
+assumptions (raising :class:`~meio.baselines.base.NotApplicable` with the reason otherwise), call the
+solvers of :mod:`meio.baselines.serial` and :mod:`meio.baselines.gsm` and return a
+:class:`~meio.baselines.base.Baseline`. For Clark-Scarf and Shang-Song the ``expected_cost`` is
 comparable with the simulator's total cost per period: the solvers' holding and backorder cost plus
 the costs no policy changes (per-unit transport ``unit_cost * mean demand`` per lane and in-transit
 holding ``pipeline_holding_cost * mean demand * L`` per lane).
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 
-from baselines.base import Baseline, NotApplicable, serial_stages
-from baselines.serial import SerialSolution, clark_scarf, shang_song
-from envs.distributions import DemandSpec
-from envs.scenario import Scenario
+from meio.baselines.base import Baseline, NotApplicable, serial_stages
+from meio.baselines.serial import SerialSolution, clark_scarf, shang_song
+from meio.envs.distributions import DemandSpec
+from meio.envs.scenario import Scenario
 
 
 def analysis_moments(spec: DemandSpec) -> tuple[float, float]:
@@ -29,7 +29,7 @@ def analysis_moments(spec: DemandSpec) -> tuple[float, float]:
 
     A ``normal`` demand is taken as given, the untruncated ``N(mu, sigma)`` of the textbook models
     (Snyder & Shen 2019, ch. 4 and 6; Graves & Willems 2000): ``(mu, sigma)``. The simulator draws
-    ``max(X, 0)``, whose moments (:meth:`~envs.distributions.DemandSpec.base_mean`, ``base_sd``)
+    ``max(X, 0)``, whose moments (:meth:`~meio.envs.distributions.DemandSpec.base_mean`, ``base_sd``)
     differ from these by terms of the order of ``P(X < 0)``: negligible for ``sigma`` small against
     ``mu`` (``P(X < 0) = 3e-7`` at ``mu / sigma = 5``), large otherwise (mean 5, sd 5: 5.42 and 4.33
     censored). Every other distribution is non-negative already, so its moments are its own.
@@ -125,16 +125,16 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
     maximum service time ``s_j`` is the node's ``max_service_time`` (default: 0 at a node facing
     customers, no limit elsewhere); ``h_j`` the local holding cost; demand per period at demand
     nodes, mean and standard deviation by :func:`analysis_moments` (a normal is untruncated);
-    service level ``alpha_j`` by :func:`baselines.search.service_levels` (the node's
+    service level ``alpha_j`` by :func:`meio.baselines.search.service_levels` (the node's
     ``service_target``, else the critical ratio ``p / (p + h)``; at an internal node the largest
     of the demand nodes it serves), at least 0.5. The resulting
     base-stock level ``mu_j tau_j + z_j sigma_j sqrt(tau_j)`` of each node is run as an installation
     base-stock level. ``expected_cost`` is left empty: the model's objective (in ``extra``) is the
     holding cost of safety stock only, not a long-run total cost.
     """
-    from baselines.gsm import optimize_gsm
-    from baselines.search import service_levels
-    from envs.topology import compile_topology
+    from meio.baselines.gsm import optimize_gsm
+    from meio.baselines.search import service_levels
+    from meio.envs.topology import compile_topology
 
     if scenario.unmet_demand != "backorder":
         raise NotApplicable("unmet demand is lost; the guaranteed-service model assumes demand is always met")

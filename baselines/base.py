@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from envs.policies import BaseStockPolicy
-from envs.scenario import EXTERNAL, Scenario
-from envs.topology import Topology
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import EXTERNAL, Scenario
+from meio.envs.topology import Topology
 
 
 class NotApplicable(ValueError):
@@ -19,7 +19,7 @@ class Baseline:
     """A base-stock policy found by a baseline, with its analytic cost where theory gives one.
 
     ``kind``: ``installation`` or ``echelon`` base-stock levels, or ``sourcing`` for the rules of
-    :mod:`baselines.sourcing` (a subclass whose ``policy`` builds their policy)."""
+    :mod:`meio.baselines.sourcing` (a subclass whose ``policy`` builds their policy)."""
 
     name: str
     kind: Literal["installation", "echelon", "sourcing"]

@@ -75,12 +75,12 @@ In the project's timing (``docs/model.md``, "One period ``t``" and "Customers de
 rules decide from the customers up and a node sees the orders its customers placed in the same
 period, while customer demand arrives after the period's orders. With ``L_j`` the lead time of the lane
 into ``j``, that gives ``T_j = L_j`` for a node that supplies other nodes and ``T_j = L_j + 1`` for a
-node facing customers (``baselines.serial``'s ``tau_1 = L_1 + 1``). Where a scenario's external
+node facing customers (``meio.baselines.serial``'s ``tau_1 = L_1 + 1``). Where a scenario's external
 supplier quotes a service time ``si_j`` (the lane's ``service_time``), it is the first part of the
 lane's lead time and ``T_j`` the rest (``L_j - si_j``, plus 1 at a node facing customers), so the
 replenishment time ``si_j + T_j`` is the simulator's; a node's ``max_service_time`` is ``s_j``
-(``baselines.analytic.gsm_baseline``). Demand moments there are the untruncated normal's
-(``baselines.analytic.analysis_moments``). The ``base_stock_levels`` returned are the GSM's local
+(``meio.baselines.analytic.gsm_baseline``). Demand moments there are the untruncated normal's
+(``meio.baselines.analytic.analysis_moments``). The ``base_stock_levels`` returned are the GSM's local
 levels ``mu_j tau_j + z_j sigma_j sqrt(tau_j)``. The simulator neither enforces the guarantees nor
 waits ``S_j`` periods before shipping (it ships what stock allows), so simulated service differs from
 the nominal ``alpha_j``.
@@ -179,7 +179,7 @@ def _check_mapping(value: Any, field: str, names: Sequence[str], complete: bool,
         if key not in known:
             # Imported here, on the error path only: importing ``envs`` loads the simulator, which
             # this module (pure maths) does not otherwise need.
-            from envs.hints import did_you_mean
+            from meio.envs.hints import did_you_mean
 
             raise ValueError(f"{field}[{key}]: not a node{did_you_mean(key, names)}; nodes: {', '.join(names)}")
     if complete:
@@ -258,7 +258,7 @@ def _check_edges(edges: Any, names: tuple[str, ...]) -> tuple[tuple[int, int], .
             raise ValueError(f"edges[{e}]: {pair!r} is not an (upstream, downstream) pair")
         for end in pair:
             if end not in index:
-                from envs.hints import did_you_mean   # on the error path only, as in _check_mapping
+                from meio.envs.hints import did_you_mean   # on the error path only, as in _check_mapping
 
                 raise ValueError(f"edges[{e}]: {end!r} is not a node{did_you_mean(end, names)}; "
                                  f"nodes: {', '.join(names)}")

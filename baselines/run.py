@@ -5,11 +5,11 @@ assumptions hold, the local
 heuristic for any network, then the simulation-optimised installation and echelon policies,
 warm-started from the best analytic levels available, then, where a node has several supply
 options (alternative suppliers or transport modes), the dual-index, tailored base-surge and
-fixed-split policies (:mod:`baselines.sourcing`). Each is then simulated on the same seeds
+fixed-split policies (:mod:`meio.baselines.sourcing`). Each is then simulated on the same seeds
 (``seed, seed+1, ...``), which the search never saw.
 
 The single-sourcing baselines order on each node's first lane and mode only
-(:func:`envs.policies.primary_slots`): their notes say which slots they never use, and they are
+(:func:`meio.envs.policies.primary_slots`): their notes say which slots they never use, and they are
 skipped, with the reason, where such a slot (or node) cannot carry the demand routed through it.
 """
 
@@ -21,17 +21,17 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_baseline
-from baselines.base import Baseline, NotApplicable
-from baselines.search import SEARCH_SEED, local_levels, optimise_base_stock, optimise_s_S, optimise_service_target
-from baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcing, single_sourcing_limits
-from envs.hints import did_you_mean
-from envs.metrics import Evaluation, check_evaluation, evaluate
-from envs.policies import primary_slots
-from envs.run_settings import check_run_settings
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
-from envs.topology import Topology, compile_topology
+from meio.baselines.analytic import clark_scarf_baseline, gsm_baseline, shang_song_baseline
+from meio.baselines.base import Baseline, NotApplicable
+from meio.baselines.search import SEARCH_SEED, local_levels, optimise_base_stock, optimise_s_S, optimise_service_target
+from meio.baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcing, single_sourcing_limits
+from meio.envs.hints import did_you_mean
+from meio.envs.metrics import Evaluation, check_evaluation, evaluate
+from meio.envs.policies import primary_slots
+from meio.envs.run_settings import check_run_settings
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import Topology, compile_topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
 BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon",
@@ -119,7 +119,7 @@ def _sourcing_skip_reason(name: str, topo: Topology) -> str | None:
 
     A sourcing family needs a node with two or more slots in; every other baseline orders on the
     first lane and mode into each node only, and fails where that slot or its supplier cannot carry
-    the mean demand routed through it (:func:`baselines.sourcing.single_sourcing_limits`).
+    the mean demand routed through it (:func:`meio.baselines.sourcing.single_sourcing_limits`).
     """
     if name in FAMILIES:
         if not multi_slot_nodes(topo):
@@ -265,7 +265,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
 def choose_reference(evaluations: Mapping[str, Evaluation]) -> str | None:
     """The yardstick among evaluated policies ``{name: evaluation}`` (same seeds): ``clark_scarf``,
     the optimum, where it was evaluated; else the cheapest of :data:`REFERENCE_CANDIDATES` whose
-    cost is a long-run cost (not :attr:`~envs.metrics.Evaluation.unstable`: an unstable policy's
+    cost is a long-run cost (not :attr:`~meio.envs.metrics.Evaluation.unstable`: an unstable policy's
     cost grows with the window); ``None`` if there is none."""
     if "clark_scarf" in evaluations:
         return "clark_scarf"

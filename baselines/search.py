@@ -26,13 +26,13 @@ from typing import Callable, Literal, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from baselines.base import Baseline
-from envs.dynamics import C_HOLD, O_DEMAND, O_FILLED
-from envs.metrics import fill_rate
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
-from envs.topology import Topology, compile_topology
+from meio.baselines.base import Baseline
+from meio.envs.dynamics import C_HOLD, O_DEMAND, O_FILLED
+from meio.envs.metrics import fill_rate
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import Topology, compile_topology
 
 #: First seed of the search's replications; evaluations use other seeds (0, 1, ... by default).
 SEARCH_SEED = 1_000_003
@@ -168,7 +168,7 @@ def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installa
     """Search base-stock levels minimising the mean cost per period; see the module docstring.
 
     The search sees only the seeds ``seed .. seed + replications - 1``; evaluate the result on other
-    seeds (:func:`baselines.run.run_baselines` does) so that its cost is not biased by the search.
+    seeds (:func:`meio.baselines.run.run_baselines` does) so that its cost is not biased by the search.
     """
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
@@ -195,7 +195,7 @@ def optimise_s_S(scenario: str | Path | Scenario, start: Mapping[str, float], pe
     """
     sc = load_scenario(scenario)
     topo = compile_topology(sc)
-    from envs.policies import primary_slots
+    from meio.envs.policies import primary_slots
 
     n = topo.n_nodes
     fixed = np.zeros(n)
@@ -306,7 +306,7 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     ``c_j sigma_j^2 + mu_j^2 Var(L_j)``, where
     ``mu_j, sigma_j`` are the mean and standard deviation of the demand passing through ``j`` (its
     own plus its customers', independent; a normal demand untruncated, as in every analytic
-    baseline: :func:`baselines.analytic.analysis_moments`). The level is that mean plus ``z_j``
+    baseline: :func:`meio.baselines.analytic.analysis_moments`). The level is that mean plus ``z_j``
     standard deviations, ``z_j = Phi^{-1}(alpha_j)`` with ``alpha_j`` (:func:`service_levels`) the node's
     ``service_target`` if given, else the critical ratio ``p / (p + h)`` at a demand node, and at
     an internal node the largest critical ratio of the demand nodes it serves (or
@@ -315,8 +315,8 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     """
     from scipy import stats
 
-    from baselines.analytic import analysis_moments
-    from envs.policies import primary_slots
+    from meio.baselines.analytic import analysis_moments
+    from meio.envs.policies import primary_slots
 
     sc = load_scenario(scenario)
     topo = compile_topology(sc)

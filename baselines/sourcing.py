@@ -36,8 +36,8 @@ Capacities: a capacitated slot never gets an order above its capacity less what 
 what it cannot carry is left to the other slots (dual index: the next slower slot sees the lower
 position; fixed split: the share goes to the slots with room), so a fast but small mode never
 builds an endless backlog. The parameters are found by the project's pattern search
-(:func:`baselines.search.pattern_search`) on common random numbers, on seeds from
-:data:`baselines.search.SEARCH_SEED`, apart from the evaluation seeds.
+(:func:`meio.baselines.search.pattern_search`) on common random numbers, on seeds from
+:data:`meio.baselines.search.SEARCH_SEED`, apart from the evaluation seeds.
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ from typing import Literal, Mapping
 import numba as nb
 import numpy as np
 
-from baselines.base import Baseline
-from baselines.search import SEARCH_SEED, initial_steps, pattern_search
-from envs.policies import primary_slots
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
-from envs.topology import Topology, compile_topology
+from meio.baselines.base import Baseline
+from meio.baselines.search import SEARCH_SEED, initial_steps, pattern_search
+from meio.envs.policies import primary_slots
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import Topology, compile_topology
 
 Family = Literal["dual_index", "tailored_base_surge", "fixed_split"]
 #: The policy families, in the order ``meio baselines`` computes them.
@@ -138,7 +138,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
     ``node_level`` ``(n or 1, N)``: ``S_j`` of base-stock and fixed-split nodes; ``slot_param``
     ``(n or 1, S)``: ``z_k`` (dual index), ``S`` on the fastest slot and ``q_k`` on the others
     (tailored base-surge), the weights ``w_k >= 0`` (fixed split). A node's positions count the
-    orders its customers place in the same period, as :func:`envs.dynamics.order_up_to` does.
+    orders its customers place in the same period, as :func:`meio.envs.dynamics.order_up_to` does.
     """
     n_batch, n_slots = orders.shape
     n_nodes = node_ip.shape[1]
@@ -247,7 +247,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
 
 
 class SourcingPolicy:
-    """A :class:`~envs.policies.Policy`: the sourcing rules of :class:`SourcingPlan` with parameters.
+    """A :class:`~meio.envs.policies.Policy`: the sourcing rules of :class:`SourcingPlan` with parameters.
 
     ``node_level`` ``(N,)`` or ``(n, N)`` and ``slot_param`` ``(S,)`` or ``(n, S)``, as
     :func:`sourcing_orders` reads them (one set per simulator row when 2-D).
@@ -538,7 +538,7 @@ def unused_component_modes(topo: Topology) -> list[str]:
 # ---- what single-sourcing baselines cannot do ---------------------------------------------------
 
 def single_sourcing_limits(topo: Topology) -> tuple[str, str | None]:
-    """What a policy that orders only on :func:`~envs.policies.primary_slots` leaves out, and why
+    """What a policy that orders only on :func:`~meio.envs.policies.primary_slots` leaves out, and why
     it cannot work, if it cannot.
 
     Returns ``(note, problem)``: ``note`` names, per node, the slots it never orders on (empty

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from baselines.gsm import optimize_gsm
-from baselines.run import run_baselines
-from baselines.serial import clark_scarf, shang_song
+from meio.baselines.gsm import optimize_gsm
+from meio.baselines.run import run_baselines
+from meio.baselines.serial import clark_scarf, shang_song
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:

@@ -15,12 +15,12 @@ import argparse
 
 import numpy as np
 
-from baselines.analytic import clark_scarf_baseline
-from baselines.base import NotApplicable
-from baselines.search import simulate_levels
-from envs.metrics import mean_ci95
-from envs.scenario import list_scenarios, load_scenario
-from envs.simulator import Simulator
+from meio.baselines.analytic import clark_scarf_baseline
+from meio.baselines.base import NotApplicable
+from meio.baselines.search import simulate_levels
+from meio.envs.metrics import mean_ci95
+from meio.envs.scenario import list_scenarios, load_scenario
+from meio.envs.simulator import Simulator
 
 
 def main() -> None:

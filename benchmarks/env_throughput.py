@@ -1,13 +1,13 @@
 """Environment throughput: steps per second and node-steps per second, per scenario and batch size.
 
 Batch 1 is the Gymnasium env as users make it (``gymnasium.make``, with its wrappers); batches 64
-and 1024 are the SB3 ``VecEnv`` (``envs.make_vec_env``), actions drawn uniformly in ``[-1, 1]``.
+and 1024 are the SB3 ``VecEnv`` (``meio.envs.make_vec_env``), actions drawn uniformly in ``[-1, 1]``.
 Episodes reset as they end (every ``horizon`` steps), so reset costs are included. The last column
 is the memory that 1024 parallel copies hold (state, randomness blocks, observation buffers),
 measured with ``tracemalloc``.
 
 A second table measures one scenario at 1024 copies with 1 and 2 threads of the step
-(``envs.threads``), once on the machine as it is and once while separate processes spin, one core
+(``meio.envs.threads``), once on the machine as it is and once while separate processes spin, one core
 each (``--busy``, default 1; started and stopped here, never running past the measurement): the
 parallel kernel's threads meet at a barrier every step, so a thread that loses its core stalls all
 of them, and the default of one thread must never be the slower choice. The busy case bites when
@@ -32,8 +32,8 @@ import gymnasium as gym
 import numba
 import numpy as np
 
-import envs
-from envs.threads import Threads, resolve_threads
+from meio import envs
+from meio.envs.threads import Threads, resolve_threads
 
 
 def steps_per_second(step, n_rows: int, seconds: float) -> float:

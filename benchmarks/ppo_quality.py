@@ -8,7 +8,7 @@ Per scenario (``ex61``, ``distribution``, ``lost_sales``):
    ``evaluations.csv`` (env steps, wall seconds, evaluation cost +- CI, gap to the run's reference);
 2. evaluate the saved agent (``best/``, which ``meio evaluate`` uses, and ``final/``) on
    ``--replications x --periods`` periods (default 10 x 10,000 = 100,000) on common random numbers
-   against the run's reference policy (:func:`baselines.run.reference_baseline`, as training
+   against the run's reference policy (:func:`meio.baselines.run.reference_baseline`, as training
    uses): Clark-Scarf on ``ex61`` (exact for serial chains), elsewhere the cheapest stable local or
    simulation-optimised policy, sourcing families included;
 3. print the paired difference PPO - reference (per-replication means, Student-t 95% CI) and a
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.config import load_config
-from agents.policy import MODEL_FILE, PPOPolicy
-from agents.train import train
-from baselines.run import REFERENCE_CANDIDATES, reference_baseline
-from envs.metrics import Evaluation, evaluate, mean_ci95
-from envs.simulator import Simulator
+from meio.agents.config import load_config
+from meio.agents.policy import MODEL_FILE, PPOPolicy
+from meio.agents.train import train
+from meio.baselines.run import REFERENCE_CANDIDATES, reference_baseline
+from meio.envs.metrics import Evaluation, evaluate, mean_ci95
+from meio.envs.simulator import Simulator
 
 SCENARIOS = ("ex61", "distribution", "lost_sales")
 #: Gap to the reference (percent of its cost) that counts as "matches it" in the verdict.
@@ -41,7 +41,7 @@ QUICK_STEPS = 60_000
 
 
 def reference(scenario: str, periods: int, warmup: int, replications: int, seed: int) -> tuple[str, Evaluation]:
-    """The run's reference policy (:func:`baselines.run.reference_baseline`) and its evaluation."""
+    """The run's reference policy (:func:`meio.baselines.run.reference_baseline`) and its evaluation."""
     found = reference_baseline(scenario, periods=periods, warmup=warmup, replications=replications, seed=seed)
     if found is None:
         raise ValueError(f"scenario {scenario}: no reference baseline applies (clark_scarf and "

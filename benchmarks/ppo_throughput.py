@@ -20,8 +20,8 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-import envs  # noqa: F401  (registers meio/MultiEchelon-v0)
-from envs.vec_env import make_vec_env
+from meio import envs  # noqa: F401  (registers meio/MultiEchelon-v0)
+from meio.envs.vec_env import make_vec_env
 
 
 def steps_per_second(env, steps: int, n_epochs: int, batch_size: int) -> float:

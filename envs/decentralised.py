@@ -7,7 +7,7 @@ one-hot code of the node, so one network (parameter sharing) can act for every n
 action is the orders on the slots into it, padded to the largest number of such slots.
 
 :class:`DecentralisedVecEnv` exposes ``n_envs x N`` node-agents to SB3 over one batched
-:class:`~envs.vec_env.MultiEchelonVecEnv`: every agent of a copy acts in the same period, and all
+:class:`~meio.envs.vec_env.MultiEchelonVecEnv`: every agent of a copy acts in the same period, and all
 share the copy's reward (a cooperative team), its episode ends and its auto-resets.
 """
 
@@ -21,11 +21,11 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from envs.scenario import Scenario
-from envs.spaces import OBS_BOUND, ObservationMap
-from envs.threads import Threads
-from envs.topology import Topology
-from envs.vec_env import MultiEchelonVecEnv
+from meio.envs.scenario import Scenario
+from meio.envs.spaces import OBS_BOUND, ObservationMap
+from meio.envs.threads import Threads
+from meio.envs.topology import Topology
+from meio.envs.vec_env import MultiEchelonVecEnv
 
 
 class NodeView:

@@ -250,7 +250,7 @@ def _standard_normal(u: np.ndarray) -> np.ndarray:
 class DemandModel:
     """Draws blocks of demand for all demand nodes of a scenario, for many copies at once.
 
-    Every copy has its own random streams (see :class:`~envs.simulator.Simulator`), and each
+    Every copy has its own random streams (see :class:`~meio.envs.simulator.Simulator`), and each
     stream yields one value per period, taken in period order, so the demand of a copy depends
     only on its streams and never on how many periods are drawn at once: ``c`` periods then ``c'``
     periods give the numbers that ``c + c'`` periods at once give.

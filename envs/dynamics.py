@@ -2,7 +2,7 @@
 
 This is the only implementation of the dynamics. The Gymnasium env, the SB3 vector env, the
 baselines' evaluation and the benchmark all call :func:`step_kernel` (through
-:class:`envs.simulator.Simulator`). It follows the order of events of ``docs/model.md``
+:class:`meio.envs.simulator.Simulator`). It follows the order of events of ``docs/model.md``
 ("One period ``t``") exactly:
 
 1. orders placed this period join what each supplier owes (age bucket 0); a fixed cost is charged
@@ -33,7 +33,7 @@ import types
 import numba as nb
 import numpy as np
 
-#: With more than one thread asked for (``envs.threads``; the default is one), batches of at
+#: With more than one thread asked for (``meio.envs.threads``; the default is one), batches of at
 #: least this many rows run the ``parallel`` compilation (rows spread over the threads); smaller
 #: ones, and every batch with one thread, its serial twin, which starts no threads. OpenMP threads
 #: that must be woken for every small step cost more than they save, and much more on a busy machine.

@@ -1,7 +1,7 @@
 """Long-run evaluation of a policy: costs with confidence intervals and the service metrics.
 
 :func:`evaluate` runs ``replications`` independent copies (rows ``seed, seed+1, ...``) for
-``warmup + periods`` periods under a :class:`~envs.policies.Policy` and reports, over the
+``warmup + periods`` periods under a :class:`~meio.envs.policies.Policy` and reports, over the
 post-warm-up periods, the quantities defined in ``docs/model.md`` ("Service metrics"). Two
 policies evaluated with the same seed face the same demand, lead times and outages (common random
 numbers).
@@ -18,12 +18,12 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-from envs.dynamics import C_PIPE, O_DEMAND, O_FILLED, O_SHORT
-from envs.policies import Policy
-from envs.run_settings import check_run_settings
-from envs.scenario import Scenario
-from envs.simulator import Simulator
-from envs.topology import COST_NAMES
+from meio.envs.dynamics import C_PIPE, O_DEMAND, O_FILLED, O_SHORT
+from meio.envs.policies import Policy
+from meio.envs.run_settings import check_run_settings
+from meio.envs.scenario import Scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import COST_NAMES
 
 #: Number of batches for batch-means confidence intervals from a single replication.
 N_BATCHES = 20
@@ -215,7 +215,7 @@ class Evaluation:
 
 
 def check_evaluation(periods: int, warmup: int, replications: int, seed: int) -> None:
-    """The rules of :func:`evaluate`'s settings (:mod:`envs.run_settings`, and enough periods for
+    """The rules of :func:`evaluate`'s settings (:mod:`meio.envs.run_settings`, and enough periods for
     batch means with one replication); entry points that evaluate after other work check first."""
     check_run_settings(periods=periods, warmup=warmup, replications=replications, seed=seed)
     if replications == 1 and periods < N_BATCHES:

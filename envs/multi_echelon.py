@@ -10,10 +10,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator, StepResult
-from envs.spaces import ActionMap, ObservationMap
-from envs.dynamics import COST_NAMES, OUT_NAMES
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator, StepResult
+from meio.envs.spaces import ActionMap, ObservationMap
+from meio.envs.dynamics import COST_NAMES, OUT_NAMES
 
 
 def check_spread(value: Any) -> float:
@@ -57,7 +57,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     order quantity in ``[0, max_order]``; ``"order_up_to"`` maps it to a target inventory position
     in ``[0, max_level]`` and orders the shortfall (a base-stock rule when the targets are fixed).
     Out-of-range actions are clipped; NaN or infinite entries are refused (``ValueError`` naming the
-    entry and its slot) in both modes. See :mod:`envs.spaces`.
+    entry and its slot) in both modes. See :mod:`meio.envs.spaces`.
 
     ## Observation
     ``Box(-1000, 1000, (F,), float32)``: on-hand stock, customer backorders, what suppliers still owe,
@@ -124,7 +124,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray):
         if self.sim.t[0] >= self.scenario.horizon:
             raise RuntimeError("step() called after the episode was truncated; call reset() first")
-        orders = self.action_map.to_orders(self.sim, action)          # checks the action (envs.spaces)
+        orders = self.action_map.to_orders(self.sim, action)          # checks the action (meio.envs.spaces)
         result = self.sim.step(orders)
         self._last = result
         obs = self.observation_map(self.sim, self._obs)[0].copy()

@@ -2,7 +2,7 @@
 
 Every policy, a base-stock rule given by hand, one computed by a baseline, or a trained agent,
 has the same face, :class:`Policy`: ``policy.act(sim)`` returns orders of shape ``(n, S)`` in units
-for every row of the :class:`~envs.simulator.Simulator`. The evaluation code treats them alike.
+for every row of the :class:`~meio.envs.simulator.Simulator`. The evaluation code treats them alike.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-from envs.hints import did_you_mean
-from envs.simulator import Simulator
-from envs.topology import Topology
+from meio.envs.hints import did_you_mean
+from meio.envs.simulator import Simulator
+from meio.envs.topology import Topology
 
 #: Target of a slot a base-stock policy does not use: its order is always 0.
 _UNUSED = -1e300

@@ -1,6 +1,6 @@
 """The settings of a simulation run and their rules, written once for the Python API and the CLI.
 
-:func:`~envs.metrics.evaluate`, ``run_baselines``, ``run_benchmark`` and the ``meio`` commands all
+:func:`~meio.envs.metrics.evaluate`, ``run_baselines``, ``run_benchmark`` and the ``meio`` commands all
 take the same counts: ``periods`` (per replication, after the warm-up), ``warmup``,
 ``replications`` (independent copies, seeded ``seed, seed + 1, ...``), ``seed`` and the search's
 ``search_periods`` / ``search_replications``. :func:`check_setting` checks one of them and names

@@ -29,8 +29,8 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import yaml
 
-from envs.distributions import DEMAND_KINDS, DemandSpec, LeadTimeSpec, Seasonality
-from envs.hints import did_you_mean
+from meio.envs.distributions import DEMAND_KINDS, DemandSpec, LeadTimeSpec, Seasonality
+from meio.envs.hints import did_you_mean
 
 EXTERNAL = "external"
 
@@ -117,7 +117,7 @@ class Lane:
     modes: tuple[Mode, ...]
     disruption: Disruption | None = None
     #: Guaranteed-service model only (lanes from ``external``): the external supplier's committed
-    #: service time ``si_j``, the first part of the lane's lead time (``baselines.gsm``).
+    #: service time ``si_j``, the first part of the lane's lead time (``meio.baselines.gsm``).
     service_time: int = 0
 
     @property
@@ -199,7 +199,7 @@ class Scenario:
 # ------------------------------------------------------------------------------------------------
 def scenarios_dir() -> Path:
     """Folder of the shipped scenarios (``configs/scenarios``)."""
-    return Path(str(resources.files("configs"))) / "scenarios"
+    return Path(str(resources.files("meio.configs"))) / "scenarios"
 
 
 def list_scenarios() -> list[str]:
@@ -973,14 +973,14 @@ class _Parser:
 # ------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=256)                   # compile_topology checks sizes on every call
 def _demand_table_entries(spec: DemandSpec) -> float:
-    """Length of the inverse-CDF table :class:`~envs.distributions.DemandModel` builds for a Poisson
+    """Length of the inverse-CDF table :class:`~meio.envs.distributions.DemandModel` builds for a Poisson
     or negative binomial node (``F(0), F(1), ...`` until the tail is below ``TABLE_TAIL``); 0 for
     other distributions; ``inf`` where SciPy cannot find the tail (the table cannot be built)."""
     if spec.dist not in ("poisson", "negative_binomial"):
         return 0.0
     from scipy import stats
 
-    from envs.distributions import TABLE_TAIL
+    from meio.envs.distributions import TABLE_TAIL
 
     if spec.dist == "poisson":
         top = float(stats.poisson.isf(TABLE_TAIL, spec.mean))

@@ -36,13 +36,13 @@ from typing import Sequence
 
 import numpy as np
 
-from envs.distributions import DemandModel
-from envs.dynamics import (COST_NAMES, OUT_NAMES, PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
+from meio.envs.distributions import DemandModel
+from meio.envs.dynamics import (COST_NAMES, OUT_NAMES, PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
                            step_kernel, step_kernel_serial)
-from envs.run_settings import check_setting
-from envs.scenario import Scenario, load_scenario
-from envs.threads import Threads, numba_threads, resolve_threads, with_threads
-from envs.topology import AGES, Topology, compile_topology
+from meio.envs.run_settings import check_setting
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.threads import Threads, numba_threads, resolve_threads, with_threads
+from meio.envs.topology import AGES, Topology, compile_topology
 
 #: First entries of the spawn keys of a row's streams (see the module docstring).
 STREAM_RESET, STREAM_DEMAND, STREAM_COPULA, STREAM_LEAD_TIME, STREAM_OUTAGE = 0, 1, 2, 3, 4
@@ -57,7 +57,7 @@ class StepResult:
     """What one period produced, per row. Arrays are the simulator's buffers: copy to keep them."""
 
     orders: np.ndarray      # (B, S) orders placed, after rounding and clipping at 0
-    costs: np.ndarray       # (B, len(COST_NAMES)) columns C_HOLD ... C_PIPE of envs.dynamics
+    costs: np.ndarray       # (B, len(COST_NAMES)) columns C_HOLD ... C_PIPE of meio.envs.dynamics
     node_out: np.ndarray    # (B, D, len(OUT_NAMES)) per demand node: O_DEMAND, O_FILLED, O_SHORT
     shipped: np.ndarray     # (B, S) units that left on each slot
 
@@ -70,7 +70,7 @@ class Simulator:
     """``n`` independent copies of a scenario (the rows of the batch).
 
     ``threads``: 1, ``N > 1`` or ``"auto"``; ``None`` (the default) takes ``meio --threads`` or the
-    environment variable ``MEIO_THREADS``, else 1 (:mod:`envs.threads`). With one thread every
+    environment variable ``MEIO_THREADS``, else 1 (:mod:`meio.envs.threads`). With one thread every
     kernel is the serial compilation and numba's thread pool is never started; with more, batches
     of at least ``PARALLEL_ROWS`` rows spread over that many threads. The results are the same bit
     for bit. ``self.threads`` is the count resolved, ``self.parallel`` whether the parallel
@@ -277,7 +277,7 @@ class Simulator:
         times ``(rows, c, R)`` and outage uniforms ``(rows, c, X)``, taken from the row's streams.
 
         Each stream gives ``c`` values (see the module docstring): demand through
-        :class:`~envs.distributions.DemandModel`, lead times by the inverse distribution function of
+        :class:`~meio.envs.distributions.DemandModel`, lead times by the inverse distribution function of
         uniforms, outages as uniforms. Buffers are filled one row at a time (a generator call per
         row and stream, never per period) and transformed for all rows at once.
         """
@@ -327,7 +327,7 @@ class Simulator:
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
         """Installation inventory positions per node ``(n, N)`` and per slot ``(n, S)``.
 
-        See :func:`envs.dynamics.inventory_positions`. Buffers: copy to keep them.
+        See :func:`meio.envs.dynamics.inventory_positions`. Buffers: copy to keep them.
         """
         topo = self.topology
         self._positions_kernel(self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe,
@@ -341,7 +341,7 @@ class Simulator:
 
         A slot orders only when its position is at or below ``reorder`` (default: the target, the
         base-stock rule; lower, the (s, S) rule). Customers decide first and their orders count in
-        their supplier's position (see :func:`envs.dynamics.order_up_to`).
+        their supplier's position (see :func:`meio.envs.dynamics.order_up_to`).
         """
         _, slot_ip = self.positions()
         out = np.zeros_like(slot_ip)

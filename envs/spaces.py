@@ -39,9 +39,9 @@ import math
 import numba as nb
 import numpy as np
 
-from envs.dynamics import O_DEMAND, serial_twin
-from envs.simulator import Simulator
-from envs.topology import Topology
+from meio.envs.dynamics import O_DEMAND, serial_twin
+from meio.envs.simulator import Simulator
+from meio.envs.topology import Topology
 
 ACTION_MODES = ("order_quantity", "order_up_to")
 #: Observations are clipped to ``[-OBS_BOUND, OBS_BOUND]`` (in scaled units: a thousand times a

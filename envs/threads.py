@@ -12,14 +12,14 @@ pool is never started.
 
 The thread count comes from the first of these that is set:
 
-1. the ``threads`` argument (:class:`envs.simulator.Simulator`, :func:`envs.make_vec_env`, the
+1. the ``threads`` argument (:class:`meio.envs.simulator.Simulator`, :func:`meio.envs.make_vec_env`, the
    training config's ``threads`` field);
 2. the command line's ``--threads`` for the duration of one ``meio`` command (:func:`default_threads`);
 3. the environment variable ``MEIO_THREADS``;
 4. 1.
 
 A value is an integer ``N >= 1`` or ``"auto"``. ``N > 1`` runs batches of at least
-:data:`envs.dynamics.PARALLEL_ROWS` rows on the parallel compilation with ``N`` threads (at most
+:data:`meio.envs.dynamics.PARALLEL_ROWS` rows on the parallel compilation with ``N`` threads (at most
 numba's ``NUMBA_NUM_THREADS``, with a warning when more are asked for); smaller batches stay
 serial. ``"auto"`` takes the cores not busy right now (:func:`free_cores`).
 """

@@ -1,4 +1,4 @@
-"""Compile a :class:`~envs.scenario.Scenario` once into index arrays for the step function.
+"""Compile a :class:`~meio.envs.scenario.Scenario` once into index arrays for the step function.
 
 Node names live only here and at the edges (loading, logging, reports). Inside, a node is an index
 in topological order (suppliers before customers; ties keep the file's order) and a *slot* is one
@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from envs.distributions import DemandSpec
-from envs.dynamics import COST_NAMES  # noqa: F401  (re-exported: callers import it from here)
-from envs.scenario import EXTERNAL, Scenario, check_sizes
+from meio.envs.distributions import DemandSpec
+from meio.envs.dynamics import COST_NAMES  # noqa: F401  (re-exported: callers import it from here)
+from meio.envs.scenario import EXTERNAL, Scenario, check_sizes
 
 #: Obligation age buckets: an upstream node serves what it owes oldest first, by the period the
 #: order was placed. Obligations older than ``AGES - 1`` periods share the last bucket and are

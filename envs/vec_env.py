@@ -1,6 +1,6 @@
 """A batched stable-baselines3 ``VecEnv``: ``n_envs`` copies stepped by one call of the step function.
 
-Row ``i`` behaves exactly like :class:`envs.multi_echelon.MultiEchelonEnv` reset with seed
+Row ``i`` behaves exactly like :class:`meio.envs.multi_echelon.MultiEchelonEnv` reset with seed
 ``seed + i`` (SB3's seeding convention): same observations, rewards and episode ends.
 
 Following SB3, an episode that reaches the horizon is reset in the same ``step_wait``: the returned
@@ -12,12 +12,12 @@ SB3 bootstraps from the terminal observation). The episode's totals are in ``inf
 Per-period infos for every row cost more than the step itself at large batches, so by default
 ``infos`` only carry the episode-end entries and the period's arrays are attributes:
 ``last_costs`` ``(n, len(COST_NAMES))``, ``last_node_out`` ``(n, D, len(OUT_NAMES))`` (columns
-``envs.dynamics.C_*`` and ``O_*``), ``last_orders`` ``(n, S)``. Pass
+``meio.envs.dynamics.C_*`` and ``O_*``), ``last_orders`` ``(n, S)``. Pass
 ``step_infos=True`` for the single env's per-period ``info`` in every row.
 
 ``threads`` (default: ``meio --threads``, else ``MEIO_THREADS``, else 1) is the number of threads
-of the step (see :mod:`envs.threads`); more than one only pays on an idle machine, and only for
-batches of at least ``envs.dynamics.PARALLEL_ROWS`` rows.
+of the step (see :mod:`meio.envs.threads`); more than one only pays on an idle machine, and only for
+batches of at least ``meio.envs.dynamics.PARALLEL_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from envs.multi_echelon import check_spread, resolve_scenario, step_info
-from envs.scenario import Scenario
-from envs.simulator import Simulator
-from envs.spaces import ActionMap, ObservationMap
-from envs.threads import Threads
-from envs.topology import COST_NAMES
+from meio.envs.multi_echelon import check_spread, resolve_scenario, step_info
+from meio.envs.scenario import Scenario
+from meio.envs.simulator import Simulator
+from meio.envs.spaces import ActionMap, ObservationMap
+from meio.envs.threads import Threads
+from meio.envs.topology import COST_NAMES
 
 
 class MultiEchelonVecEnv(VecEnv):
-    """``n_envs`` copies of a scenario in one :class:`~envs.simulator.Simulator`."""
+    """``n_envs`` copies of a scenario in one :class:`~meio.envs.simulator.Simulator`."""
 
     def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
                  action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False,

@@ -16,15 +16,15 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from agents.policy import PPOPolicy, find_saved_agent
-from baselines.base import Baseline
-from baselines.run import BASELINE_NAMES, choose_reference, run_baselines
-from envs.metrics import Evaluation, check_evaluation, evaluate, mean_ci95
-from envs.policies import Policy
-from envs.run_settings import check_run_settings
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
-from envs.topology import COST_NAMES, compile_topology
+from meio.agents.policy import PPOPolicy, find_saved_agent
+from meio.baselines.base import Baseline
+from meio.baselines.run import BASELINE_NAMES, choose_reference, run_baselines
+from meio.envs.metrics import Evaluation, check_evaluation, evaluate, mean_ci95
+from meio.envs.policies import Policy
+from meio.envs.run_settings import check_run_settings
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import COST_NAMES, compile_topology
 
 
 @dataclass
@@ -45,7 +45,7 @@ class BenchmarkResult:
 
 def _row(name: str, kind: str, ev: Evaluation, node_names: Sequence[str]) -> dict[str, object]:
     row: dict[str, object] = {"policy": name, "kind": kind, "cost_mean": ev.cost_mean, "cost_ci95": ev.cost_ci95}
-    # "" for a stable policy; else why its cost is no long-run cost (envs.metrics.backlog_trend).
+    # "" for a stable policy; else why its cost is no long-run cost (meio.envs.metrics.backlog_trend).
     row["unstable"] = ev.instability()
     row.update({f"cost_{k}": v for k, v in ev.cost_split.items()})
     row["fill_rate"] = ev.fill_rate["network"]

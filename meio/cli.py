@@ -10,14 +10,14 @@ import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:                     # the commands import what they use, so that --help stays fast
-    from envs.distributions import DemandSpec, LeadTimeSpec
-    from envs.scenario import Scenario
+    from meio.envs.distributions import DemandSpec, LeadTimeSpec
+    from meio.envs.scenario import Scenario
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from envs.metrics import check_evaluation, evaluate
-    from envs.policies import BaseStockPolicy, parse_levels
-    from envs.simulator import Simulator
+    from meio.envs.metrics import check_evaluation, evaluate
+    from meio.envs.policies import BaseStockPolicy, parse_levels
+    from meio.envs.simulator import Simulator
 
     check_evaluation(args.periods, args.warmup, args.replications, args.seed)    # before any allocation
     sim = Simulator(args.scenario, n=args.replications)
@@ -44,7 +44,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from baselines.run import BASELINE_NAMES, run_baselines
+    from meio.baselines.run import BASELINE_NAMES, run_baselines
 
     include = tuple(x.strip() for x in args.include.split(",")) if args.include else BASELINE_NAMES
     report = run_baselines(args.scenario, periods=args.periods, warmup=args.warmup,
@@ -56,8 +56,8 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agents.config import load_config
-    from agents.train import train
+    from meio.agents.config import load_config
+    from meio.agents.train import train
 
     run_dir = args.run_dir or f"runs/{args.scenario if '/' not in args.scenario else 'scenario'}-ppo-seed{args.seed}"
     if args.resume:
@@ -83,9 +83,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from agents.policy import PPOPolicy, find_saved_agent
-    from envs.metrics import evaluate
-    from envs.simulator import Simulator
+    from meio.agents.policy import PPOPolicy, find_saved_agent
+    from meio.envs.metrics import evaluate
+    from meio.envs.simulator import Simulator
 
     folder = find_saved_agent(args.model)
     policy = PPOPolicy.load(folder, name=f"ppo:{folder}")
@@ -136,7 +136,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     """Every error of a scenario file (exit 2), or a one-screen summary of the network (exit 0)."""
-    from envs.scenario import ScenarioError, load_scenario
+    from meio.envs.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -176,8 +176,8 @@ def _scenario_summary(scenario: Scenario) -> str:
     """The network on one screen: settings, nodes, lanes with their modes, and the baselines."""
     import math
 
-    from baselines.run import applicability
-    from envs.topology import compile_topology
+    from meio.baselines.run import applicability
+    from meio.envs.topology import compile_topology
 
     def cap(x: float) -> str:
         return "unlimited" if math.isinf(x) else f"{x:g}"
@@ -234,10 +234,10 @@ SCENARIO_HELP = "shipped scenario name (e.g. ex61) or path to a YAML file"
 
 
 def _setting(name: str) -> Callable[[str], int]:
-    """The argparse ``type=`` of the run setting ``name``: the rule of :mod:`envs.run_settings`, so
+    """The argparse ``type=`` of the run setting ``name``: the rule of :mod:`meio.envs.run_settings`, so
     ``--replications 0`` reads ``argument --replications: 0 is below 1; ...`` like the Python API's
     ``replications: 0 is below 1; ...``."""
-    from envs.run_settings import setting_problem
+    from meio.envs.run_settings import setting_problem
 
     def parse(text: str) -> int:
         try:
@@ -267,7 +267,7 @@ def _evaluation_args(parser: argparse.ArgumentParser, periods: int, warmup: int,
 
 
 def _threads_arg(parser: argparse.ArgumentParser) -> None:
-    """--threads: how many threads the simulators of the command step with (``envs.threads``)."""
+    """--threads: how many threads the simulators of the command step with (``meio.envs.threads``)."""
     parser.add_argument("--threads", metavar="N|auto",
                         help="threads of the batched step: an integer >= 1, or 'auto' for the cores not busy now; "
                              "more than one only pays for batches of >= 128 copies on an idle machine "
@@ -404,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:            # argparse printed usage and the error (2), or the help (0)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        from envs.threads import default_threads
+        from meio.envs.threads import default_threads
 
         with default_threads(getattr(args, "threads", None), "--threads"):
             return args.func(args)

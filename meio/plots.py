@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from baselines.search import local_levels, simulate_candidates  # noqa: E402
-from envs.metrics import fill_rate  # noqa: E402
-from envs.topology import compile_topology  # noqa: E402
+from meio.baselines.search import local_levels, simulate_candidates  # noqa: E402
+from meio.envs.metrics import fill_rate  # noqa: E402
+from meio.envs.topology import compile_topology  # noqa: E402
 
 #: Service levels that trace the base-stock family's cost-service frontier.
 FRONTIER_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999)

@@ -21,14 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from agents.policy import PPOPolicy, find_saved_agent  # noqa: E402
-from baselines.run import BASELINE_NAMES, run_baselines  # noqa: E402
-from envs.hints import did_you_mean  # noqa: E402
-from envs.metrics import evaluate  # noqa: E402
-from envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
-from envs.simulator import Simulator  # noqa: E402
-from envs.spaces import ObservationMap  # noqa: E402
-from envs.topology import compile_topology  # noqa: E402
+from meio.agents.policy import PPOPolicy, find_saved_agent  # noqa: E402
+from meio.baselines.run import BASELINE_NAMES, run_baselines  # noqa: E402
+from meio.envs.hints import did_you_mean  # noqa: E402
+from meio.envs.metrics import evaluate  # noqa: E402
+from meio.envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
+from meio.envs.simulator import Simulator  # noqa: E402
+from meio.envs.spaces import ObservationMap  # noqa: E402
+from meio.envs.topology import compile_topology  # noqa: E402
 
 _STEP = re.compile(r"([A-Za-z_]\w*)(?:\[([^\]]+)\])?")
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 
-from envs.scenario import EXTERNAL, Scenario
+from meio.envs.scenario import EXTERNAL, Scenario
 
 #: Obligation age buckets (0..15); the last one holds everything 15 periods old or older.
 AGES = 16

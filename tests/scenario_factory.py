@@ -222,9 +222,9 @@ def random_scenario(seed: int, shape: str | None = None) -> dict:
 
 def _stable(d: dict) -> dict:
     """``d`` with every capacity that loading names as below the mean demand it must carry
-    (``envs.scenario.capacity_shortfalls``) doubled until none is; draws nothing, so the other
+    (``meio.envs.scenario.capacity_shortfalls``) doubled until none is; draws nothing, so the other
     features of the scenario stay those of its seed. Capacities still bind in single periods."""
-    from envs.scenario import Scenario, ScenarioError
+    from meio.envs.scenario import Scenario, ScenarioError
 
     def double(where: dict) -> None:
         for m in where.get("modes", [where]):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.config import ConfigError, PPOConfig, load_config
-from agents.policy import PPOPolicy, find_saved_agent
-from agents.train import train
-from envs.simulator import Simulator
+from meio.agents.config import ConfigError, PPOConfig, load_config
+from meio.agents.policy import PPOPolicy, find_saved_agent
+from meio.agents.train import train
+from meio.envs.simulator import Simulator
 from meio.cli import main
 
 SMALL = dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=2, total_steps=1024, eval_every=512,

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from baselines.analytic import clark_scarf_baseline, shang_song_baseline
-from baselines.base import NotApplicable, serial_stages
-from baselines.run import run_baselines
-from baselines.search import local_levels, optimise_base_stock, simulate_levels
-from envs.metrics import evaluate
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
+from meio.baselines.analytic import clark_scarf_baseline, shang_song_baseline
+from meio.baselines.base import NotApplicable, serial_stages
+from meio.baselines.run import run_baselines
+from meio.baselines.search import local_levels, optimise_base_stock, simulate_levels
+from meio.envs.metrics import evaluate
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
 from meio.cli import main
 
 SERIAL = ["ex61", "serial4", "beer_game_basic"]
@@ -126,8 +126,8 @@ def test_service_target_baseline_meets_a_binding_target_on_the_evaluation_seeds(
     (``beta(14) = 0.963``, ``beta(15) = 0.979``), so the target binds and costs more."""
     from scipy import stats
 
-    from baselines.search import SEARCH_SEED, optimise_service_target, simulate_candidates
-    from envs.metrics import mean_ci95
+    from meio.baselines.search import SEARCH_SEED, optimise_service_target, simulate_candidates
+    from meio.envs.metrics import mean_ci95
 
     target, mu = 0.97, 5.0
     d = np.arange(0, 200)
@@ -205,7 +205,7 @@ def test_meio_baselines_rejects_unknown_names(capsys):
 
 
 def test_gsm_places_safety_stock_and_runs_in_the_simulator():
-    from baselines.analytic import gsm_baseline
+    from meio.baselines.analytic import gsm_baseline
 
     sc = load_scenario("ex61")
     b = gsm_baseline(sc)
@@ -224,7 +224,7 @@ def test_gsm_places_safety_stock_and_runs_in_the_simulator():
 
 
 def test_s_S_search_beats_base_stock_when_orders_have_fixed_costs():
-    from baselines.search import optimise_s_S
+    from meio.baselines.search import optimise_s_S
 
     sc = load_scenario("fixed_cost")
     start = local_levels(sc).levels
@@ -239,7 +239,7 @@ def test_s_S_search_beats_base_stock_when_orders_have_fixed_costs():
 
 
 def test_service_target_search_meets_the_target_at_less_holding_cost():
-    from baselines.search import optimise_service_target, simulate_candidates
+    from meio.baselines.search import optimise_service_target, simulate_candidates
 
     sc = load_scenario("fixed_cost")
     start = {"shop": 20.0, "depot": 20.0}                        # over-stocked start

@@ -12,10 +12,10 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from agents.config import PPOConfig
-from agents.train import train
-from envs.scenario import load_scenario
-from envs.topology import compile_topology
+from meio.agents.config import PPOConfig
+from meio.agents.train import train
+from meio.envs.scenario import load_scenario
+from meio.envs.topology import compile_topology
 from meio.benchmark import run_benchmark, write_report
 from meio.cli import main
 from meio.plots import FRONTIER_LEVELS

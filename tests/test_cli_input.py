@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from baselines import run as baselines_run
-from baselines.run import run_baselines
-from envs.metrics import evaluate
-from envs.multi_echelon import MultiEchelonEnv
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario
-from envs.simulator import Simulator
-from envs.vec_env import make_vec_env
+from meio.baselines import run as baselines_run
+from meio.baselines.run import run_baselines
+from meio.envs.metrics import evaluate
+from meio.envs.multi_echelon import MultiEchelonEnv
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario
+from meio.envs.simulator import Simulator
+from meio.envs.vec_env import make_vec_env
 from meio.benchmark import run_benchmark, write_report
 from meio.cli import main
 

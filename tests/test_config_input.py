@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.config import ConfigError, PPOConfig, configs_dir, load_config
+from meio.agents.config import ConfigError, PPOConfig, configs_dir, load_config
 
 FIELDS = list(PPOConfig().to_dict())
 SHIPPED = sorted(p.stem for p in configs_dir().glob("*.yaml"))

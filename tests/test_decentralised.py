@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.config import PPOConfig
-from agents.policy import PPOPolicy
-from agents.train import train
-from envs.decentralised import DecentralisedVecEnv, NodeView
-from envs.metrics import evaluate, mean_ci95
-from envs.simulator import Simulator
-from envs.spaces import ActionMap
-from envs.vec_env import make_vec_env
+from meio.agents.config import PPOConfig
+from meio.agents.policy import PPOPolicy
+from meio.agents.train import train
+from meio.envs.decentralised import DecentralisedVecEnv, NodeView
+from meio.envs.metrics import evaluate, mean_ci95
+from meio.envs.simulator import Simulator
+from meio.envs.spaces import ActionMap
+from meio.envs.vec_env import make_vec_env
 
 
 @pytest.mark.parametrize("name", ["ex61", "general", "assembly", "disruption"])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from envs.scenario import Scenario
-from envs.simulator import Simulator
+from meio.envs.scenario import Scenario
+from meio.envs.simulator import Simulator
 
 
 def one_node(demand: dict, lead_time: object = 1, extra: dict | None = None, n: int = 400) -> Simulator:

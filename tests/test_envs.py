@@ -10,10 +10,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs.multi_echelon import MultiEchelonEnv
-from envs.policies import BaseStockPolicy
-from envs.spaces import OBS_BOUND
+from meio import envs
+from meio.envs.multi_echelon import MultiEchelonEnv
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.spaces import OBS_BOUND
 
 SCENARIOS = envs.list_scenarios()
 
@@ -179,7 +179,7 @@ def test_render_ansi_shows_every_node():
 @pytest.mark.parametrize("name", ["general", "assembly", "beer_game"])
 def test_parallel_batches_equal_serial_rows(name):
     """Large batches with two threads run the parallel compilation; every row must match the serial one."""
-    from envs.simulator import Simulator
+    from meio.envs.simulator import Simulator
 
     big = envs.make_vec_env(name, n_envs=130, seed=7, action_mode="order_up_to", threads=2)
     small = envs.make_vec_env(name, n_envs=2, seed=7 + 128, action_mode="order_up_to")
@@ -197,8 +197,8 @@ def test_parallel_batches_equal_serial_rows(name):
 
 
 def test_periods_left_stays_in_its_training_range_in_long_runs():
-    from envs.simulator import Simulator
-    from envs.spaces import ObservationMap
+    from meio.envs.simulator import Simulator
+    from meio.envs.spaces import ObservationMap
 
     sim = Simulator("ex61", n=2, chunk=64)
     sim.reset(seeds=0)

@@ -1,4 +1,4 @@
-"""Tests of baselines.gsm: the guaranteed-service model on spanning trees (Graves & Willems 2000).
+"""Tests of meio.baselines.gsm: the guaranteed-service model on spanning trees (Graves & Willems 2000).
 
 Golden values from Snyder & Shen, *Fundamentals of Supply Chain Theory*, 2nd ed. (2019), section 6.3;
 exactness against an independent brute-force enumeration of every feasible service-time vector on
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines.gsm import GSMSolution, _build, _dp, evaluate_gsm, optimize_gsm
+from meio.baselines.gsm import GSMSolution, _build, _dp, evaluate_gsm, optimize_gsm
 
 Z1 = float(stats.norm.cdf(1.0))  # the service level whose safety factor is z = 1
 

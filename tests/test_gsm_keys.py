@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_gsm import _CAMERA_ORDER, CAMERA_EDGES, CAMERA_H, CAMERA_OPTIMA, CAMERA_T  # noqa: E402
 
-from baselines.analytic import analysis_moments, clark_scarf_baseline, gsm_baseline, shang_song_baseline  # noqa: E402
-from baselines.search import local_levels  # noqa: E402
-from envs.distributions import DemandSpec  # noqa: E402
-from envs.policies import BaseStockPolicy  # noqa: E402
-from envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
-from envs.simulator import Simulator  # noqa: E402
+from meio.baselines.analytic import analysis_moments, clark_scarf_baseline, gsm_baseline, shang_song_baseline  # noqa: E402
+from meio.baselines.search import local_levels  # noqa: E402
+from meio.envs.distributions import DemandSpec  # noqa: E402
+from meio.envs.policies import BaseStockPolicy  # noqa: E402
+from meio.envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
+from meio.envs.simulator import Simulator  # noqa: E402
 from meio.cli import main  # noqa: E402
 
 Z1 = float(stats.norm.cdf(1.0))  # the service level whose safety factor is z = 1

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import envs
-from envs.simulator import Simulator
+from meio import envs
+from meio.envs.simulator import Simulator
 
 SCENARIOS = envs.list_scenarios()
 PERIODS = 25

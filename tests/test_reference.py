@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_sim import AGES, COST_NAMES, ReferenceSimulator  # noqa: E402
 from scenario_factory import SHAPES, is_exact, random_scenario  # noqa: E402
 
-from envs.scenario import Scenario  # noqa: E402
-from envs.simulator import Simulator  # noqa: E402
+from meio.envs.scenario import Scenario  # noqa: E402
+from meio.envs.simulator import Simulator  # noqa: E402
 
 RTOL = ATOL = 1e-9
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from baselines.analytic import clark_scarf_baseline
-from baselines.serial import clark_scarf, evaluate_echelon_policy
-from envs.metrics import evaluate
-from envs.policies import BaseStockPolicy
-from envs.scenario import load_scenario
-from envs.simulator import Simulator
+from meio.baselines.analytic import clark_scarf_baseline
+from meio.baselines.serial import clark_scarf, evaluate_echelon_policy
+from meio.envs.metrics import evaluate
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import load_scenario
+from meio.envs.simulator import Simulator
 
 #: What stockpyl's ``ssm_serial.optimize_base_stock_levels`` computes for Snyder & Shen's Example 6.1
 #: (per period, in-transit holding included) on the grid of its own test suite (``x_num=100,

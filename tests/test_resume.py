@@ -17,10 +17,10 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agents.train as train_module
-from agents.config import ConfigError, PPOConfig, load_config
-from agents.policy import MANIFEST_FILE, PPOPolicy, manifest_problem
-from agents.train import train
+import meio.agents.train as train_module
+from meio.agents.config import ConfigError, PPOConfig, load_config
+from meio.agents.policy import MANIFEST_FILE, PPOPolicy, manifest_problem
+from meio.agents.train import train
 from meio.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,8 +195,8 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_loses_at_most_one_interval(
     cfg = {**TINY, "total_steps": 1024, "eval_every": 0}
     code = (
         "import os, signal, sys\n"
-        "import agents.train as t\n"
-        "from agents.config import PPOConfig\n"
+        "import meio.agents.train as t\n"
+        "from meio.agents.config import PPOConfig\n"
         "def kill(folder, part):\n"
         "    if folder.name.startswith('.768.partial') and part == 'vecnormalize.pkl':\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -311,7 +311,7 @@ def test_a_resumed_run_draws_new_episodes_from_its_seed_and_step(stopped, tmp_pa
         made.append(venv)
         return venv
 
-    from envs.vec_env import make_vec_env
+    from meio.envs.vec_env import make_vec_env
     monkeypatch.setattr(train_module, "make_vec_env", recording)
     train("ex61", None, run, resume=True, total_steps=None, progress=False)
     sim = made[0].sim

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines.run import REFERENCE_CANDIDATES, choose_reference
-from baselines.search import MAX_SERVICE_LEVEL, critical_ratio, local_levels, service_levels, simulate_candidates
-from envs import dynamics, topology
-from envs.dynamics import C_HOLD, COST_NAMES, O_DEMAND, O_FILLED, O_SHORT, OUT_NAMES
-from envs.metrics import evaluate, fill_rate
-from envs.multi_echelon import step_info
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario
-from envs.simulator import Simulator
-from envs.topology import compile_topology
+from meio.baselines.run import REFERENCE_CANDIDATES, choose_reference
+from meio.baselines.search import MAX_SERVICE_LEVEL, critical_ratio, local_levels, service_levels, simulate_candidates
+from meio.envs import dynamics, topology
+from meio.envs.dynamics import C_HOLD, COST_NAMES, O_DEMAND, O_FILLED, O_SHORT, OUT_NAMES
+from meio.envs.metrics import evaluate, fill_rate
+from meio.envs.multi_echelon import step_info
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import compile_topology
 
 
 def _scenario(retailers: dict[str, tuple[float, float, float | None]], wh_target: float | None = None) -> Scenario:

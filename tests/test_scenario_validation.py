@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from envs.scenario import (
+from meio.envs.scenario import (
     EXTERNAL,
     Scenario,
     ScenarioError,
@@ -25,7 +25,7 @@ from envs.scenario import (
     load_scenario,
     scenarios_dir,
 )
-from envs.topology import compile_topology
+from meio.envs.topology import compile_topology
 from scenario_factory import small_serial as base
 
 

@@ -1,4 +1,4 @@
-"""Tests of baselines.serial: exact (Clark-Scarf) and Shang-Song echelon base-stock levels.
+"""Tests of meio.baselines.serial: exact (Clark-Scarf) and Shang-Song echelon base-stock levels.
 
 Timing (docs/model.md): order, then shipments (lead time 0 delivers in the same period), then
 demand, then costs on end-of-period quantities. Snyder & Shen's lead times (l_1, l_2, ...) are ours
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines.serial import (
+from meio.baselines.serial import (
     SerialSolution,
     _optimize_levels,
     _recursion_constant,
@@ -69,7 +69,7 @@ def test_example_6_1_golden_values():
 
 def _book_timing_recursion(l, hh, p, mu, sd, dx=0.01):
     """Snyder & Shen's recursion in *their* timing (stage j sees demand over l_j periods), written
-    independently of baselines.serial: midpoint-weighted normal on a grid, np.convolve, parabolic
+    independently of meio.baselines.serial: midpoint-weighted normal on a grid, np.convolve, parabolic
     refinement of each minimum. Returns (levels, C~_N(S*_N))."""
     x = np.arange(-80.0, 60.0 + dx / 2, dx)
     C = (p + sum(hh)) * np.maximum(-x, 0.0)
@@ -253,7 +253,7 @@ def test_neighbouring_levels_are_not_cheaper(case):
 
 
 def test_continuous_accuracy_against_finer_lattice(monkeypatch):
-    import baselines.serial as serial
+    import meio.baselines.serial as serial
 
     coarse = _solve(clark_scarf, SS_CASES[3])
     monkeypatch.setattr(serial, "_STEPS_PER_SD", 4 * serial._STEPS_PER_SD)

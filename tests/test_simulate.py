@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from envs.metrics import batch_means, evaluate, mean_ci95
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario, load_scenario
-from envs.simulator import Simulator
+from meio.envs.metrics import batch_means, evaluate, mean_ci95
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.simulator import Simulator
 from meio.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines.run import run_baselines
-from baselines.search import SEARCH_SEED, optimise_base_stock
-from baselines.sourcing import (SourcingPlan, SourcingPolicy, multi_slot_nodes, optimise_sourcing,
+from meio.baselines.run import run_baselines
+from meio.baselines.search import SEARCH_SEED, optimise_base_stock
+from meio.baselines.sourcing import (SourcingPlan, SourcingPolicy, multi_slot_nodes, optimise_sourcing,
                                 simulate_sourcing, single_sourcing_limits)
-from envs.metrics import evaluate, mean_ci95
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario, ScenarioError, load_scenario
-from envs.simulator import Simulator
-from envs.topology import compile_topology
+from meio.envs.metrics import evaluate, mean_ci95
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario, ScenarioError, load_scenario
+from meio.envs.simulator import Simulator
+from meio.envs.topology import compile_topology
 from tests.scenario_factory import random_scenario
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines.search import local_levels
-from envs.policies import BaseStockPolicy
-from envs.scenario import Scenario, list_scenarios
-from envs.simulator import Simulator
+from meio.baselines.search import local_levels
+from meio.envs.policies import BaseStockPolicy
+from meio.envs.scenario import Scenario, list_scenarios
+from meio.envs.simulator import Simulator
 from meio.cli import main
 
 CHUNKS = (1, 7, 52, 128)
@@ -199,7 +199,7 @@ def test_python_api_and_cli_agree(tmp_path: Path, capsys):
     periods, warmup, reps = 500, 50, 2
     sim = Simulator(path, n=reps)
     assert sim.chunk == 52
-    from envs.metrics import evaluate
+    from meio.envs.metrics import evaluate
     api = evaluate(sim, BaseStockPolicy(sim.topology, levels), periods=periods, warmup=warmup,
                    replications=reps, seed=4)
     text = ",".join(f"{k}={v!r}" for k, v in levels.items())

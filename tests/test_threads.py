@@ -19,12 +19,12 @@ import numba
 import numpy as np
 import pytest
 
-import envs
-import envs.simulator
-from envs.decentralised import DecentralisedVecEnv
-from agents.config import ConfigError, PPOConfig
-from envs.dynamics import PARALLEL_ROWS, step_kernel_serial
-from envs.threads import ENV_VAR, default_threads, free_cores, resolve_threads
+from meio import envs
+import meio.envs.simulator
+from meio.envs.decentralised import DecentralisedVecEnv
+from meio.agents.config import ConfigError, PPOConfig
+from meio.envs.dynamics import PARALLEL_ROWS, step_kernel_serial
+from meio.envs.threads import ENV_VAR, default_threads, free_cores, resolve_threads
 from meio import cli
 
 ROWS = 256
@@ -105,11 +105,11 @@ def test_training_config_field_validates_and_reaches_the_env(tmp_path, monkeypat
         seen.update(kwargs)
         raise Built
 
-    import agents.train
+    import meio.agents.train
 
-    monkeypatch.setattr(agents.train, "make_vec_env", fake_make_vec_env)
+    monkeypatch.setattr(meio.agents.train, "make_vec_env", fake_make_vec_env)
     with pytest.raises(Built):
-        agents.train.train("ex61", PPOConfig.from_dict({"threads": 2}), tmp_path / "run", progress=False)
+        meio.agents.train.train("ex61", PPOConfig.from_dict({"threads": 2}), tmp_path / "run", progress=False)
     assert seen["threads"] == 2
     dec = _quiet(DecentralisedVecEnv, "general", n_envs=ROWS, threads=2)
     assert dec.inner.sim.threads == 2 and dec.inner.sim.parallel
@@ -125,13 +125,13 @@ def test_every_simulating_command_has_the_option(command):
 
 def test_cli_option_reaches_every_simulator_and_bad_values_exit_2(monkeypatch, capsys):
     resolved = []
-    real = envs.simulator.resolve_threads
+    real = meio.envs.simulator.resolve_threads
 
     def spy(value=None, source="threads"):
         resolved.append(real(value, source))
         return resolved[-1]
 
-    monkeypatch.setattr(envs.simulator, "resolve_threads", spy)
+    monkeypatch.setattr(meio.envs.simulator, "resolve_threads", spy)
     assert cli.main(["baselines", "--scenario", "ex61", "--only", "local,optimised_installation", "--periods", "40",
                      "--warmup", "5", "--replications", "2", "--search-periods", "40", "--search-replications", "2",
                      "--threads", "3", "--json"]) == 0
@@ -147,7 +147,7 @@ def test_cli_option_reaches_every_simulator_and_bad_values_exit_2(monkeypatch, c
 _PROBE = textwrap.dedent("""
     import json, os, sys
     import numpy as np
-    import envs
+    from meio import envs
     from numba.np.ufunc import parallel
 
     def tasks():

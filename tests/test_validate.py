@@ -23,8 +23,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from baselines.run import BASELINE_NAMES
-from envs.scenario import (
+from meio.baselines.run import BASELINE_NAMES
+from meio.envs.scenario import (
     MAX_ARRAY_BYTES,
     MAX_LEAD_TIME,
     MAX_QUANTITY,
@@ -34,7 +34,7 @@ from envs.scenario import (
     load_scenario,
     scenarios_dir,
 )
-from envs.simulator import Simulator
+from meio.envs.simulator import Simulator
 from meio.cli import main
 from scenario_factory import small_serial as serial
 
