@@ -26,7 +26,10 @@ demo: $(STAMP)
 	$(BIN)/meio train --scenario ex61 --config default --seed 0 --run-dir $(DEMO)/ppo-ex61
 	$(BIN)/meio benchmark --scenario ex61 --models $(DEMO)/ppo-ex61 --out $(DEMO)/benchmark
 
+# Lint and format first (ruff, configured in pyproject.toml): seconds, and a red run says why at once.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

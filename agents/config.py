@@ -1,226 +1,395 @@
 """Training configuration of a PPO agent: every hyper-parameter in one typed, validated record.
 
 A config is a YAML mapping (``configs/ppo/*.yaml``) whose keys are the fields of
-:class:`PPOConfig`; missing keys take the defaults below. Unknown keys, wrong types and values out
-of range raise :class:`ConfigError` naming the field, the value and the rule.
+:class:`PPOConfig`; missing keys take the defaults. Each field is declared once, as a pydantic v2
+field with its type, default, rule (bounds, choices) and description; the loader, the error
+messages and the JSON Schema of config files (:func:`config_json_schema`) all read that one
+declaration. Unknown keys, wrong types, non-finite numbers and values out of range raise
+:class:`ConfigError`, which lists every problem at once, each naming the field, the value and the
+rule.
+
+Types are strict, as YAML gives them: an integer field takes only integers (``64``, not ``64.0``
+nor ``"64"``), a number field takes integers and floats and stores a float, and a switch takes only
+``true`` / ``false``. So a value is what the file says, with the Python type the trainer has always
+been given (``tests/test_config_model.py`` checks the shipped configs field by field). One pitfall
+this keeps visible: PyYAML reads ``3e-4`` (no dot) as text, which is refused with a hint to write
+``3.0e-4``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
+import functools
+import re
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from meio.envs.hints import did_you_mean
 from meio.envs.run_settings import RUN_SETTINGS, check_run_settings
 from meio.envs.scenario import ScenarioError, read_yaml
 from meio.envs.threads import parse_threads
 
+__all__ = ["ConfigError", "PPOConfig", "config_json_schema", "configs_dir", "load_config"]
 
 #: Upper bounds of the sizes a config sets: beyond them a value is a typing slip that would fail deep
 #: inside numpy or torch (an allocation of terabytes) or run for years, not a setting.
 WHY_MAX = "a sanity limit against typing slips, not a modelling rule"
-MAX_ROLLOUT = 10**7          # n_steps x n_envs observations, actions and values in SB3's rollout buffer
-MAX_STEPS = 10**12           # environment steps of one run
-MAX_LAYER = 65_536           # units of one hidden layer
+MAX_ROLLOUT = 10**7  # n_steps x n_envs observations, actions and values in SB3's rollout buffer
+MAX_STEPS = 10**12  # environment steps of one run
+MAX_LAYER = 65_536  # units of one hidden layer
+
+#: Error type of the messages this module's validators write whole (``field: value ... rule``), one
+#: per line: the thread setting and the rules between fields.
+_OWN_ERROR = "meio_config"
+
+#: JSON Schema of the ``threads`` field: what :func:`meio.envs.threads.parse_threads` accepts.
+_THREADS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*([Aa][Uu][Tt][Oo]|0*[1-9][0-9]*)\s*$"},
+        {"type": "null"},
+    ]
+}
 
 
 class ConfigError(ValueError):
-    """A training config breaks a rule; the message names the field."""
+    """A training config breaks one or more rules; each message names its field.
+
+    ``errors`` lists every problem found as ``(field, message)`` pairs: unknown keys first, then
+    the fields in declaration order, then the rules between fields (checked once every field is
+    sound). ``str(error)`` is the messages, one per line.
+    """
+
+    def __init__(self, message: str = "", *, errors: list[tuple[str, str]] | None = None) -> None:
+        self.errors: list[tuple[str, str]] = (
+            list(errors) if errors is not None else [(message.split(": ", 1)[0], message)]
+        )
+        super().__init__("\n".join(msg for _, msg in self.errors))
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild_error, (self.errors,))
 
 
-@dataclass(frozen=True)
-class PPOConfig:
-    """Hyper-parameters of :func:`meio.agents.train.train` (stable-baselines3 PPO over the batched VecEnv)."""
+def _rebuild_error(errors: list[tuple[str, str]]) -> ConfigError:
+    return ConfigError(errors=errors)
 
-    #: Parallel copies of the scenario in the batched ``VecEnv`` (rows of one step call).
-    n_envs: int = 16
-    #: ``centralised``: one agent sees the whole network and orders on every lane;
-    #: ``decentralised``: every node is an agent seeing only its own state, all nodes share one
-    #: policy (parameter sharing) and the network's reward (``meio.envs.decentralised``).
-    control: str = "centralised"
-    #: ``order_up_to`` (actions are target positions: a base-stock rule is one constant action) or
-    #: ``order_quantity`` (actions are order sizes).
-    action_mode: str = "order_up_to"
-    #: Episode length in periods (truncation); ``null`` keeps the scenario's horizon.
-    horizon: int | None = None
-    #: Observe ``periods_left`` (the clock of the truncated training episodes). ``false`` suits
-    #: infinite-horizon tasks: SB3 bootstraps truncated episodes, so the clock carries no
-    #: information and only lets the policy's orders drift with it.
-    observe_time: bool = True
-    #: Exploring starts: 0 starts every training episode from the scenario's initial stock; ``f > 0``
-    #: draws each node's starting on-hand stock uniformly on ``[0, f mu_j (1 + L_j)]`` (mean demand
-    #: through the node times one plus its lead time), so training visits overstocked and empty
-    #: states that a long run can reach. Evaluations always start from the scenario's state.
-    initial_stock_spread: float = 0.0
-    #: Normalise observations with running statistics (SB3 ``VecNormalize``); saved with the model.
-    normalize_obs: bool = True
-    #: Scale rewards by a running estimate of the return's standard deviation (``VecNormalize``).
-    normalize_reward: bool = True
-    #: Discount factor of PPO's returns (and of the reward normaliser).
-    gamma: float = 0.99
-    #: GAE lambda.
-    gae_lambda: float = 0.95
-    #: Adam learning rate (constant, or linearly decayed to 0 with ``lr_schedule: linear``).
-    learning_rate: float = 3e-4
-    #: ``constant`` or ``linear`` (decay to 0 over the run).
-    lr_schedule: str = "constant"
-    #: Steps per environment per rollout (rollout size = ``n_steps * n_envs``).
-    n_steps: int = 128
-    #: Minibatch size of the gradient steps.
-    batch_size: int = 256
-    #: Passes over each rollout.
-    n_epochs: int = 10
-    #: PPO's clipping range.
-    clip_range: float = 0.2
-    #: Stop an update's epochs early when the approximate KL divergence exceeds this (``null``: never).
-    target_kl: float | None = None
-    #: Entropy bonus coefficient.
-    ent_coef: float = 0.0
-    #: Value loss coefficient.
-    vf_coef: float = 0.5
-    #: Gradient norm clip.
-    max_grad_norm: float = 0.5
-    #: Hidden layer sizes of the policy and value networks (separate networks of this shape).
-    net_arch: tuple[int, ...] = (64, 64)
-    #: ``tanh`` or ``relu``.
-    activation: str = "tanh"
-    #: Initial log standard deviation of the Gaussian policy.
-    log_std_init: float = -1.0
-    #: Environment steps of the whole run, summed over the ``n_envs`` copies (SB3's timesteps; with
-    #: decentralised control, summed over the node-agents, so N times the network's periods).
-    total_steps: int = 200_000
-    #: Evaluate every this many environment steps (0: never).
-    eval_every: int = 20_000
-    #: Periods per evaluation replication (after ``eval_warmup``).
-    eval_periods: int = 2_000
-    #: Warm-up periods discarded in evaluations.
-    eval_warmup: int = 100
-    #: Evaluation replications, seeds ``eval_seed, eval_seed + 1, ...`` (fixed for the whole run).
-    eval_replications: int = 8
-    #: First evaluation seed.
-    eval_seed: int = 10_000
-    #: Save a checkpoint every this many environment steps (0: only at the end).
-    checkpoint_every: int = 50_000
-    #: Threads of PyTorch (1 is fastest on small machines, and stable when they are busy).
-    torch_threads: int = 1
-    #: Threads of the batched environment's step (``meio.envs.threads``): ``null`` takes ``meio train
-    #: --threads``, else the environment variable ``MEIO_THREADS``, else 1; an integer >= 1; or
-    #: ``auto`` (the cores not busy when training starts). More than one only pays for ``n_envs >= 128``
-    #: on an idle machine; on a busy one a single thread is many times faster.
-    threads: int | str | None = None
-    #: Free text: what the config is for and the budget it needs.
-    description: str = ""
+
+class PPOConfig(BaseModel):
+    """Hyper-parameters of :func:`meio.agents.train.train` (stable-baselines3 PPO over the batched VecEnv).
+
+    Symbols follow Schulman et al., "Proximal Policy Optimization Algorithms" (2017) for the
+    clipping range epsilon, and Schulman et al., "High-Dimensional Continuous Control Using
+    Generalized Advantage Estimation" (2016) for gamma and lambda.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, title="meio training config"
+    )
+
+    n_envs: int = Field(
+        16,
+        ge=1,
+        le=RUN_SETTINGS["n"][1],
+        description=("Parallel copies of the scenario in the batched VecEnv (rows of one step call)."),
+    )
+    control: Literal["centralised", "decentralised"] = Field(
+        "centralised",
+        description=(
+            "centralised: one agent sees the whole network and orders on every lane; decentralised: every "
+            "node is an agent seeing only its own state, all nodes share one policy (parameter sharing) and "
+            "the network's reward (meio.envs.decentralised)."
+        ),
+    )
+    action_mode: Literal["order_up_to", "order_quantity"] = Field(
+        "order_up_to",
+        description=(
+            "order_up_to (actions are target positions: a base-stock rule is one constant action) or "
+            "order_quantity (actions are order sizes)."
+        ),
+    )
+    horizon: int | None = Field(
+        None,
+        ge=1,
+        le=RUN_SETTINGS["periods"][1],
+        description=("Episode length in periods (truncation); null keeps the scenario's horizon."),
+    )
+    observe_time: bool = Field(
+        True,
+        description=(
+            "Observe periods_left (the clock of the truncated training episodes). false suits "
+            "infinite-horizon tasks: SB3 bootstraps truncated episodes, so the clock carries no information "
+            "and only lets the policy's orders drift with it."
+        ),
+    )
+    initial_stock_spread: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "Exploring starts: 0 starts every training episode from the scenario's initial stock; f > 0 "
+            "draws each node's starting on-hand stock uniformly on [0, f mu_j (1 + L_j)] (mean demand "
+            "through the node times one plus its lead time), so training visits overstocked and empty states "
+            "that a long run can reach. Evaluations always start from the scenario's state."
+        ),
+    )
+    normalize_obs: bool = Field(
+        True, description=("Normalise observations with running statistics (SB3 VecNormalize); saved with the model.")
+    )
+    normalize_reward: bool = Field(
+        True, description=("Scale rewards by a running estimate of the return's standard deviation (VecNormalize).")
+    )
+    gamma: float = Field(
+        0.99, gt=0.0, le=1.0, description=("Discount factor gamma of PPO's returns (and of the reward normaliser).")
+    )
+    gae_lambda: float = Field(
+        0.95, ge=0.0, le=1.0, description=("GAE lambda (bias-variance trade-off of the advantages).")
+    )
+    learning_rate: float = Field(
+        3e-4, gt=0.0, description=("Adam learning rate (constant, or linearly decayed to 0 with lr_schedule: linear).")
+    )
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "constant", description=("constant or linear (decay to 0 over the run).")
+    )
+    n_steps: int = Field(
+        128,
+        ge=2,
+        le=MAX_ROLLOUT,
+        description=("Steps per environment per rollout (rollout size = n_steps * n_envs, at most 10,000,000)."),
+    )
+    batch_size: int = Field(
+        256,
+        ge=2,
+        le=MAX_ROLLOUT,
+        description=("Minibatch size of the gradient steps (at most the rollout size n_steps * n_envs)."),
+    )
+    n_epochs: int = Field(10, ge=1, le=10_000, description="Passes over each rollout.")
+    clip_range: float = Field(0.2, gt=0.0, le=1.0, description="PPO's clipping range epsilon.")
+    target_kl: float | None = Field(
+        None,
+        gt=0.0,
+        description=("Stop an update's epochs early when the approximate KL divergence exceeds this (null: never)."),
+    )
+    ent_coef: float = Field(0.0, ge=0.0, description="Entropy bonus coefficient.")
+    vf_coef: float = Field(0.5, ge=0.0, description="Value loss coefficient.")
+    max_grad_norm: float = Field(0.5, gt=0.0, description="Gradient norm clip.")
+    net_arch: tuple[Annotated[int, Field(ge=1, le=MAX_LAYER)], ...] = Field(
+        (64, 64),
+        min_length=1,
+        description=("Hidden layer sizes of the policy and value networks (separate networks of this shape)."),
+    )
+    activation: Literal["tanh", "relu"] = Field("tanh", description="tanh or relu.")
+    log_std_init: float = Field(
+        -1.0, ge=-20.0, le=5.0, description=("Initial log standard deviation of the Gaussian policy.")
+    )
+    total_steps: int = Field(
+        200_000,
+        ge=1,
+        le=MAX_STEPS,
+        description=(
+            "Environment steps of the whole run, summed over the n_envs copies (SB3's timesteps; with "
+            "decentralised control, summed over the node-agents, so N times the network's periods)."
+        ),
+    )
+    eval_every: int = Field(
+        20_000, ge=0, le=MAX_STEPS, description=("Evaluate every this many environment steps (0: never).")
+    )
+    eval_periods: int = Field(
+        2_000,
+        ge=20,
+        le=RUN_SETTINGS["periods"][1],
+        description=("Periods per evaluation replication (after eval_warmup)."),
+    )
+    eval_warmup: int = Field(
+        100, ge=0, le=RUN_SETTINGS["warmup"][1], description=("Warm-up periods discarded in evaluations.")
+    )
+    eval_replications: int = Field(
+        8,
+        ge=2,
+        le=RUN_SETTINGS["replications"][1],
+        description=("Evaluation replications, seeds eval_seed, eval_seed + 1, ... (fixed for the whole run)."),
+    )
+    eval_seed: int = Field(10_000, ge=0, le=RUN_SETTINGS["seed"][1], description="First evaluation seed.")
+    checkpoint_every: int = Field(
+        50_000,
+        ge=0,
+        le=MAX_STEPS,
+        description=("Save a checkpoint every this many environment steps (0: only at the end)."),
+    )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description=("Threads of PyTorch (1 is fastest on small machines, and stable when they are busy)."),
+    )
+    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(_THREADS_SCHEMA)] = Field(
+        None,
+        description=(
+            "Threads of the batched environment's step (meio.envs.threads): null takes meio train --threads, "
+            "else the environment variable MEIO_THREADS, else 1; an integer >= 1; or auto (the cores not "
+            "busy when training starts). More than one only pays for n_envs >= 128 on an idle machine; on a "
+            "busy one a single thread is many times faster."
+        ),
+    )
+    description: str = Field("", description="Free text: what the config is for and the budget it needs.")
+
+    @field_validator("net_arch", mode="before")
+    @classmethod
+    def _layers_from_list(cls, value: Any) -> Any:
+        # YAML gives a list; strict mode takes only a tuple, so lists (and only lists) are converted.
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: Any) -> Any:
+        # One rule for every thread setting (threads, --threads, MEIO_THREADS): "3" -> 3, "AUTO" -> "auto".
+        if value is None:
+            return None
+        try:
+            return parse_threads(value, "threads")
+        except ValueError as exc:
+            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": str(exc)}) from None
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> PPOConfig:
+        # Rules between fields, checked once each field is sound; all of them are reported together.
+        problems = []
+        rollout = self.n_steps * self.n_envs
+        if self.batch_size > rollout:
+            problems.append(f"batch_size: {self.batch_size} exceeds the rollout size n_steps * n_envs = {rollout}")
+        if rollout > MAX_ROLLOUT:
+            problems.append(
+                f"n_steps: {self.n_steps} x n_envs {self.n_envs} = {rollout:,} steps per rollout is "
+                f"above {MAX_ROLLOUT:,}, the most one rollout buffer holds ({WHY_MAX})"
+            )
+        try:
+            check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
+        except ValueError as exc:
+            problems.append(f"eval_periods, eval_replications: {exc}")
+        if problems:
+            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every field by name, in declaration order (``net_arch`` as a list): what a run's ``config.yaml`` stores."""
+        out = self.model_dump()
         out["net_arch"] = list(self.net_arch)
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "PPOConfig":
-        data = dict(data or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ConfigError(f"{key}: unknown key{did_you_mean(str(key), names)}; "
-                                  f"allowed keys: {', '.join(names)}")
-        values = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            values[f.name] = _check(f.name, data[f.name])
-        cfg = cls(**values)
-        if cfg.batch_size > cfg.n_steps * cfg.n_envs:
-            raise ConfigError(f"batch_size: {cfg.batch_size} exceeds the rollout size n_steps * n_envs = "
-                              f"{cfg.n_steps * cfg.n_envs}")
-        if cfg.n_steps * cfg.n_envs > MAX_ROLLOUT:
-            raise ConfigError(f"n_steps: {cfg.n_steps} x n_envs {cfg.n_envs} = {cfg.n_steps * cfg.n_envs:,} steps per "
-                              f"rollout is above {MAX_ROLLOUT:,}, the most one rollout buffer holds ({WHY_MAX})")
-        try:
-            check_run_settings(periods=cfg.eval_periods, replications=cfg.eval_replications)
-        except ValueError as exc:
-            raise ConfigError(f"eval_periods, eval_replications: {exc}") from None
-        return cfg
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PPOConfig:
+        """Check ``data`` (a config file's mapping; ``None`` is empty) and fill in the defaults.
 
-    def replace(self, **changes: Any) -> "PPOConfig":
+        Raises :class:`ConfigError` listing every problem.
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config: expected a mapping of hyper-parameters, got {type(data).__name__}")
+        data = dict(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc, data) from None
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        """A checked copy with ``changes``; a change of ``None`` means "not given" and keeps the value.
+
+        Unlike pydantic's ``model_copy(update=...)``, which copies without checking, this applies every rule.
+        """
         return PPOConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
 
-def _check(name: str, value: Any) -> Any:
-    def integer(lo: int, hi: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ConfigError(f"{name}: {value!r} is not an integer >= {lo}")
-        if hi is not None and value > hi:
-            raise ConfigError(f"{name}: {value!r} is above {hi:,}, the most this setting takes ({WHY_MAX})")
-        return value
+@functools.cache
+def _declared_rule(name: str) -> tuple[Any, float | None, bool, float | None]:
+    """``(type, lower bound, lower bound strict, upper bound)`` of field ``name`` as declared (``None`` dropped
+    from an optional type)."""
+    info = PPOConfig.model_fields[name]
+    kind: Any = info.annotation
+    if get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    lo: float | None = None
+    strict = False
+    hi: float | None = None
+    for rule in info.metadata:
+        if getattr(rule, "ge", None) is not None:
+            lo = rule.ge
+        if getattr(rule, "gt", None) is not None:
+            lo, strict = rule.gt, True
+        if getattr(rule, "le", None) is not None:
+            hi = rule.le
+    return kind, lo, strict, hi
 
-    def number(lo: float, hi: float | None = None, strict: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: {value!r} is not a number")
-        try:
-            v = float(value)
-        except OverflowError:               # an integer beyond float range
-            v = math.inf
-        if not math.isfinite(v):            # NaN passes every comparison below; inf reaches torch as is
-            raise ConfigError(f"{name}: {value!r} is not a finite number")
-        if v < lo or (strict and v == lo) or (hi is not None and v > hi):
-            rng = f"{'>' if strict else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-            raise ConfigError(f"{name}: {value!r} is out of range; it must be {rng}")
-        return v
 
-    def choice(*options: str) -> str:
-        if value not in options:
-            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(options)}")
-        return value
+def _problem(name: str, error: ErrorDetails, value: Any) -> str:
+    """What is wrong with ``value`` for field ``name``, in the words of the field's declared rule."""
+    kind, lo, strict, hi = _declared_rule(name)
+    if kind is bool:
+        return f"{value!r} is not true or false"
+    if kind is str:
+        return f"expected text, got {value!r}"
+    if get_origin(kind) is Literal:
+        return f"{value!r} is not one of {', '.join(get_args(kind))}{did_you_mean(value, get_args(kind))}"
+    if get_origin(kind) is tuple:
+        return f"{value!r} is not a non-empty list of layer sizes (integers 1..{MAX_LAYER:,})"
+    if kind is int:
+        if error["type"] == "less_than_equal":
+            return f"{value!r} is above {hi:,}, the most this setting takes ({WHY_MAX})"
+        return f"{value!r} is not an integer >= {lo}"
+    # a number
+    if error["type"] == "finite_number" or (
+        error["type"] == "float_type" and isinstance(value, int) and not isinstance(value, bool)
+    ):  # an integer beyond float range
+        return f"{value!r} is not a finite number"
+    if error["type"] == "float_type":
+        # PyYAML follows YAML 1.1, whose floats need a dot: 3e-4 is read as text, 3.0e-4 as a number.
+        mantissa = re.fullmatch(r"\s*([-+]?[0-9]+)([eE][-+]?[0-9]+)\s*", value) if isinstance(value, str) else None
+        hint = f" (YAML reads it as text: write {mantissa[1]}.0{mantissa[2]})" if mantissa else ""
+        return f"{value!r} is not a number{hint}"
+    parts = [f"{'>' if strict else '>='} {lo:g}"] if lo is not None else []
+    parts += [f"<= {hi:g}"] if hi is not None else []
+    return f"{value!r} is out of range; it must be {' and '.join(parts)}"
 
-    def env_threads() -> int | str:
-        try:
-            return parse_threads(value, name)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
 
-    def boolean() -> bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: {value!r} is not true or false")
-        return value
+def _config_error(exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
+    """pydantic's errors in the project's words: one message per field, naming the field, the value and the rule."""
+    names = list(PPOConfig.model_fields)
+    unknown: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if error["type"] in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not text
+            key = str(loc[0]) if loc else str(error["input"])
+            unknown.append((key, f"{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names)}"))
+        elif error["type"] == _OWN_ERROR:
+            found.extend((line.split(": ", 1)[0], line) for line in error["msg"].splitlines())
+        elif loc and loc[0] not in seen:  # the first problem of a field says it all
+            name = str(loc[0])
+            seen.add(name)
+            value = data[name] if name in data else error["input"]  # the whole value, not one item of a list
+            found.append((name, f"{name}: {_problem(name, error, value)}"))
+    return ConfigError(errors=unknown + found)
 
-    rules = {
-        "n_envs": lambda: integer(1, RUN_SETTINGS["n"][1]), "control": lambda: choice("centralised", "decentralised"),
-        "action_mode": lambda: choice("order_up_to", "order_quantity"),
-        "horizon": lambda: None if value is None else integer(1, RUN_SETTINGS["periods"][1]),
-        "observe_time": boolean, "initial_stock_spread": lambda: number(0.0),
-        "normalize_obs": boolean, "normalize_reward": boolean,
-        "gamma": lambda: number(0.0, 1.0, strict=True), "gae_lambda": lambda: number(0.0, 1.0),
-        "learning_rate": lambda: number(0.0, strict=True), "lr_schedule": lambda: choice("constant", "linear"),
-        "n_steps": lambda: integer(2, MAX_ROLLOUT), "batch_size": lambda: integer(2, MAX_ROLLOUT),
-        "n_epochs": lambda: integer(1, 10_000),
-        "clip_range": lambda: number(0.0, 1.0, strict=True),
-        "target_kl": lambda: None if value is None else number(0.0, strict=True), "ent_coef": lambda: number(0.0),
-        "vf_coef": lambda: number(0.0), "max_grad_norm": lambda: number(0.0, strict=True),
-        "activation": lambda: choice("tanh", "relu"), "log_std_init": lambda: number(-20.0, 5.0),
-        "total_steps": lambda: integer(1, MAX_STEPS), "eval_every": lambda: integer(0, MAX_STEPS),
-        "eval_periods": lambda: integer(20, RUN_SETTINGS["periods"][1]),
-        "eval_warmup": lambda: integer(0, RUN_SETTINGS["warmup"][1]),
-        "eval_replications": lambda: integer(2, RUN_SETTINGS["replications"][1]),
-        "eval_seed": lambda: integer(0, RUN_SETTINGS["seed"][1]),
-        "checkpoint_every": lambda: integer(0, MAX_STEPS), "torch_threads": lambda: integer(1, 1024),
-        "threads": lambda: None if value is None else env_threads(),
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a training config file (``configs/ppo/*.yaml``).
+
+    Generated from the declaration of :class:`PPOConfig`: every field with its type, default, bounds,
+    choices and description; unknown keys are refused (``additionalProperties: false``). It cannot
+    say two things the loader checks: that numbers are finite (JSON has no NaN; YAML's ``.nan``
+    passes a JSON Schema validator) and the rules between fields (``batch_size <= n_steps * n_envs``,
+    the rollout and evaluation sizes).
+    """
+    return {
+        **PPOConfig.model_json_schema(),
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "A meio PPO training config (configs/ppo/*.yaml): hyper-parameters of meio train; "
+        "missing keys take the defaults.",
     }
-    if name == "net_arch":
-        if not isinstance(value, (list, tuple)) or not value or any(
-                isinstance(x, bool) or not isinstance(x, int) or x < 1 or x > MAX_LAYER for x in value):
-            raise ConfigError(f"{name}: {value!r} is not a non-empty list of layer sizes (integers 1..{MAX_LAYER:,})")
-        return tuple(value)
-    if name == "description":
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected text, got {value!r}")
-        return value
-    return rules[name]()
 
 
 def configs_dir() -> Path:
@@ -239,14 +408,15 @@ def load_config(name_or_path: str | Path | None) -> PPOConfig:
         shipped = configs_dir() / f"{name_or_path}.yaml"
         if not shipped.is_file():
             names = sorted(p.stem for p in configs_dir().glob("*.yaml"))
-            raise ConfigError(f"config: {str(name_or_path)!r} is neither a file nor a shipped config; "
-                              f"shipped: {', '.join(names)}")
+            raise ConfigError(
+                f"config: {str(name_or_path)!r} is neither a file nor a shipped config; shipped: {', '.join(names)}"
+            )
         path = shipped
     try:
         data = read_yaml(path.read_text(), str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    except ScenarioError as exc:                    # a key given twice: the last would silently win
+    except ScenarioError as exc:  # a key given twice: the last would silently win
         raise ConfigError(f"config: {path}: {exc}") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"config: {path} must hold a mapping of hyper-parameters, got {type(data).__name__}")

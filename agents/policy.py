@@ -12,14 +12,17 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from stable_baselines3 import PPO
 
 from meio.envs.decentralised import NodeView
+from meio.envs.hints import did_you_mean
+from meio.envs.policies import Policy
 from meio.envs.simulator import Simulator
 from meio.envs.spaces import ActionMap, ObservationMap
 
@@ -115,8 +118,9 @@ def folder_written_whole(target: Path) -> Iterator[Path]:
         raise
 
 
-def check_model_fits(model: PPO, scenario: str, obs_size: int, action_size: int, control: str,
-                     trained: str, remedy: str) -> None:
+def check_model_fits(
+    model: PPO, scenario: str, obs_size: int, action_size: int, control: str, trained: str, remedy: str
+) -> None:
     """Refuse ``scenario`` (``ValueError`` naming it) if its observations or actions, as ``control``
     lays them out, have other sizes than ``model``'s; ``trained`` says where the model came from."""
     want_obs = int(np.prod(model.observation_space.shape))
@@ -125,20 +129,31 @@ def check_model_fits(model: PPO, scenario: str, obs_size: int, action_size: int,
         raise ValueError(
             f"scenario: {scenario!r} gives observations of {obs_size} values and actions of {action_size} "
             f"({control} control), but {trained} with observations of {want_obs} and actions of {want_act}; "
-            f"{remedy}")
+            f"{remedy}"
+        )
 
 
 class PPOPolicy:
     """A PPO model that orders for every row of a simulator."""
 
-    def __init__(self, model: PPO, action_mode: str, obs_mean: np.ndarray | None, obs_var: np.ndarray | None,
-                 clip_obs: float = 10.0, epsilon: float = 1e-8, name: str = "ppo",
-                 control: str = "centralised", horizon: int | None = None, observe_time: bool = True,
-                 trained_on: str | None = None) -> None:
+    def __init__(
+        self,
+        model: PPO,
+        action_mode: str,
+        obs_mean: np.ndarray | None,
+        obs_var: np.ndarray | None,
+        clip_obs: float = 10.0,
+        epsilon: float = 1e-8,
+        name: str = "ppo",
+        control: str = "centralised",
+        horizon: int | None = None,
+        observe_time: bool = True,
+        trained_on: str | None = None,
+    ) -> None:
         self.model = model
         self.trained_on = trained_on  # the training scenario's name, for messages
         self.control = control
-        self.horizon = horizon        # the training episodes' length (periods_left counts it down)
+        self.horizon = horizon  # the training episodes' length (periods_left counts it down)
         self.observe_time = observe_time
         self.action_mode = action_mode
         self.obs_mean = obs_mean
@@ -154,8 +169,10 @@ class PPOPolicy:
         if key not in self._maps:
             obs_map = ObservationMap(sim.topology, horizon=self.horizon, observe_time=self.observe_time)
             view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
-            self._check_fits(sim.scenario.name, *((view.size, view.act_len) if view is not None
-                                                 else (obs_map.size, sim.topology.n_slots)))
+            self._check_fits(
+                sim.scenario.name,
+                *((view.size, view.act_len) if view is not None else (obs_map.size, sim.topology.n_slots)),
+            )
             self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode), view)}
         return self._maps[key]
 
@@ -166,19 +183,27 @@ class PPOPolicy:
     def _check_fits(self, scenario: str, obs_size: int, action_size: int) -> None:
         """Refuse a scenario whose observations or actions have other sizes than the network's."""
         on = f" on {self.trained_on!r}" if self.trained_on else ""
-        check_model_fits(self.model, scenario, obs_size, action_size, self.control,
-                         f"the model {self.name!r} was trained{on}", "use a scenario with the same network")
+        check_model_fits(
+            self.model,
+            scenario,
+            obs_size,
+            action_size,
+            self.control,
+            f"the model {self.name!r} was trained{on}",
+            "use a scenario with the same network",
+        )
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.obs_mean is None:
             return obs
-        return np.clip((obs - self.obs_mean) / np.sqrt(self.obs_var + self.epsilon), -self.clip_obs,
-                       self.clip_obs).astype(np.float32)
+        return np.clip(
+            (obs - self.obs_mean) / np.sqrt(self.obs_var + self.epsilon), -self.clip_obs, self.clip_obs
+        ).astype(np.float32)
 
     def act(self, sim: Simulator) -> np.ndarray:
         obs_map, action_map, view = self._for(sim)
         obs = obs_map(sim, np.zeros((sim.n, obs_map.size), dtype=np.float32))
-        if view is not None:                         # every node acts on its own view
+        if view is not None:  # every node acts on its own view
             action, _ = self.model.predict(self.normalize(view.local_obs(obs)), deterministic=True)
             return action_map.to_orders(sim, view.network_action(action))
         action, _ = self.model.predict(self.normalize(obs), deterministic=True)
@@ -193,21 +218,49 @@ class PPOPolicy:
     def save_into(self, folder: Path, meta: dict[str, Any]) -> None:
         """Write the agent's files into an existing folder (no manifest, no atomic rename)."""
         self.model.save(folder / MODEL_FILE)
-        stats = None if self.obs_mean is None else {
-            "mean": self.obs_mean.tolist(), "var": self.obs_var.tolist(), "clip_obs": self.clip_obs,
-            "epsilon": self.epsilon}
+        self.save_normalizer_and_meta(folder, meta)
+
+    def save_normalizer_and_meta(self, folder: Path, meta: dict[str, Any]) -> None:
+        """Write ``obs_normalizer.json`` and ``meta.json`` into an existing folder: the agent's files
+        besides ``model.zip`` (a training checkpoint has SB3's ``CheckpointCallback`` write that).
+
+        The normaliser is JSON (the running mean ``mu`` and variance ``sigma^2`` of SB3's
+        ``VecNormalize``, its clip ``c`` and ``epsilon``), not SB3's pickled ``VecNormalize``, so loading
+        someone else's saved agent reads its normaliser as plain numbers, never as pickled objects
+        (:func:`load_model` likewise replaces ``model.zip``'s pickled schedules)."""
+        stats = (
+            None
+            if self.obs_mean is None
+            else {
+                "mean": self.obs_mean.tolist(),
+                "var": self.obs_var.tolist(),
+                "clip_obs": self.clip_obs,
+                "epsilon": self.epsilon,
+            }
+        )
         (folder / NORMALIZER_FILE).write_text(json.dumps(stats))
-        (folder / META_FILE).write_text(json.dumps({**meta, "action_mode": self.action_mode, "control": self.control,
-                                                    "horizon": self.horizon, "observe_time": self.observe_time},
-                                                   indent=2))
+        (folder / META_FILE).write_text(
+            json.dumps(
+                {
+                    **meta,
+                    "action_mode": self.action_mode,
+                    "control": self.control,
+                    "horizon": self.horizon,
+                    "observe_time": self.observe_time,
+                },
+                indent=2,
+            )
+        )
 
     @classmethod
     def load(cls, folder: str | Path, name: str = "ppo") -> PPOPolicy:
         folder = Path(folder)
         for f in (MODEL_FILE, NORMALIZER_FILE, META_FILE):
             if not (folder / f).is_file():
-                raise FileNotFoundError(f"model: {folder} has no {f}; expected a saved agent (best/, final/ or "
-                                        "checkpoints/STEP/ of a run folder)")
+                raise FileNotFoundError(
+                    f"model: {folder} has no {f}; expected a saved agent (best/, final/ or "
+                    "checkpoints/STEP/ of a run folder)"
+                )
         problem = manifest_problem(folder)
         if problem is not None:
             raise ValueError(f"model: {folder} is damaged: {problem}")
@@ -217,15 +270,26 @@ class PPOPolicy:
             raise ValueError(f"model: {folder / META_FILE} has no valid action_mode; it is not a saved agent's")
         action_mode = str(meta["action_mode"])
         try:
-            norm = None if stats is None else (np.array(stats["mean"], dtype=float),
-                                               np.array(stats["var"], dtype=float),
-                                               float(stats["clip_obs"]), float(stats["epsilon"]))
+            norm = (
+                None
+                if stats is None
+                else (
+                    np.array(stats["mean"], dtype=float),
+                    np.array(stats["var"], dtype=float),
+                    float(stats["clip_obs"]),
+                    float(stats["epsilon"]),
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"model: {folder / NORMALIZER_FILE} is not a saved normaliser ({exc!r})") from None
         model = load_model(folder / MODEL_FILE)
-        extra: dict[str, Any] = {"name": name, "control": meta.get("control", "centralised"),
-                                 "horizon": meta.get("horizon"), "observe_time": meta.get("observe_time", True),
-                                 "trained_on": meta.get("scenario")}
+        extra: dict[str, Any] = {
+            "name": name,
+            "control": meta.get("control", "centralised"),
+            "horizon": meta.get("horizon"),
+            "observe_time": meta.get("observe_time", True),
+            "trained_on": meta.get("scenario"),
+        }
         if norm is None:
             return cls(model, action_mode, None, None, **extra)
         return cls(model, action_mode, *norm, **extra)
@@ -245,7 +309,7 @@ def load_model(path: Path, **kwargs: Any) -> PPO:
     custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, **kwargs.pop("custom_objects", {})}
     try:
         return PPO.load(path, device="cpu", custom_objects=custom, **kwargs)
-    except Exception as exc:    # zipfile, pickle and torch raise many kinds for a damaged file
+    except Exception as exc:  # zipfile, pickle and torch raise many kinds for a damaged file
         raise ValueError(f"model: {path} is not a readable SB3 model ({type(exc).__name__}: {exc})") from None
 
 
@@ -257,18 +321,89 @@ def checkpoint_steps(run_dir: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
 
 
+#: The kinds of saved agent, by the ``"algo"`` of their ``meta.json``: the policy class
+#: (``module:Class``, imported only when such an agent is loaded, so PPO alone never imports the
+#: others) and the file holding its weights. A ``meta.json`` without ``"algo"`` is PPO's: runs saved
+#: before there was a second algorithm wrote none.
+AGENT_KINDS: dict[str, tuple[str, str]] = {
+    "ppo": ("meio.agents.policy:PPOPolicy", MODEL_FILE),
+    "hdpo": ("meio.agents.hdpo:HDPOPolicy", "policy.pt"),  # meio.agents.hdpo.WEIGHTS_FILE
+}
+_WEIGHT_FILES = tuple(dict.fromkeys(f for _, f in AGENT_KINDS.values()))
+
+
+def _holds_agent(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in _WEIGHT_FILES)
+
+
 def find_saved_agent(run_dir: str | Path) -> Path:
-    """The agent to use from a run folder: ``best/`` if present, else ``final/``, else the latest
-    checkpoint; a folder that is itself a saved agent is returned as is."""
+    """The agent to use from a run folder (of any algorithm in :data:`AGENT_KINDS`): ``best/`` if
+    present, else ``final/``, else the latest checkpoint; a folder that is itself a saved agent is
+    returned as is."""
     run = Path(run_dir)
     if run.exists() and not run.is_dir():
         raise ValueError(f"model: {run} is a file; expected a run folder or a saved agent folder")
-    if (run / MODEL_FILE).is_file():
+    if _holds_agent(run):
         return run
     for sub in ("best", "final"):
-        if (run / sub / MODEL_FILE).is_file():
+        if _holds_agent(run / sub):
             return run / sub
-    checkpoints = [p for p in checkpoint_steps(run) if (p / MODEL_FILE).is_file()]
+    checkpoints = [p for p in checkpoint_steps(run) if _holds_agent(p)]
     if checkpoints:
         return checkpoints[-1]
     raise FileNotFoundError(f"model: no saved agent in {run} (looked for best/, final/ and checkpoints/)")
+
+
+def saved_agent_algo(folder: str | Path) -> str:
+    """The algorithm that trained the saved agent in ``folder``: its ``meta.json``'s ``"algo"``,
+    ``"ppo"`` where there is none (older runs); one not in :data:`AGENT_KINDS` is refused."""
+    path = Path(folder) / META_FILE
+    meta = read_json(path, "model") if path.is_file() else {}
+    algo = meta.get("algo", "ppo") if isinstance(meta, dict) else "ppo"
+    if algo not in AGENT_KINDS:
+        raise ValueError(
+            f"model: {path}: algo: {algo!r} is not an algorithm this version loads "
+            f"({', '.join(AGENT_KINDS)}){did_you_mean(algo, AGENT_KINDS)}"
+        )
+    return str(algo)
+
+
+def run_algo(run_dir: str | Path) -> str | None:
+    """The algorithm of a run folder, as its ``config.yaml`` says (``algo``; ``"ppo"`` where it names
+    none, as PPO runs write none), or ``None`` without a readable one; one not in
+    :data:`AGENT_KINDS` is refused naming the file."""
+    import yaml
+
+    from meio.envs.scenario import read_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = read_yaml(path.read_text(), str(path))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    algo = data.get("algo", "ppo")
+    if algo not in AGENT_KINDS:
+        raise ValueError(
+            f"{path}: algo: {algo!r} is not a training algorithm of this version "
+            f"({', '.join(AGENT_KINDS)}){did_you_mean(algo, AGENT_KINDS)}"
+        )
+    return str(algo)
+
+
+def agent_label(run_dir: str | Path) -> str:
+    """``ALGO:RUN``, the name of a run's agent in tables and plots (``ppo:ex61-ppo``, ``hdpo:ex61-hdpo``)."""
+    return f"{saved_agent_algo(find_saved_agent(run_dir))}:{Path(run_dir).resolve().name}"
+
+
+def load_agent(path: str | Path, name: str | None = None) -> Policy:
+    """The saved agent of a run folder (:func:`find_saved_agent`) or a saved agent folder, loaded by
+    the class its ``meta.json``'s ``"algo"`` names (:data:`AGENT_KINDS`), as a
+    :class:`~meio.envs.policies.Policy`; ``name`` defaults to the algorithm."""
+    import importlib
+
+    folder = find_saved_agent(path)
+    algo = saved_agent_algo(folder)
+    module, cls = AGENT_KINDS[algo][0].split(":")
+    return getattr(importlib.import_module(module), cls).load(folder, name=name or algo)

@@ -11,8 +11,10 @@ Reads top to bottom (after cleanrl's single-file style, with SB3 holding the loo
 4. before training, simulate the best applicable baseline on the evaluation seeds: the target
    ``eval/baseline_cost`` of the run;
 5. ``learn`` with callbacks that log costs, service and stock to TensorBoard, evaluate on fixed
-   seeds (``eval/cost``, ``eval/gap_pct``), keep the best model and write checkpoints; with
-   ``resume``, continue from the newest sound checkpoint to the run's total.
+   seeds (``eval/cost``, ``eval/gap_pct``), keep the best model and write checkpoints (SB3's
+   ``EveryNTimesteps`` rule and ``CheckpointCallback``, see :class:`BetweenRollouts` and
+   :class:`RunCheckpointCallback`); with ``resume``, continue from the newest sound checkpoint
+   (SB3's ``PPO.load`` and ``VecNormalize.load``) to the run's total.
 
 PPO learns in whole rollouts of ``R = n_steps * num_envs`` steps, so the total, the evaluation and
 the checkpoint intervals round up to multiples of ``R`` (said once at the start). Evaluations and
@@ -37,30 +39,43 @@ import csv
 import json
 import math
 import os
-import pickle
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EveryNTimesteps
 from stable_baselines3.common.logger import HParam
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from meio.agents.config import ConfigError, PPOConfig
-from meio.agents.policy import (META_FILE, MODEL_FILE, STATE_FILE, VECNORM_FILE, PPOPolicy, check_model_fits,
-                           checkpoint_steps, folder_written_whole, load_model, manifest_problem, read_json)
+from meio.agents.policy import (
+    META_FILE,
+    MODEL_FILE,
+    NORMALIZER_FILE,
+    STATE_FILE,
+    VECNORM_FILE,
+    PPOPolicy,
+    check_model_fits,
+    checkpoint_steps,
+    folder_written_whole,
+    load_model,
+    manifest_problem,
+    read_json,
+)
 from meio.envs.decentralised import DecentralisedVecEnv
 from meio.envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
-from meio.envs.metrics import SHORT_TOL, evaluate, fill_rate
-from meio.envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
+from meio.envs.metrics import SHORT_TOL, Evaluation, evaluate, fill_rate
+from meio.envs.resolve import ScenarioLike, resolve
+from meio.envs.scenario import Scenario, ScenarioError, read_yaml
 from meio.envs.simulator import Simulator
 from meio.envs.topology import COST_NAMES
 from meio.envs.vec_env import MultiEchelonVecEnv, make_vec_env
@@ -116,14 +131,20 @@ def _base_env(env: Any) -> MultiEchelonVecEnv:
     return env
 
 
-def best_baseline(scenario: Scenario, cfg: PPOConfig, progress: bool = False) -> tuple[str | None, float | None]:
+def best_baseline(scenario: ScenarioLike, cfg: PPOConfig, progress: bool = False) -> tuple[str | None, float | None]:
     """The run's reference (:func:`meio.baselines.run.reference_baseline`: Clark-Scarf where it applies,
     else the cheapest stable local or simulation-optimised policy, sourcing families included): its
     name and its cost on the evaluation seeds, or ``(None, None)`` where there is none."""
     from meio.baselines.run import reference_baseline
 
-    found = reference_baseline(scenario, periods=cfg.eval_periods, warmup=cfg.eval_warmup,
-                               replications=cfg.eval_replications, seed=cfg.eval_seed, progress=progress)
+    found = reference_baseline(
+        scenario,
+        periods=cfg.eval_periods,
+        warmup=cfg.eval_warmup,
+        replications=cfg.eval_replications,
+        seed=cfg.eval_seed,
+        progress=progress,
+    )
     if found is None:
         return None, None
     b, ev = found
@@ -179,51 +200,106 @@ class MetricsCallback(BaseCallback):
         self._reset()
 
 
-class EvalCheckpointCallback(BaseCallback):
-    """Evaluates on fixed seeds, keeps the best model, writes checkpoints, and logs hyper-parameters.
+class BetweenRollouts(EveryNTimesteps):
+    """SB3's :class:`~stable_baselines3.common.callbacks.EveryNTimesteps` (its child fires once
+    ``n`` steps have passed since it last fired), checked when a rollout starts instead of after
+    every env step.
 
-    Both happen between rollouts (at the start of the next one, after the update), at the first
-    step count at or past each multiple of ``eval_every`` / ``checkpoint_every`` (multiples of the
-    rollout size, see the module docstring).
+    PPO's step count reaches a multiple of the rollout size ``R`` on the last step of a rollout,
+    before the update that learns from it: a checkpoint taken there would hold the model before
+    that update and a half-filled rollout buffer. At the start of the next rollout the update is
+    done, so the event at step ``s`` sees exactly the state of training after ``s`` steps. With
+    ``n`` a multiple of ``R`` (``train`` rounds it up) the events fall on ``n, 2n, ...``; a resumed
+    run counts from the last multiple of ``n`` at or below its start, so it keeps those steps.
+    ``n = 0`` never fires.
     """
 
-    def __init__(self, run_dir: Path, cfg: PPOConfig, scenario: Scenario, meta: dict,
-                 baseline: tuple[str | None, float | None], eval_every: int, checkpoint_every: int) -> None:
+    def _on_training_start(self) -> None:
+        super()._on_training_start()
+        if self.n_steps:
+            self.last_time_trigger = self.num_timesteps // self.n_steps * self.n_steps
+
+    def _on_rollout_start(self) -> None:
+        if self.n_steps:
+            self.num_timesteps = self.model.num_timesteps  # SB3 updates it only in on_step
+            super()._on_step()  # SB3's rule, and the child's on_step
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def selection_cost(result: Evaluation) -> float:
+    """The cost by which ``best/`` is chosen among a run's evaluations: the mean cost per period, or,
+    where a replication drifted (:attr:`~meio.envs.metrics.Evaluation.drifting`), the cost of the
+    worst replication. A policy that runs away in one of the evaluation's replications will run away
+    in a planner's long run too; ranking it by its worst replication puts it behind every stable
+    evaluation of similar mean, while a run whose every evaluation drifts still keeps its least bad."""
+    return float(result.replication_costs.max()) if result.drifting else float(result.cost_mean)
+
+
+class EvaluationCallback(BaseCallback):
+    """One evaluation per ``on_step`` (scheduled by :class:`BetweenRollouts`): the deterministic
+    policy with frozen normalisation on the fixed evaluation seeds, logged as ``eval/*``, a row of
+    ``evaluations.csv``, and ``best/`` when its cost is the lowest so far. At the start of training
+    it logs the hyper-parameters."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: PPOConfig,
+        scenario: Scenario,
+        meta: dict,
+        baseline: tuple[str | None, float | None],
+        on_evaluation: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_evaluation = on_evaluation
         self.run_dir, self.cfg, self.scenario, self.meta = run_dir, cfg, scenario, meta
         self.baseline_name, self.baseline_cost = baseline
         self.best_cost: float | None = None
-        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.horizon = cfg.horizon or scenario.horizon
         self.eval_sim = Simulator(scenario, n=cfg.eval_replications, threads=cfg.threads)
         self.started = time.perf_counter()
 
-    @staticmethod
-    def _next(every: int, steps: int) -> int | None:
-        return (steps // every + 1) * every if every else None
-
     def _on_training_start(self) -> None:
         cfg = self.cfg
         rows = "\n".join(f"| {k} | {v} |" for k, v in {**cfg.to_dict(), **self.meta}.items())
-        self.logger.record("hyperparameters", f"| parameter | value |\n|---|---|\n{rows}",
-                           exclude=("stdout", "log", "json", "csv"))
+        self.logger.record(
+            "hyperparameters", f"| parameter | value |\n|---|---|\n{rows}", exclude=("stdout", "log", "json", "csv")
+        )
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
         self.logger.record("hparams", HParam(hparams, {"eval/cost": 0.0}), exclude=("stdout", "log", "json", "csv"))
-        self.next_eval = self._next(self.eval_every, self.num_timesteps)
-        self.next_checkpoint = self._next(self.checkpoint_every, self.num_timesteps)
 
     def policy(self) -> PPOPolicy:
         env = self.training_env
         stats: tuple = (None, None)
         if isinstance(env, VecNormalize) and env.norm_obs:
             stats = (env.obs_rms.mean.copy(), env.obs_rms.var.copy(), env.clip_obs, env.epsilon)
-        return PPOPolicy(self.model, self.cfg.action_mode, *stats, control=self.cfg.control, horizon=self.horizon,
-                         observe_time=self.cfg.observe_time, trained_on=self.scenario.name)
+        return PPOPolicy(
+            self.model,
+            self.cfg.action_mode,
+            *stats,
+            control=self.cfg.control,
+            horizon=self.horizon,
+            observe_time=self.cfg.observe_time,
+            trained_on=self.scenario.name,
+        )
+
+    def _on_step(self) -> bool:
+        self.evaluate_now()
+        return True
 
     def evaluate_now(self) -> float:
+        """Evaluate at ``self.num_timesteps`` (``on_step`` sets it to the model's count first)."""
         cfg = self.cfg
-        result = evaluate(self.eval_sim, self.policy(), periods=cfg.eval_periods, warmup=cfg.eval_warmup,
-                          replications=cfg.eval_replications, seed=cfg.eval_seed)
+        result = evaluate(
+            self.eval_sim,
+            self.policy(),
+            periods=cfg.eval_periods,
+            warmup=cfg.eval_warmup,
+            replications=cfg.eval_replications,
+            seed=cfg.eval_seed,
+        )
         self.logger.record("eval/cost", result.cost_mean)
         self.logger.record("eval/cost_ci95", result.cost_ci95)
         self.logger.record("eval/fill_rate", result.fill_rate["network"])
@@ -232,6 +308,12 @@ class EvalCheckpointCallback(BaseCallback):
             gap = 100.0 * (result.cost_mean - self.baseline_cost) / self.baseline_cost
             self.logger.record("eval/baseline_cost", self.baseline_cost)
             self.logger.record("eval/gap_pct", gap)
+        # Replications that disagree (a spread, a drifting seed) expose a policy that wanders off in
+        # some runs: the mean alone hides it (docs/agents.md, "Long-run stability").
+        drifting = len(result.drifting)
+        self.logger.record("eval/spread_pct", 100.0 * result.spread)
+        self.logger.record("eval/drifting", drifting)
+        self.logger.record("eval/worst_replication", float(result.replication_costs.max()))
         # Written now, at the step evaluated: SB3 dumps the logger only after the coming rollout, which
         # would put every evaluation one rollout late on the learning curves (and the last update's
         # train/* values, recorded at this same step, go with it).
@@ -242,43 +324,111 @@ class EvalCheckpointCallback(BaseCallback):
             w = csv.writer(fh)
             if new:
                 w.writerow(EVAL_COLUMNS)
-            w.writerow([self.num_timesteps, round(time.perf_counter() - self.started, 2), result.cost_mean,
-                        result.cost_ci95, result.fill_rate["network"], self.baseline_name, self.baseline_cost, gap])
-        if self.best_cost is None or result.cost_mean < self.best_cost:
-            self.best_cost = result.cost_mean
-            self.policy().save(self.run_dir / "best", {**self.meta, "steps": self.num_timesteps,
-                                                       "eval_cost": result.cost_mean})
+            w.writerow(
+                [
+                    self.num_timesteps,
+                    round(time.perf_counter() - self.started, 2),
+                    result.cost_mean,
+                    result.cost_ci95,
+                    result.fill_rate["network"],
+                    self.baseline_name,
+                    self.baseline_cost,
+                    gap,
+                    100.0 * result.spread,
+                    float(result.replication_costs.max()),
+                    drifting,
+                ]
+            )
+        score = selection_cost(result)
+        if self.best_cost is None or score < self.best_cost:
+            self.best_cost = score
+            self.policy().save(self.run_dir / "best", {**self.meta, "steps": self.num_timesteps, "eval_cost": score})
+        if self.on_evaluation is not None:  # after the row and best/: a caller may stop the run here
+            self.on_evaluation(
+                {
+                    "steps": float(self.num_timesteps),
+                    "eval/cost": result.cost_mean,
+                    "eval/cost_ci95": result.cost_ci95,
+                    "eval/fill_rate": result.fill_rate["network"],
+                    **({} if gap is None else {"eval/gap_pct": gap}),
+                }
+            )
         return result.cost_mean
 
-    def save_checkpoint(self) -> None:
-        """Write ``checkpoints/STEP/`` whole or not at all; the previous checkpoints stay."""
-        steps = self.num_timesteps
-        env = self.training_env
-        state = {"steps": steps, "best_eval_cost": self.best_cost,
-                 "baseline": [self.baseline_name, self.baseline_cost],
-                 "torch_rng": torch.get_rng_state().tolist()}
-        with folder_written_whole(self.run_dir / "checkpoints" / str(steps)) as folder:
-            self.policy().save_into(folder, {**self.meta, "steps": steps})
-            _part_written(folder, MODEL_FILE)
-            env.save(str(folder / VECNORM_FILE))
-            _part_written(folder, VECNORM_FILE)
-            (folder / STATE_FILE).write_text(json.dumps(state))
-            _part_written(folder, STATE_FILE)
 
-    def _on_rollout_start(self) -> None:
-        self.num_timesteps = self.model.num_timesteps       # SB3 updates it only in on_step
-        if self.next_eval is not None and self.num_timesteps >= self.next_eval:
-            self.evaluate_now()
-            self.next_eval = self._next(self.eval_every, self.num_timesteps)
-        if self.next_checkpoint is not None and self.num_timesteps >= self.next_checkpoint:
-            self.save_checkpoint()
-            self.next_checkpoint = self._next(self.checkpoint_every, self.num_timesteps)
+class RunCheckpointCallback(CheckpointCallback):
+    """SB3's ``CheckpointCallback(save_vecnormalize=True)``, one checkpoint per ``on_step``
+    (scheduled by :class:`BetweenRollouts`), its writes landing in ``checkpoints/STEP/`` written
+    whole or not at all (:func:`meio.agents.policy.folder_written_whole`); the previous checkpoints
+    stay.
+
+    SB3 writes ``model.zip`` and ``vecnormalize.pkl`` (its ``VecNormalize.save``; resuming reads it
+    back with ``VecNormalize.load``); this class adds the saved agent's ``obs_normalizer.json`` and
+    ``meta.json``, and ``state.json`` (step count, best evaluation, baseline, PyTorch random state).
+    """
+
+    def __init__(self, run_dir: Path, evaluator: EvaluationCallback) -> None:
+        super().__init__(save_freq=1, save_path=str(run_dir / "checkpoints"), save_vecnormalize=True)
+        self.run_dir, self.evaluator = run_dir, evaluator
+        self._folder: Path | None = None
+
+    def _checkpoint_path(self, checkpoint_type: str = "", extension: str = "") -> str:
+        # SB3 names its files by prefix and step count; in a folder of their own per step they
+        # take the fixed names the rest of the project reads, inside the .partial folder
+        if self._folder is None:
+            raise RuntimeError("RunCheckpointCallback: SB3 asked for a checkpoint path outside a checkpoint write")
+        return str(self._folder / (VECNORM_FILE if checkpoint_type == "vecnormalize_" else MODEL_FILE))
 
     def _on_step(self) -> bool:
+        steps = self.num_timesteps
+        ev = self.evaluator
+        state = {
+            "steps": steps,
+            "best_eval_cost": ev.best_cost,
+            "baseline": [ev.baseline_name, ev.baseline_cost],
+            "torch_rng": torch.get_rng_state().tolist(),
+        }
+        with folder_written_whole(self.run_dir / "checkpoints" / str(steps)) as folder:
+            self._folder = folder
+            try:
+                super()._on_step()  # SB3: model.zip and vecnormalize.pkl
+            finally:
+                self._folder = None
+            for part in (MODEL_FILE, VECNORM_FILE):
+                if not (folder / part).is_file():  # an SB3 that saves elsewhere must not pass silently
+                    raise RuntimeError(f"checkpoint: SB3's CheckpointCallback wrote no {part} into {folder}")
+                _part_written(folder, part)
+            ev.policy().save_normalizer_and_meta(folder, {**ev.meta, "steps": steps})
+            _part_written(folder, NORMALIZER_FILE)
+            (folder / STATE_FILE).write_text(json.dumps(state))
+            _part_written(folder, STATE_FILE)
         return True
 
 
-EVAL_COLUMNS = ["steps", "seconds", "cost", "cost_ci95", "fill_rate", "baseline", "baseline_cost", "gap_pct"]
+def run_callbacks(
+    evaluator: EvaluationCallback, checkpointer: RunCheckpointCallback, eval_every: int, checkpoint_every: int
+) -> CallbackList:
+    """The callbacks of ``learn``: metrics of every rollout, then, between rollouts, the evaluation
+    every ``eval_every`` steps and the checkpoint every ``checkpoint_every`` steps (0: never), the
+    evaluation first so that the checkpoint records its result."""
+    return CallbackList(
+        [MetricsCallback(), BetweenRollouts(eval_every, evaluator), BetweenRollouts(checkpoint_every, checkpointer)]
+    )
+
+
+EVAL_COLUMNS = [
+    "steps",
+    "seconds",
+    "cost",
+    "cost_ci95",
+    "fill_rate",
+    "baseline",
+    "baseline_cost",
+    "gap_pct",
+    "spread_pct",
+    "worst_replication",
+    "drifting",
+]
 
 
 def _part_written(folder: Path, part: str) -> None:
@@ -329,7 +479,7 @@ def read_run_config(run: Path) -> SavedRun:
     try:
         cfg = PPOConfig.from_dict(data["config"])
     except ConfigError as exc:
-        raise ConfigError(f"{path}: config.{exc}") from None
+        raise ConfigError(errors=[(f"config.{field}", f"{path}: config.{msg}") for field, msg in exc.errors]) from None
     return SavedRun(str(data["scenario"]), seed, cfg)
 
 
@@ -346,7 +496,8 @@ def _write_run_config(run: Path, scenario: str, seed: int, cfg: PPOConfig) -> No
 
 @dataclass
 class Checkpoint:
-    """A checkpoint that passed every check, loaded (the model without its environment yet)."""
+    """A checkpoint that passed every check, loaded (its ``VecNormalize`` already wraps the run's
+    new batched env; the model gets it with ``set_env``)."""
 
     folder: Path
     steps: int
@@ -355,8 +506,12 @@ class Checkpoint:
     vecnormalize: VecNormalize
 
 
-def _load_checkpoint(folder: Path, learning_rate: float | LinearDecay, tb: Path) -> Checkpoint | str:
-    """The loaded checkpoint, or why it cannot be used."""
+def _load_checkpoint(
+    folder: Path, learning_rate: float | LinearDecay, tb: Path, venv: Any, fits: Callable[[PPO], None]
+) -> Checkpoint | str:
+    """The loaded checkpoint, or why it cannot be used. ``fits`` refuses (raises) a model of another
+    shape than ``venv``'s: a scenario of another network, not a damaged checkpoint, so it is checked
+    before SB3's ``VecNormalize.load``, which would refuse it less clearly."""
     for f in (MODEL_FILE, VECNORM_FILE, STATE_FILE):
         if not (folder / f).is_file():
             return f"{f} is missing"
@@ -374,29 +529,34 @@ def _load_checkpoint(folder: Path, learning_rate: float | LinearDecay, tb: Path)
     if steps != int(folder.name):
         return f"{STATE_FILE} says {steps} steps, the folder's name {folder.name}"
     try:
-        with (folder / VECNORM_FILE).open("rb") as fh:
-            vecnormalize = pickle.load(fh)
-    except Exception as exc:     # pickle raises many kinds for a damaged file
+        model = load_model(
+            folder / MODEL_FILE, custom_objects={"learning_rate": learning_rate}, tensorboard_log=str(tb)
+        )
+    except ValueError as exc:
+        return str(exc)
+    fits(model)
+    # SB3's own reader: the pickle of this run's own VecNormalize (written by RunCheckpointCallback),
+    # wrapped around the new env. A saved agent's normaliser, which others load, is JSON instead.
+    try:
+        vecnormalize = VecNormalize.load(str(folder / VECNORM_FILE), venv)
+    except Exception as exc:  # pickle raises many kinds for a damaged file
         return f"{VECNORM_FILE} is unreadable ({type(exc).__name__}: {exc})"
     if not isinstance(vecnormalize, VecNormalize):
         return f"{VECNORM_FILE} holds a {type(vecnormalize).__name__}, not a VecNormalize"
-    try:
-        model = load_model(folder / MODEL_FILE, custom_objects={"learning_rate": learning_rate},
-                           tensorboard_log=str(tb))
-    except ValueError as exc:
-        return str(exc)
     return Checkpoint(folder, steps, state, model, vecnormalize)
 
 
-def _newest_sound_checkpoint(run: Path, learning_rate: float | LinearDecay
-                             ) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
-    """The newest checkpoint that passes every check, and the newer ones that failed (each reported)."""
+def _newest_sound_checkpoint(
+    run: Path, learning_rate: float | LinearDecay, venv: Any, fits: Callable[[PPO], None]
+) -> tuple[Checkpoint | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that passes every check, and the newer ones that failed (each reported);
+    ``venv`` and ``fits`` as in :func:`_load_checkpoint`."""
     folder = run / "checkpoints"
     for partial in sorted(folder.glob(".*.partial-*")) if folder.is_dir() else []:
         _note(f"resume: skipped {partial}: an incomplete checkpoint write (the run was stopped during it)")
     damaged: list[tuple[Path, str]] = []
     for candidate in reversed(checkpoint_steps(run)):
-        loaded = _load_checkpoint(candidate, learning_rate, run / "tb")
+        loaded = _load_checkpoint(candidate, learning_rate, run / "tb", venv, fits)
         if isinstance(loaded, Checkpoint):
             return loaded, damaged
         _note(f"resume: skipped checkpoint {candidate}: {loaded}")
@@ -415,7 +575,7 @@ def _set_aside(run: Path, damaged: list[tuple[Path, str]]) -> None:
             k += 1
             target = folder.with_name(f"{folder.name}.damaged-{k}")
         os.rename(folder, target)
-    for name in ("best", "final"):          # a kill between the two renames of a replacement
+    for name in ("best", "final"):  # a kill between the two renames of a replacement
         old = sorted(run.glob(f".{name}.old-*"))
         if old and not (run / name).exists():
             os.rename(old.pop(), run / name)
@@ -464,8 +624,7 @@ def _best_cost(run: Path, checkpoint: Checkpoint) -> float | None:
     """The best evaluation so far: the checkpoint's, or ``best/``'s if lower (an evaluation after
     the checkpoint, in the stretch that is trained again, may have saved a better agent there)."""
     stored = checkpoint.state.get("best_eval_cost")
-    costs = [c for c in (stored if isinstance(stored, (int, float)) else None, _best_saved_cost(run))
-             if c is not None]
+    costs = [c for c in (stored if isinstance(stored, (int, float)) else None, _best_saved_cost(run)) if c is not None]
     return min(costs) if costs else None
 
 
@@ -483,29 +642,43 @@ def _sound_final(run: Path, steps: int) -> bool:
     return isinstance(saved, int) and not isinstance(saved, bool) and saved == steps
 
 
-def _resolve_resume(run: Path, cfg: PPOConfig | None, total_steps: int | None,
-                    threads: int | str | None) -> tuple[SavedRun, PPOConfig]:
+def _resolve_resume(
+    run: Path, cfg: PPOConfig | None, total_steps: int | None, threads: int | str | None
+) -> tuple[SavedRun, PPOConfig]:
     saved = read_run_config(run)
     if cfg is not None:
-        differ = [f"{k} ({getattr(saved.cfg, k)!r} saved, {getattr(cfg, k)!r} given)"
-                  for k in saved.cfg.to_dict() if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved.cfg, k)]
+        differ = [
+            f"{k} ({getattr(saved.cfg, k)!r} saved, {getattr(cfg, k)!r} given)"
+            for k in saved.cfg.to_dict()
+            if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved.cfg, k)
+        ]
         if differ:
-            raise ConfigError(f"--resume: the config differs from the run's {run / 'config.yaml'} in "
-                              f"{', '.join(differ)}; a run resumes with its own settings (only "
-                              f"{', '.join(RESUMABLE_CHANGES)} may change): drop --config, or start a new run")
+            raise ConfigError(
+                f"--resume: the config differs from the run's {run / 'config.yaml'} in "
+                f"{', '.join(differ)}; a run resumes with its own settings (only "
+                f"{', '.join(RESUMABLE_CHANGES)} may change): drop --config, or start a new run"
+            )
         new = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
     else:
         new = {}
     if total_steps is not None:
         new["total_steps"] = total_steps
     if threads is not None:
-        new["threads"] = threads     # threads change speed, never results: the caller's choice holds
+        new["threads"] = threads  # threads change speed, never results: the caller's choice holds
     return saved, saved.cfg.replace(**new)
 
 
-def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str | Path, seed: int = 0,
-          resume: bool = False, progress: bool = True, total_steps: int | None = None,
-          threads: int | str | None = None) -> TrainResult:
+def train(
+    scenario: ScenarioLike,
+    cfg: PPOConfig | None,
+    run_dir: str | Path,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    total_steps: int | None = None,
+    threads: int | str | None = None,
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train (or, with ``resume``, continue training) a PPO agent; see the module docstring.
 
     Args:
@@ -518,6 +691,9 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
         progress: show SB3's progress bar.
         total_steps: with ``resume``, the new total (default: the run's own, or ``cfg``'s).
         threads: with ``resume``, the environment's threads for this session (``meio.envs.threads``).
+        on_evaluation: called after each evaluation is written with ``{"steps", "eval/cost",
+            "eval/cost_ci95", "eval/fill_rate", "eval/gap_pct"}`` (the gap only where there is a baseline);
+            ``meio.experiment`` reports them to Ray Tune.
     """
     started = time.perf_counter()
     run = Path(run_dir)
@@ -531,13 +707,22 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
             raise ConfigError("config: a new run needs a config (None is only for resuming)")
         if run.exists() and any(run.iterdir()):
             raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
-    sc = load_scenario(scenario)
+    topo = resolve(scenario)  # once: the envs, the evaluation and the baselines share it
+    sc = topo.scenario
     torch.set_num_threads(cfg.torch_threads)
 
-    env_kwargs = dict(n_envs=cfg.n_envs, seed=seed, action_mode=cfg.action_mode, horizon=cfg.horizon,
-                      observe_time=cfg.observe_time, initial_stock_spread=cfg.initial_stock_spread,
-                      threads=cfg.threads)
-    venv = DecentralisedVecEnv(sc, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(sc, **env_kwargs)
+    env_kwargs = dict(
+        n_envs=cfg.n_envs,
+        seed=seed,
+        action_mode=cfg.action_mode,
+        horizon=cfg.horizon,
+        observe_time=cfg.observe_time,
+        initial_stock_spread=cfg.initial_stock_spread,
+        threads=cfg.threads,
+    )
+    venv = (
+        DecentralisedVecEnv(topo, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(topo, **env_kwargs)
+    )
     rollout = cfg.n_steps * venv.num_envs
     total = _round_up(cfg.total_steps, rollout)
     eval_every, checkpoint_every = _round_up(cfg.eval_every, rollout), _round_up(cfg.checkpoint_every, rollout)
@@ -546,31 +731,45 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
     checkpoint: Checkpoint | None = None
     damaged: list[tuple[Path, str]] = []
     if resume:
-        checkpoint, damaged = _newest_sound_checkpoint(run, lr)
+
+        def fits(model: PPO) -> None:
+            check_model_fits(
+                model,
+                sc.name,
+                int(np.prod(venv.observation_space.shape)),
+                int(np.prod(venv.action_space.shape)),
+                cfg.control,
+                f"the run {run} was trained on {saved.scenario!r}",
+                "resume it on its own scenario",
+            )
+
+        checkpoint, damaged = _newest_sound_checkpoint(run, lr, venv, fits)
         if checkpoint is None and damaged:
             reasons = "; ".join(f"{folder.name}: {why}" for folder, why in damaged)
-            raise ValueError(f"--resume: no checkpoint of {run} can be used ({reasons}); its training state is "
-                             "lost: start a new run, or remove checkpoints/ to train this one again from step 0")
-        if checkpoint is not None:
-            check_model_fits(checkpoint.model, sc.name, int(np.prod(venv.observation_space.shape)),
-                             int(np.prod(venv.action_space.shape)), cfg.control,
-                             f"the run {run} was trained on {saved.scenario!r}", "resume it on its own scenario")
+            raise ValueError(
+                f"--resume: no checkpoint of {run} can be used ({reasons}); its training state is "
+                "lost: start a new run, or remove checkpoints/ to train this one again from step 0"
+            )
     done = checkpoint.steps if checkpoint is not None else 0
     meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
     if resume and checkpoint is not None and done >= total:
-        return _finish_resumed(run, cfg, sc, meta, checkpoint, venv, eval_every, checkpoint_every, started)
+        return _finish_resumed(run, cfg, sc, meta, checkpoint, started)
 
     if total != cfg.total_steps:
-        print(f"total_steps {cfg.total_steps:,} rounds up to {total:,} = {total // rollout} rollouts of "
-              f"{rollout:,} steps (n_steps {cfg.n_steps} x {venv.num_envs} envs)", flush=True)
-    for name, asked, used in (("eval_every", cfg.eval_every, eval_every),
-                              ("checkpoint_every", cfg.checkpoint_every, checkpoint_every)):
+        print(
+            f"total_steps {cfg.total_steps:,} rounds up to {total:,} = {total // rollout} rollouts of "
+            f"{rollout:,} steps (n_steps {cfg.n_steps} x {venv.num_envs} envs)",
+            flush=True,
+        )
+    for name, asked, used in (
+        ("eval_every", cfg.eval_every, eval_every),
+        ("checkpoint_every", cfg.checkpoint_every, checkpoint_every),
+    ):
         if asked != used:
             print(f"{name} {asked:,} rounds up to {used:,} (whole rollouts)", flush=True)
 
     if checkpoint is not None:
-        env = checkpoint.vecnormalize
-        env.set_venv(venv)
+        env = checkpoint.vecnormalize  # wraps venv (VecNormalize.load)
         model = checkpoint.model
         model.set_env(env)
         torch.set_rng_state(torch.tensor(checkpoint.state["torch_rng"], dtype=torch.uint8))
@@ -579,73 +778,110 @@ def train(scenario: str | Path | Scenario, cfg: PPOConfig | None, run_dir: str |
         venv.seed(resume_seed(seed, checkpoint.steps))
     else:
         env = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
-        policy_kwargs = {"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},
-                         "activation_fn": torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU,
-                         "log_std_init": cfg.log_std_init}
-        model = PPO("MlpPolicy", env, learning_rate=lr, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-                    n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
-                    target_kl=cfg.target_kl,
-                    ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-                    policy_kwargs=policy_kwargs, tensorboard_log=str(run / "tb"), seed=seed, device="cpu",
-                    verbose=0)
+        policy_kwargs = {
+            "net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)},
+            "activation_fn": torch.nn.Tanh if cfg.activation == "tanh" else torch.nn.ReLU,
+            "log_std_init": cfg.log_std_init,
+        }
+        model = PPO(
+            "MlpPolicy",
+            env,
+            learning_rate=lr,
+            n_steps=cfg.n_steps,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            clip_range=cfg.clip_range,
+            target_kl=cfg.target_kl,
+            ent_coef=cfg.ent_coef,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=cfg.max_grad_norm,
+            policy_kwargs=policy_kwargs,
+            tensorboard_log=str(run / "tb"),
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
 
     # everything is checked: from here on the run folder changes
     run.mkdir(parents=True, exist_ok=True)
     if resume:
         _set_aside(run, damaged)
         _trim_evaluations(run, done)
-        _note(f"resume: continuing {run} from step {done:,}" +
-              (f" (checkpoint {checkpoint.folder.name})" if checkpoint is not None else " (no checkpoint yet)") +
-              f" to {total:,}")
+        _note(
+            f"resume: continuing {run} from step {done:,}"
+            + (f" (checkpoint {checkpoint.folder.name})" if checkpoint is not None else " (no checkpoint yet)")
+            + f" to {total:,}"
+        )
     _write_run_config(run, sc.name, seed, cfg)
 
     baseline = _stored_baseline(checkpoint) if checkpoint is not None else (None, None)
     if baseline == (None, None):
-        baseline = best_baseline(sc, cfg)
-    evaluator = EvalCheckpointCallback(run, cfg, sc, meta, baseline, eval_every, checkpoint_every)
+        baseline = best_baseline(topo, cfg)
+    evaluator = EvaluationCallback(run, cfg, sc, meta, baseline, on_evaluation)
+    checkpointer = RunCheckpointCallback(run, evaluator)
     if checkpoint is not None:
         evaluator.best_cost = _best_cost(run, checkpoint)
-    model.learn(total_timesteps=total - done, callback=CallbackList([MetricsCallback(), evaluator]),
-                tb_log_name="ppo", reset_num_timesteps=checkpoint is None, progress_bar=progress)
-    evaluator.num_timesteps = model.num_timesteps
-    evaluator.save_checkpoint()                       # the training state first: the rest can be redone
+    model.learn(
+        total_timesteps=total - done,
+        callback=run_callbacks(evaluator, checkpointer, eval_every, checkpoint_every),
+        tb_log_name="ppo",
+        reset_num_timesteps=checkpoint is None,
+        progress_bar=progress,
+    )
+    checkpointer.on_step()  # the training state first: the rest can be redone
     if cfg.eval_every:
-        evaluator.evaluate_now()
-    model.logger.dump(model.num_timesteps)            # the last update's train/* and the last evaluation
+        evaluator.on_step()
+    model.logger.dump(model.num_timesteps)  # the last update's train/* and the last evaluation
     evaluator.policy().save(run / "final", {**meta, "steps": model.num_timesteps})
-    return TrainResult(run_dir=run, steps=int(model.num_timesteps), best_eval_cost=evaluator.best_cost,
-                       baseline_name=baseline[0], baseline_cost=baseline[1],
-                       seconds=time.perf_counter() - started, steps_this_call=int(model.num_timesteps) - done)
+    return TrainResult(
+        run_dir=run,
+        steps=int(model.num_timesteps),
+        best_eval_cost=evaluator.best_cost,
+        baseline_name=baseline[0],
+        baseline_cost=baseline[1],
+        seconds=time.perf_counter() - started,
+        steps_this_call=int(model.num_timesteps) - done,
+    )
 
 
-def _finish_resumed(run: Path, cfg: PPOConfig, sc: Scenario, meta: dict, checkpoint: Checkpoint, venv: Any,
-                    eval_every: int, checkpoint_every: int, started: float) -> TrainResult:
+def _finish_resumed(
+    run: Path, cfg: PPOConfig, sc: Scenario, meta: dict, checkpoint: Checkpoint, started: float
+) -> TrainResult:
     """A resumed run already at its total: nothing to learn. If it was stopped after its last
     checkpoint but before ``final/`` was complete, redo the last evaluation and ``final/``."""
     baseline = _stored_baseline(checkpoint)
     best = _best_cost(run, checkpoint)
     if not _sound_final(run, checkpoint.steps):
-        env = checkpoint.vecnormalize
-        env.set_venv(venv)
         model = checkpoint.model
-        model.set_env(env)
+        model.set_env(checkpoint.vecnormalize)
         model.num_timesteps = checkpoint.steps
         model.set_logger(configure_logger(0, str(run / "tb"), "ppo", reset_num_timesteps=False))
         if baseline == (None, None):
             baseline = best_baseline(sc, cfg)
-        evaluator = EvalCheckpointCallback(run, cfg, sc, meta, baseline, eval_every, checkpoint_every)
+        evaluator = EvaluationCallback(run, cfg, sc, meta, baseline)
         evaluator.init_callback(model)
-        evaluator.num_timesteps, evaluator.best_cost = checkpoint.steps, best
-        _note(f"resume: {run} reached its total of {checkpoint.steps:,} steps; completing its final evaluation "
-              "and final/")
+        evaluator.best_cost = best
+        _note(
+            f"resume: {run} reached its total of {checkpoint.steps:,} steps; completing its final evaluation and final/"
+        )
         _trim_evaluations(run, checkpoint.steps - 1)  # the final evaluation, if it got that far, is redone
         if cfg.eval_every:
-            evaluator.evaluate_now()
+            evaluator.on_step()  # at the model's count, checkpoint.steps
             model.logger.dump(checkpoint.steps)
         evaluator.policy().save(run / "final", {**meta, "steps": checkpoint.steps})
         best = evaluator.best_cost
     else:
-        _note(f"resume: {run} is finished at {checkpoint.steps:,} steps (total_steps {cfg.total_steps:,}); "
-              "nothing to do")
-    return TrainResult(run_dir=run, steps=checkpoint.steps, best_eval_cost=best, baseline_name=baseline[0],
-                       baseline_cost=baseline[1], seconds=time.perf_counter() - started, steps_this_call=0)
+        _note(
+            f"resume: {run} is finished at {checkpoint.steps:,} steps (total_steps {cfg.total_steps:,}); nothing to do"
+        )
+    return TrainResult(
+        run_dir=run,
+        steps=checkpoint.steps,
+        best_eval_cost=best,
+        baseline_name=baseline[0],
+        baseline_cost=baseline[1],
+        seconds=time.perf_counter() - started,
+        steps_this_call=0,
+    )

@@ -19,7 +19,13 @@ from __future__ import annotations
 import math
 
 from meio.baselines.base import Baseline, NotApplicable, serial_stages
-from meio.baselines.serial import SerialSolution, clark_scarf, shang_song
+from meio.baselines.serial import (
+    SerialSolution,
+    check_iid_demand,
+    check_serial_demand,
+    clark_scarf,
+    shang_song,
+)
 from meio.envs.distributions import DemandSpec
 from meio.envs.scenario import Scenario
 
@@ -39,16 +45,18 @@ def analysis_moments(spec: DemandSpec) -> tuple[float, float]:
     return spec.base_mean(), spec.base_sd()
 
 
-def _serial_inputs(scenario: Scenario) -> tuple[list[str], list[int], list[float], float, dict, float]:
-    """Stages, lead times, echelon holding costs, backorder cost, demand dict and policy-free costs."""
+def _serial_inputs(scenario: Scenario) -> tuple[list[str], list[int], list[float], float, DemandSpec, float]:
+    """Stages, lead times, echelon holding costs, backorder cost, demand and policy-free costs."""
     stages = serial_stages(scenario)
     if scenario.unmet_demand != "backorder":
         raise NotApplicable("unmet demand is lost; Clark-Scarf assumes backorders")
     lead_times, fixed_costs = [], 0.0
     constant = 0.0
     demand = scenario.node(stages[0]).demand
-    if demand.dist == "trace" or demand.seasonality is not None or demand.trend:
-        raise NotApplicable("demand is a trace or not stationary; Clark-Scarf needs i.i.d. demand")
+    try:
+        check_serial_demand(demand, f"nodes[{scenario.node_ids.index(stages[0])}].demand")
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from None
     mean, _ = analysis_moments(demand)
     for node_id in stages:
         node = scenario.node(node_id)
@@ -79,38 +87,49 @@ def _serial_inputs(scenario: Scenario) -> tuple[list[str], list[int], list[float
             )
     if echelon[-1] <= 0:
         raise NotApplicable(f"the top stage {stages[-1]!r} has no holding cost; its optimal level is unbounded")
-    return stages, lead_times, echelon, scenario.node(stages[0]).penalty_cost, demand.to_dict(), constant
+    return stages, lead_times, echelon, scenario.node(stages[0]).penalty_cost, demand, constant
 
 
 def _baseline(name: str, stages: list[str], solution: SerialSolution, constant: float, notes: str) -> Baseline:
-    split = {"holding": solution.cost_split["holding"], "backorder": solution.cost_split["backorder"],
-             "policy_independent": constant}
+    split = {
+        "holding": solution.cost_split["holding"],
+        "backorder": solution.cost_split["backorder"],
+        "policy_independent": constant,
+    }
     return Baseline(
-        name=name, kind="echelon",
+        name=name,
+        kind="echelon",
         levels={s: float(v) for s, v in zip(stages, solution.echelon_levels)},
-        expected_cost=solution.expected_cost + constant, expected_split=split, notes=notes,
-        extra={"local_levels": {s: float(v) for s, v in zip(stages, solution.local_levels)},
-               "fill_rate": solution.fill_rate, "expected_backorders": solution.expected_backorders,
-               "expected_on_hand": {s: float(v) for s, v in zip(stages, solution.expected_on_hand)}},
+        expected_cost=solution.expected_cost + constant,
+        expected_split=split,
+        notes=notes,
+        extra={
+            "local_levels": {s: float(v) for s, v in zip(stages, solution.local_levels)},
+            "fill_rate": solution.fill_rate,
+            "expected_backorders": solution.expected_backorders,
+            "expected_on_hand": {s: float(v) for s, v in zip(stages, solution.expected_on_hand)},
+        },
     )
 
 
-_NORMAL_NOTE = ("normal demand is untruncated in the analysis and censored at 0 in the simulator; "
-                "the difference is of the order of P(demand < 0)")
+_NORMAL_NOTE = (
+    "normal demand is untruncated in the analysis and censored at 0 in the simulator; "
+    "the difference is of the order of P(demand < 0)"
+)
 
 
 def clark_scarf_baseline(scenario: Scenario) -> Baseline:
     """Exact optimal echelon base-stock levels of a serial chain (Clark & Scarf 1960)."""
     stages, lead, echelon, p, demand, constant = _serial_inputs(scenario)
     sol = clark_scarf(lead, echelon, p, demand)
-    return _baseline("clark_scarf", stages, sol, constant, _NORMAL_NOTE if demand["dist"] == "normal" else "")
+    return _baseline("clark_scarf", stages, sol, constant, _NORMAL_NOTE if demand.dist == "normal" else "")
 
 
 def shang_song_baseline(scenario: Scenario) -> Baseline:
     """Shang & Song (2003) closed-form approximation of the same levels, costed exactly."""
     stages, lead, echelon, p, demand, constant = _serial_inputs(scenario)
     sol = shang_song(lead, echelon, p, demand)
-    return _baseline("shang_song", stages, sol, constant, _NORMAL_NOTE if demand["dist"] == "normal" else "")
+    return _baseline("shang_song", stages, sol, constant, _NORMAL_NOTE if demand.dist == "normal" else "")
 
 
 def gsm_baseline(scenario: Scenario) -> Baseline:
@@ -134,7 +153,7 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
     """
     from meio.baselines.gsm import optimize_gsm
     from meio.baselines.search import service_levels
-    from meio.envs.topology import compile_topology
+    from meio.envs.resolve import resolve
 
     if scenario.unmet_demand != "backorder":
         raise NotApplicable("unmet demand is lost; the guaranteed-service model assumes demand is always met")
@@ -149,8 +168,10 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
         if any(ratio != 1.0 for _, ratio in node.bom):
             raise NotApplicable(f"{node.id!r} has a bill of materials with ratios other than 1")
         if node.sourcing == "assembly" and len(internal) != len(lanes):
-            raise NotApplicable(f"{node.id!r} assembles an externally bought component; the GSM tree needs one "
-                                "external supplier per node")
+            raise NotApplicable(
+                f"{node.id!r} assembles an externally bought component; the GSM tree needs one "
+                "external supplier per node"
+            )
         edges += [(l.source, node.id) for l in internal]
         lead = max(math.ceil(l.modes[0].lead_time.mean - 1e-9) for l in lanes)
         # Without predecessors the node has one lane, from the external supplier: its quoted service
@@ -160,9 +181,13 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
             external_service[node.id] = si
         processing[node.id] = lead - si + (1 if node.demand is not None else 0)
     demand = {n.id: n.demand for n in scenario.nodes if n.demand is not None}
-    if any(d.dist == "trace" or d.seasonality is not None or d.trend for d in demand.values()):
-        raise NotApplicable("demand is a trace or not stationary; the GSM needs stationary demand")
-    topo = compile_topology(scenario)
+    for i, node in enumerate(scenario.nodes):
+        if node.demand is not None:
+            try:
+                check_iid_demand(node.demand, f"nodes[{i}].demand")
+            except ValueError as exc:
+                raise NotApplicable(f"{exc}; the GSM needs demand moments per period") from None
+    topo = resolve(scenario)
     alpha = service_levels(scenario, topo)
     ratio = {}
     for j, name in enumerate(topo.node_names):
@@ -173,20 +198,29 @@ def gsm_baseline(scenario: Scenario) -> Baseline:
         ratio[name] = planned if scenario.node(name).service_target is not None else max(planned, 0.5)
     try:
         sol = optimize_gsm(
-            nodes=[n.id for n in scenario.nodes], edges=edges, processing_times=processing,
+            nodes=[n.id for n in scenario.nodes],
+            edges=edges,
+            processing_times=processing,
             holding_costs={n.id: n.holding_cost for n in scenario.nodes},
             demand_mean={k: analysis_moments(d)[0] for k, d in demand.items()},
-            demand_sd={k: analysis_moments(d)[1] for k, d in demand.items()}, service_level=ratio,
+            demand_sd={k: analysis_moments(d)[1] for k, d in demand.items()},
+            service_level=ratio,
             max_service_time={n.id: n.max_service_time for n in scenario.nodes if n.max_service_time is not None},
             external_service_time=external_service,
         )
-    except ValueError as exc:                       # not a spanning tree, etc.
+    except ValueError as exc:  # not a spanning tree, etc.
         raise NotApplicable(f"the guaranteed-service model does not fit: {exc}") from None
     return Baseline(
-        name="gsm", kind="installation", levels=dict(sol.base_stock_levels),
+        name="gsm",
+        kind="installation",
+        levels=dict(sol.base_stock_levels),
         notes="guaranteed-service model (Graves & Willems 2000); levels mu*tau + z*sigma*sqrt(tau) run as "
-              "installation base-stock levels; the simulator ships as soon as it can instead of quoting service times"
-              + ("; " + _NORMAL_NOTE if any(d.dist == "normal" for d in demand.values()) else ""),
-        extra={"service_times": sol.service_times, "net_lead_times": sol.net_lead_times,
-               "safety_stock": sol.safety_stock, "safety_stock_cost": sol.expected_cost},
+        "installation base-stock levels; the simulator ships as soon as it can instead of quoting service times"
+        + ("; " + _NORMAL_NOTE if any(d.dist == "normal" for d in demand.values()) else ""),
+        extra={
+            "service_times": sol.service_times,
+            "net_lead_times": sol.net_lead_times,
+            "safety_stock": sol.safety_stock,
+            "safety_stock_cost": sol.expected_cost,
+        },
     )

@@ -97,11 +97,15 @@ from __future__ import annotations
 import heapq
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import special
+
+from meio.envs.graph import components, topological_order, tree_closing_edge
+from meio.envs.hints import did_you_mean
 
 __all__ = ["GSMSolution", "optimize_gsm", "evaluate_gsm"]
 
@@ -148,22 +152,26 @@ class _Instance:
     names: tuple[str, ...]
     preds: tuple[tuple[int, ...], ...]
     succs: tuple[tuple[int, ...], ...]
-    topo: tuple[int, ...]            # a topological order (every arc i -> j has i before j)
-    T: np.ndarray                    # processing times (int)
-    si: np.ndarray                   # external service times (int; 0 for nodes with predecessors)
-    M: np.ndarray                    # longest replenishment time into each node (int)
-    s_max: np.ndarray                # bound on S_j: min(max service time, M_j) (int)
-    limit: tuple[int | None, ...]    # the maximum service time s_j (None: unbounded)
+    topo: tuple[int, ...]  # a topological order (every arc i -> j has i before j)
+    T: np.ndarray  # processing times (int)
+    si: np.ndarray  # external service times (int; 0 for nodes with predecessors)
+    M: np.ndarray  # longest replenishment time into each node (int)
+    s_max: np.ndarray  # bound on S_j: min(max service time, M_j) (int)
+    limit: tuple[int | None, ...]  # the maximum service time s_j (None: unbounded)
     limit_is_default: tuple[bool, ...]
-    mu: np.ndarray                   # demand mean per period seen by each node
-    sigma: np.ndarray                # demand standard deviation per period seen by each node
-    z: np.ndarray                    # safety factors Phi^{-1}(alpha_j)
-    h: np.ndarray                    # local holding cost rates
+    mu: np.ndarray  # demand mean per period seen by each node
+    sigma: np.ndarray  # demand standard deviation per period seen by each node
+    z: np.ndarray  # safety factors Phi^{-1}(alpha_j)
+    h: np.ndarray  # local holding cost rates
 
 
 def _is_int(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
-            and math.isfinite(float(value)) and float(value).is_integer())
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(float(value))
+        and float(value).is_integer()
+    )
 
 
 def _is_real(value: Any) -> bool:
@@ -177,10 +185,6 @@ def _check_mapping(value: Any, field: str, names: Sequence[str], complete: bool,
     known = set(names)
     for key in value:
         if key not in known:
-            # Imported here, on the error path only: importing ``envs`` loads the simulator, which
-            # this module (pure maths) does not otherwise need.
-            from meio.envs.hints import did_you_mean
-
             raise ValueError(f"{field}[{key}]: not a node{did_you_mean(key, names)}; nodes: {', '.join(names)}")
     if complete:
         missing = [n for n in names if n not in value]
@@ -220,87 +224,69 @@ def _check_nodes(nodes: Any) -> tuple[str, ...]:
     return tuple(nodes)
 
 
-def _tree_path(adj: list[list[int]], a: int, b: int) -> list[int]:
-    """The nodes on the path from ``a`` to ``b`` in a forest (they are known to be connected)."""
-    prev = {a: a}
-    queue = [a]
-    for u in queue:
-        if u == b:
-            break
-        for v in adj[u]:
-            if v not in prev:
-                prev[v] = u
-                queue.append(v)
-    path = [b]
-    while path[-1] != a:
-        path.append(prev[path[-1]])
-    return path[::-1]
-
-
 def _check_edges(edges: Any, names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
-    """Arcs as index pairs; the undirected graph must be a spanning tree of ``names``."""
+    """Arcs as index pairs; the undirected graph must be a spanning tree of ``names``.
+
+    The first edge with a problem is reported: a malformed pair or unknown node, or the edge that
+    closes a cycle (:func:`meio.envs.graph.tree_closing_edge`), whichever comes first in ``edges``.
+    """
     if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence):
         raise ValueError(f"edges: expected a list of (upstream, downstream) pairs, got {edges!r}")
-    index = {n: i for i, n in enumerate(names)}
-    parent = list(range(len(names)))          # union-find over the undirected graph
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    adj: list[list[int]] = [[] for _ in names]
-    arcs: list[tuple[int, int]] = []
-    first: dict[frozenset[int], int] = {}
+    pairs: list[tuple[str, str]] = []
+    malformed: ValueError | None = None
     for e, pair in enumerate(edges):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise ValueError(f"edges[{e}]: {pair!r} is not an (upstream, downstream) pair")
-        for end in pair:
-            if end not in index:
-                from meio.envs.hints import did_you_mean   # on the error path only, as in _check_mapping
-
-                raise ValueError(f"edges[{e}]: {end!r} is not a node{did_you_mean(end, names)}; "
-                                 f"nodes: {', '.join(names)}")
-        u, v = index[pair[0]], index[pair[1]]
+            malformed = ValueError(f"edges[{e}]: {pair!r} is not an (upstream, downstream) pair")
+            break
+        unknown = [end for end in pair if end not in names]
+        if unknown:
+            malformed = ValueError(
+                f"edges[{e}]: {unknown[0]!r} is not a node{did_you_mean(unknown[0], names)}; nodes: {', '.join(names)}"
+            )
+            break
+        pairs.append((pair[0], pair[1]))
+    closing = tree_closing_edge(names, pairs)  # only edges before a malformed one
+    if closing is not None:
+        e, cycle = closing
+        u, v = pairs[e]
         if u == v:
-            raise ValueError(f"edges[{e}]: ({names[u]!r}, {names[v]!r}) is a self-loop; "
-                             "the GSM here needs a spanning tree")
-        key = frozenset((u, v))
-        if key in first:
-            f = first[key]
-            how = "repeats" if arcs[f] == (u, v) else "reverses"
-            raise ValueError(f"edges[{e}]: ({names[u]!r}, {names[v]!r}) {how} edges[{f}], which makes "
-                             f"the cycle {names[u]} - {names[v]} - {names[u]}; the GSM here needs a "
-                             "spanning tree (no cycles, even undirected)")
-        ru, rv = find(u), find(v)
-        if ru == rv:
-            cycle = _tree_path(adj, u, v) + [u]
-            raise ValueError(f"edges[{e}]: ({names[u]!r}, {names[v]!r}) closes the cycle "
-                             f"{' - '.join(names[i] for i in cycle)} (edge directions ignored); the GSM "
-                             "here needs a spanning tree (no cycles)")
-        parent[ru] = rv
-        first[key] = e
-        arcs.append((u, v))
-        adj[u].append(v)
-        adj[v].append(u)
-    groups: dict[int, list[str]] = {}
-    for i, n in enumerate(names):
-        groups.setdefault(find(i), []).append(n)
-    if len(groups) > 1:
-        parts = sorted(groups.values(), key=lambda g: names.index(g[0]))
+            raise ValueError(f"edges[{e}]: ({u!r}, {v!r}) is a self-loop; the GSM here needs a spanning tree")
+        if len(cycle) == 3:  # [u, v, u]: the edge repeats or reverses an earlier one
+            f = next(i for i, p in enumerate(pairs) if set(p) == {u, v})
+            how = "repeats" if pairs[f] == (u, v) else "reverses"
+            raise ValueError(
+                f"edges[{e}]: ({u!r}, {v!r}) {how} edges[{f}], which makes the cycle "
+                f"{u} - {v} - {u}; the GSM here needs a spanning tree (no cycles, even undirected)"
+            )
+        raise ValueError(
+            f"edges[{e}]: ({u!r}, {v!r}) closes the cycle {' - '.join(cycle)} (edge directions "
+            "ignored); the GSM here needs a spanning tree (no cycles)"
+        )
+    if malformed is not None:
+        raise malformed
+    parts = components(names, pairs)
+    if len(parts) > 1:
         shown = " and ".join("{" + ", ".join(g) + "}" for g in parts[:4])
         more = f" and {len(parts) - 4} more" if len(parts) > 4 else ""
-        raise ValueError(f"edges: the network is disconnected: it falls into {len(parts)} parts, "
-                         f"{shown}{more}; the GSM here needs a spanning tree (connected)")
-    return tuple(arcs)
+        raise ValueError(
+            f"edges: the network is disconnected: it falls into {len(parts)} parts, "
+            f"{shown}{more}; the GSM here needs a spanning tree (connected)"
+        )
+    index = {x: i for i, x in enumerate(names)}
+    return tuple((index[u], index[v]) for u, v in pairs)
 
 
-def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_times: Mapping[str, int],
-           holding_costs: Mapping[str, float], demand_mean: Mapping[str, float],
-           demand_sd: Mapping[str, float], service_level: float | Mapping[str, float],
-           max_service_time: Mapping[str, int] | None,
-           external_service_time: Mapping[str, int] | None) -> _Instance:
+def _build(
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    processing_times: Mapping[str, int],
+    holding_costs: Mapping[str, float],
+    demand_mean: Mapping[str, float],
+    demand_sd: Mapping[str, float],
+    service_level: float | Mapping[str, float],
+    max_service_time: Mapping[str, int] | None,
+    external_service_time: Mapping[str, int] | None,
+) -> _Instance:
     """Validate the arguments and compute the derived quantities (demand seen, bounds ``M_j``)."""
     names = _check_nodes(nodes)
     arcs = _check_edges(edges, names)
@@ -317,26 +303,36 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
     T = np.array([_nonneg_int(pt[x], f"processing_times[{x}]", rule_t) for x in names], dtype=np.int64)
 
     hc = _check_mapping(holding_costs, "holding_costs", names, True, "a holding cost")
-    h = np.array([_nonneg_real(hc[x], f"holding_costs[{x}]", "holding costs are finite and >= 0")
-                  for x in names])
+    h = np.array([_nonneg_real(hc[x], f"holding_costs[{x}]", "holding costs are finite and >= 0") for x in names])
 
     dm = _check_mapping(demand_mean, "demand_mean", names, False, "a demand mean")
     ds = _check_mapping(demand_sd, "demand_sd", names, False, "a demand standard deviation")
     for x in names:
         if x in dm and x not in ds:
-            raise ValueError(f"demand_sd[{x}]: missing; demand_mean gives {x} customer demand, so it "
-                             "needs a standard deviation too")
+            raise ValueError(
+                f"demand_sd[{x}]: missing; demand_mean gives {x} customer demand, so it needs a standard deviation too"
+            )
         if x in ds and x not in dm:
-            raise ValueError(f"demand_mean[{x}]: missing; demand_sd gives {x} customer demand, so it "
-                             "needs a mean too")
+            raise ValueError(f"demand_mean[{x}]: missing; demand_sd gives {x} customer demand, so it needs a mean too")
         if not succs[index[x]] and x not in dm:
-            raise ValueError(f"demand_mean[{x}]: missing; {x} has no successor, so it must face "
-                             "customer demand (give its mean and standard deviation)")
-    own_mu = np.array([_nonneg_real(dm[x], f"demand_mean[{x}]", "demand means are finite and >= 0")
-                       if x in dm else 0.0 for x in names])
-    own_var = np.array([_nonneg_real(ds[x], f"demand_sd[{x}]",
-                                     "demand standard deviations are finite and >= 0") ** 2
-                        if x in ds else 0.0 for x in names])
+            raise ValueError(
+                f"demand_mean[{x}]: missing; {x} has no successor, so it must face "
+                "customer demand (give its mean and standard deviation)"
+            )
+    own_mu = np.array(
+        [
+            _nonneg_real(dm[x], f"demand_mean[{x}]", "demand means are finite and >= 0") if x in dm else 0.0
+            for x in names
+        ]
+    )
+    own_var = np.array(
+        [
+            _nonneg_real(ds[x], f"demand_sd[{x}]", "demand standard deviations are finite and >= 0") ** 2
+            if x in ds
+            else 0.0
+            for x in names
+        ]
+    )
 
     if isinstance(service_level, Mapping):
         sl = _check_mapping(service_level, "service_level", names, True, "a service level")
@@ -346,31 +342,27 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
     z = np.empty(n)
     for j, (field, a) in enumerate(levels):
         if not _is_real(a) or not 0.5 <= a < 1.0:
-            raise ValueError(f"{field}: {a!r} is not in [0.5, 1); the safety factor z = Phi^-1(level) "
-                             "must be finite and >= 0")
+            raise ValueError(
+                f"{field}: {a!r} is not in [0.5, 1); the safety factor z = Phi^-1(level) must be finite and >= 0"
+            )
         z[j] = float(special.ndtri(float(a)))
 
     rule_si = "service times are integers >= 0 (periods)"
     si = np.zeros(n, dtype=np.int64)
     if external_service_time is not None:
-        es = _check_mapping(external_service_time, "external_service_time", names, False,
-                            "an external service time")
+        es = _check_mapping(external_service_time, "external_service_time", names, False, "an external service time")
         for x, v in es.items():
             j = index[x]
             if preds[j]:
-                raise ValueError(f"external_service_time[{x}]: {x} is supplied by "
-                                 f"{', '.join(names[i] for i in preds[j])} inside the network; only a "
-                                 "node with no predecessor has an external supplier")
+                raise ValueError(
+                    f"external_service_time[{x}]: {x} is supplied by "
+                    f"{', '.join(names[i] for i in preds[j])} inside the network; only a "
+                    "node with no predecessor has an external supplier"
+                )
             si[j] = _nonneg_int(v, f"external_service_time[{x}]", rule_si)
 
-    # Topological order (Kahn); the directed graph of a tree has no directed cycle.
-    indeg = [len(p) for p in preds]
-    topo = [j for j in range(n) if indeg[j] == 0]
-    for u in topo:
-        for v in succs[u]:
-            indeg[v] -= 1
-            if indeg[v] == 0:
-                topo.append(v)
+    # The directed graph of a tree has no directed cycle, so a topological order exists.
+    topo = [index[x] for x in topological_order(names, [(names[u], names[v]) for u, v in arcs])]
 
     M = np.zeros(n, dtype=np.int64)
     for j in topo:
@@ -389,12 +381,24 @@ def _build(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_ti
             j = index[x]
             limit[j] = _nonneg_int(v, f"max_service_time[{x}]", rule_si)
             default[j] = False
-    s_max = np.array([M[j] if limit[j] is None else min(limit[j], M[j]) for j in range(n)],
-                     dtype=np.int64)
+    s_max = np.array([M[j] if limit[j] is None else min(limit[j], M[j]) for j in range(n)], dtype=np.int64)
 
-    return _Instance(names=names, preds=tuple(map(tuple, preds)), succs=tuple(map(tuple, succs)),
-                     topo=tuple(topo), T=T, si=si, M=M, s_max=s_max, limit=tuple(limit),
-                     limit_is_default=tuple(default), mu=mu, sigma=np.sqrt(var), z=z, h=h)
+    return _Instance(
+        names=names,
+        preds=tuple(map(tuple, preds)),
+        succs=tuple(map(tuple, succs)),
+        topo=tuple(topo),
+        T=T,
+        si=si,
+        M=M,
+        s_max=s_max,
+        limit=tuple(limit),
+        limit_is_default=tuple(default),
+        mu=mu,
+        sigma=np.sqrt(var),
+        z=z,
+        h=h,
+    )
 
 
 # =================================================================================================
@@ -442,7 +446,7 @@ def _suffix_min(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = v[::-1]
     m = np.minimum.accumulate(r)
     new = np.ones(len(r), dtype=bool)
-    new[1:] = r[1:] <= m[:-1]          # on a tie the smaller x (later in r) wins
+    new[1:] = r[1:] <= m[:-1]  # on a tie the smaller x (later in r) wins
     arg = np.maximum.accumulate(np.where(new, np.arange(len(r)), 0))
     return m[::-1], (len(r) - 1 - arg)[::-1]
 
@@ -456,8 +460,8 @@ def _dp(inst: _Instance) -> tuple[float, np.ndarray]:
     # g_k over SI (indexed from SI = 0), for upstream-connected ones.
     F: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     G: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    best_si: dict[int, np.ndarray] = {}      # argmin SI of c_k(S, .) for each S   (f_k)
-    best_s: dict[int, np.ndarray] = {}       # argmin S  of c_k(., SI) for each SI  (g_k)
+    best_si: dict[int, np.ndarray] = {}  # argmin SI of c_k(S, .) for each S   (f_k)
+    best_s: dict[int, np.ndarray] = {}  # argmin S  of c_k(., SI) for each SI  (g_k)
     lo = np.where([len(p) == 0 for p in inst.preds], inst.si, 0)
     hi = np.where([len(p) == 0 for p in inst.preds], inst.si, inst.M - inst.T)
     S_opt = np.zeros(n, dtype=np.int64)
@@ -492,7 +496,7 @@ def _dp(inst: _Instance) -> tuple[float, np.ndarray]:
             arg = np.argmin(c, axis=0)
             best_s[k] = arg
             g = np.full(hi[k] + 1, np.inf)
-            g[lo[k]:] = c[arg, np.arange(len(si_vals))]
+            g[lo[k] :] = c[arg, np.arange(len(si_vals))]
             G[k] = _suffix_min(g)
 
     # Back out the service times, from the last label down: p(k) is always fixed before k.
@@ -518,8 +522,10 @@ def _repair(inst: _Instance, S: np.ndarray) -> np.ndarray:
 
 
 def _solution(inst: _Instance, S: np.ndarray, method: str) -> GSMSolution:
-    SI = np.array([max(S[i] for i in inst.preds[j]) if inst.preds[j] else inst.si[j]
-                   for j in range(len(inst.names))], dtype=np.int64)
+    SI = np.array(
+        [max(S[i] for i in inst.preds[j]) if inst.preds[j] else inst.si[j] for j in range(len(inst.names))],
+        dtype=np.int64,
+    )
     tau = SI + inst.T - S
     ss = inst.z * inst.sigma * np.sqrt(tau)
     base = inst.mu * tau + ss
@@ -538,11 +544,17 @@ def _solution(inst: _Instance, S: np.ndarray, method: str) -> GSMSolution:
 # =================================================================================================
 # Public functions
 # =================================================================================================
-def optimize_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_times: Mapping[str, int],
-                 holding_costs: Mapping[str, float], demand_mean: Mapping[str, float],
-                 demand_sd: Mapping[str, float], service_level: float | Mapping[str, float],
-                 max_service_time: Mapping[str, int] | None = None,
-                 external_service_time: Mapping[str, int] | None = None) -> GSMSolution:
+def optimize_gsm(
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    processing_times: Mapping[str, int],
+    holding_costs: Mapping[str, float],
+    demand_mean: Mapping[str, float],
+    demand_sd: Mapping[str, float],
+    service_level: float | Mapping[str, float],
+    max_service_time: Mapping[str, int] | None = None,
+    external_service_time: Mapping[str, int] | None = None,
+) -> GSMSolution:
     """Optimal committed service times of a spanning-tree network (Graves & Willems 2000).
 
     Solves the guaranteed-service model exactly by the dynamic program of Graves & Willems (2000, with
@@ -600,18 +612,34 @@ def optimize_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
         >>> round(sol.expected_cost, 6), round(2 * math.sqrt(2), 6)
         (2.828427, 2.828427)
     """
-    inst = _build(nodes, edges, processing_times, holding_costs, demand_mean, demand_sd, service_level,
-                  max_service_time, external_service_time)
+    inst = _build(
+        nodes,
+        edges,
+        processing_times,
+        holding_costs,
+        demand_mean,
+        demand_sd,
+        service_level,
+        max_service_time,
+        external_service_time,
+    )
     _, S = _dp(inst)
     return _solution(inst, _repair(inst, S), "gsm_dp")
 
 
-def evaluate_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], processing_times: Mapping[str, int],
-                 holding_costs: Mapping[str, float], demand_mean: Mapping[str, float],
-                 demand_sd: Mapping[str, float], service_level: float | Mapping[str, float],
-                 max_service_time: Mapping[str, int] | None = None,
-                 external_service_time: Mapping[str, int] | None = None, *,
-                 service_times: Mapping[str, int]) -> GSMSolution:
+def evaluate_gsm(
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    processing_times: Mapping[str, int],
+    holding_costs: Mapping[str, float],
+    demand_mean: Mapping[str, float],
+    demand_sd: Mapping[str, float],
+    service_level: float | Mapping[str, float],
+    max_service_time: Mapping[str, int] | None = None,
+    external_service_time: Mapping[str, int] | None = None,
+    *,
+    service_times: Mapping[str, int],
+) -> GSMSolution:
     """Safety stock, base-stock levels and cost of given committed service times.
 
     The arguments are those of :func:`optimize_gsm` plus ``service_times`` (``S_j`` for every node),
@@ -643,12 +671,23 @@ def evaluate_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
         >>> round(sol.expected_cost, 6)
         6.0
     """
-    inst = _build(nodes, edges, processing_times, holding_costs, demand_mean, demand_sd, service_level,
-                  max_service_time, external_service_time)
+    inst = _build(
+        nodes,
+        edges,
+        processing_times,
+        holding_costs,
+        demand_mean,
+        demand_sd,
+        service_level,
+        max_service_time,
+        external_service_time,
+    )
     names = inst.names
     st = _check_mapping(service_times, "service_times", names, True, "a service time")
-    S = np.array([_nonneg_int(st[x], f"service_times[{x}]", "service times are integers >= 0 (periods)")
-                  for x in names], dtype=np.int64)
+    S = np.array(
+        [_nonneg_int(st[x], f"service_times[{x}]", "service times are integers >= 0 (periods)") for x in names],
+        dtype=np.int64,
+    )
     for j in inst.topo:
         x = names[j]
         if inst.preds[j]:
@@ -657,12 +696,13 @@ def evaluate_gsm(nodes: Sequence[str], edges: Sequence[tuple[str, str]], process
         else:
             si, why = int(inst.si[j]), f"SI = external service time {int(inst.si[j])}"
         if S[j] > si + inst.T[j]:
-            raise ValueError(f"service_times[{x}]: {int(S[j])} exceeds SI + T = {si + int(inst.T[j])} "
-                             f"({why}, T = {int(inst.T[j])}); the net lead time would be "
-                             f"{si + int(inst.T[j]) - int(S[j])} < 0")
+            raise ValueError(
+                f"service_times[{x}]: {int(S[j])} exceeds SI + T = {si + int(inst.T[j])} "
+                f"({why}, T = {int(inst.T[j])}); the net lead time would be "
+                f"{si + int(inst.T[j]) - int(S[j])} < 0"
+            )
         bound = inst.limit[j]
         if bound is not None and S[j] > bound:
             note = " (the default for a node facing customer demand)" if inst.limit_is_default[j] else ""
-            raise ValueError(f"service_times[{x}]: {int(S[j])} exceeds the maximum service time {bound} "
-                             f"of {x}{note}")
+            raise ValueError(f"service_times[{x}]: {int(S[j])} exceeds the maximum service time {bound} of {x}{note}")
     return _solution(inst, S, "evaluation")

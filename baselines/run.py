@@ -15,9 +15,9 @@ skipped, with the reason, where such a slot (or node) cannot carry the demand ro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -28,14 +28,24 @@ from meio.baselines.sourcing import FAMILIES, multi_slot_nodes, optimise_sourcin
 from meio.envs.hints import did_you_mean
 from meio.envs.metrics import Evaluation, check_evaluation, evaluate
 from meio.envs.policies import primary_slots
+from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.run_settings import check_run_settings
-from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.scenario import Scenario
 from meio.envs.simulator import Simulator
-from meio.envs.topology import Topology, compile_topology
+from meio.envs.topology import Topology
 
 #: Names ``meio baselines --json`` uses, in the order they are computed.
-BASELINE_NAMES = ("clark_scarf", "shang_song", "gsm", "local", "optimised_installation", "optimised_echelon",
-                  "optimised_s_S", "service_target", *FAMILIES)
+BASELINE_NAMES = (
+    "clark_scarf",
+    "shang_song",
+    "gsm",
+    "local",
+    "optimised_installation",
+    "optimised_echelon",
+    "optimised_s_S",
+    "service_target",
+    *FAMILIES,
+)
 
 #: Where Clark-Scarf (the optimum) does not apply, a run's reference is the cheapest stable one of
 #: these: the local rule, the simulation-optimised policies and the sourcing families
@@ -52,8 +62,16 @@ SOURCING_SEARCH_REPLICATIONS = 4
 #: What a baseline may carry beyond its levels, written by ``meio baselines --json`` when present:
 #: (s, S) reorder points, Clark-Scarf's local levels, the guaranteed-service model's service times,
 #: net lead times, safety stocks and its objective, the sourcing rule's parameters, unused slots.
-JSON_EXTRAS = ("reorder_points", "local_levels", "service_times", "net_lead_times", "safety_stock",
-               "safety_stock_cost", "sourcing", "never_uses")
+JSON_EXTRAS = (
+    "reorder_points",
+    "local_levels",
+    "service_times",
+    "net_lead_times",
+    "safety_stock",
+    "safety_stock_cost",
+    "sourcing",
+    "never_uses",
+)
 
 
 @dataclass
@@ -86,13 +104,17 @@ class BaselineReport:
         lines = [f"baselines for {self.scenario}"]
         for b, ev in self.results:
             exp = f"{b.expected_cost:.4f}" if b.expected_cost is not None else "-"
-            lines.append(f"  {b.name:<24} {b.kind:<12} expected {exp:>10}   simulated {ev.cost_mean:.4f} "
-                         f"+- {ev.cost_ci95:.4f}   fill rate {ev.fill_rate['network']:.4f}")
+            lines.append(
+                f"  {b.name:<24} {b.kind:<12} expected {exp:>10}   simulated {ev.cost_mean:.4f} "
+                f"+- {ev.cost_ci95:.4f}   fill rate {ev.fill_rate['network']:.4f}"
+            )
             if ev.unstable:
                 lines.append(f"      UNSTABLE: simulated cost not meaningful: {ev.instability()}")
             lines.append("      levels: " + ", ".join(f"{k}={v:.4g}" for k, v in b.levels.items()))
             if "reorder_points" in b.extra:
-                lines.append("      reorder points: " + ", ".join(f"{k}={v:.4g}" for k, v in b.extra["reorder_points"].items()))
+                lines.append(
+                    "      reorder points: " + ", ".join(f"{k}={v:.4g}" for k, v in b.extra["reorder_points"].items())
+                )
             if b.notes:
                 lines.append(f"      notes: {b.notes}")
         for name, why in self.skipped.items():
@@ -103,13 +125,16 @@ class BaselineReport:
 #: The baselines computed from the scenario alone (no search), by the function that computes each;
 #: each raises :class:`NotApplicable` with the reason where its assumptions fail.
 ANALYTIC: dict[str, Callable[[Scenario], Baseline]] = {
-    "clark_scarf": clark_scarf_baseline, "shang_song": shang_song_baseline, "gsm": gsm_baseline, "local": local_levels,
+    "clark_scarf": clark_scarf_baseline,
+    "shang_song": shang_song_baseline,
+    "gsm": gsm_baseline,
+    "local": local_levels,
 }
 
 
-def echelon_from_local(scenario: Scenario, local: dict[str, float]) -> dict[str, float]:
+def echelon_from_local(scenario: ScenarioLike, local: dict[str, float]) -> dict[str, float]:
     """Echelon levels that sum the installation levels of each node's echelon."""
-    topo = compile_topology(scenario)
+    topo = resolve(scenario)
     vec = np.array([local[n] for n in topo.node_names])
     return {n: float(v) for n, v in zip(topo.node_names, topo.descendants() @ vec)}
 
@@ -127,8 +152,7 @@ def _sourcing_skip_reason(name: str, topo: Topology) -> str | None:
         return None
     _, problem = single_sourcing_limits(topo)
     if problem is not None:
-        return (f"orders on each node's first lane and mode only, and {problem}; "
-                f"use {', '.join(FAMILIES)}")
+        return f"orders on each node's first lane and mode only, and {problem}; use {', '.join(FAMILIES)}"
     return None
 
 
@@ -139,8 +163,11 @@ def _single_sourcing_notes(baseline: Baseline, topo: Topology) -> Baseline:
         return baseline
     used = set(primary_slots(topo).tolist())
     never = [topo.slot_names[s] for s in range(topo.n_slots) if s not in used]
-    return replace(baseline, notes=f"{baseline.notes}; {note}" if baseline.notes else note,
-                   extra={**baseline.extra, "never_uses": never})
+    return replace(
+        baseline,
+        notes=f"{baseline.notes}; {note}" if baseline.notes else note,
+        extra={**baseline.extra, "never_uses": never},
+    )
 
 
 def _search_skip_reason(name: str, scenario: Scenario, topo: Topology) -> str | None:
@@ -159,14 +186,14 @@ def _search_skip_reason(name: str, scenario: Scenario, topo: Topology) -> str | 
     return None
 
 
-def applicability(scenario: str | Path | Scenario) -> dict[str, str | None]:
+def applicability(scenario: ScenarioLike) -> dict[str, str | None]:
     """For each of :data:`BASELINE_NAMES`, ``None`` if it applies to ``scenario``, else the reason.
 
     The analytic baselines are computed (their assumptions are checked as they are solved, in well
     under a second on the shipped scenarios); the searches are not run.
     """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     out: dict[str, str | None] = {}
     for name in BASELINE_NAMES:
         if name in ANALYTIC:
@@ -180,18 +207,28 @@ def applicability(scenario: str | Path | Scenario) -> dict[str, str | None]:
     return out
 
 
-def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup: int = 200,
-                  replications: int = 10, seed: int = 0, search_periods: int = 1000,
-                  search_replications: int = 8, include: tuple[str, ...] = BASELINE_NAMES,
-                  progress: bool = False) -> BaselineReport:
+def run_baselines(
+    scenario: ScenarioLike,
+    periods: int = 10_000,
+    warmup: int = 200,
+    replications: int = 10,
+    seed: int = 0,
+    search_periods: int = 1000,
+    search_replications: int = 8,
+    include: tuple[str, ...] = BASELINE_NAMES,
+    progress: bool = False,
+) -> BaselineReport:
     """Compute and simulate every applicable baseline in ``include``."""
-    check_evaluation(periods, warmup, replications, seed)       # before the search, not after it
+    check_evaluation(periods, warmup, replications, seed)  # before the search, not after it
     check_run_settings(search_periods=search_periods, search_replications=search_replications)
     unknown = [n for n in include if n not in BASELINE_NAMES]
     if unknown:
-        raise ValueError(f"include: {unknown[0]!r} is not a baseline{did_you_mean(unknown[0], BASELINE_NAMES)}; "
-                         f"choose from {', '.join(BASELINE_NAMES)}")
-    sc = load_scenario(scenario)
+        raise ValueError(
+            f"include: {unknown[0]!r} is not a baseline{did_you_mean(unknown[0], BASELINE_NAMES)}; "
+            f"choose from {', '.join(BASELINE_NAMES)}"
+        )
+    topo = resolve(scenario)
+    sc = topo.scenario
     report = BaselineReport(scenario=sc.name)
     found: dict[str, Baseline] = {}
     for name, fn in ANALYTIC.items():
@@ -201,8 +238,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
             found[name] = fn(sc)
         except NotApplicable as why:
             report.skipped[name] = str(why)
-    topo = compile_topology(sc)
-    local = found.get("local") or local_levels(sc)
+    local = found.get("local") or local_levels(topo)
     single_skip = _sourcing_skip_reason("local", topo)
     if single_skip is not None:
         for name in [n for n in found if n in ANALYTIC]:
@@ -211,7 +247,7 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
     cs = found.get("clark_scarf")
     starts = {
         "optimised_installation": ("installation", cs.extra["local_levels"] if cs else local.levels),
-        "optimised_echelon": ("echelon", cs.levels if cs else echelon_from_local(sc, local.levels)),
+        "optimised_echelon": ("echelon", cs.levels if cs else echelon_from_local(topo, local.levels)),
     }
     for name, (kind, start) in starts.items():
         if name not in include:
@@ -220,15 +256,24 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
         if why is not None:
             report.skipped[name] = why
             continue
-        found[name], _ = optimise_base_stock(sc, kind, start, periods=search_periods, warmup=warmup,
-                                             replications=search_replications, seed=SEARCH_SEED,
-                                             name=name, progress=progress)
+        found[name], _ = optimise_base_stock(
+            topo,
+            kind,
+            start,
+            periods=search_periods,
+            warmup=warmup,
+            replications=search_replications,
+            seed=SEARCH_SEED,
+            name=name,
+            progress=progress,
+        )
     start = (found.get("optimised_installation") or local).levels
     if "optimised_s_S" in include:
         why = _search_skip_reason("optimised_s_S", sc, topo) or single_skip
         if why is None:
-            found["optimised_s_S"], _ = optimise_s_S(sc, start, periods=search_periods, warmup=warmup,
-                                                     replications=search_replications, progress=progress)
+            found["optimised_s_S"], _ = optimise_s_S(
+                topo, start, periods=search_periods, warmup=warmup, replications=search_replications, progress=progress
+            )
         else:
             report.skipped["optimised_s_S"] = why
     if "service_target" in include:
@@ -236,9 +281,14 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
         if why is not None:
             report.skipped["service_target"] = why
         else:
-            found["service_target"], _ = optimise_service_target(sc, local.levels, periods=search_periods,
-                                                                 warmup=warmup, replications=search_replications,
-                                                                 progress=progress)
+            found["service_target"], _ = optimise_service_target(
+                topo,
+                local.levels,
+                periods=search_periods,
+                warmup=warmup,
+                replications=search_replications,
+                progress=progress,
+            )
     found = {name: _single_sourcing_notes(b, topo) for name, b in found.items()}
     wanted = [name for name in FAMILIES if name in include]
     why = _sourcing_skip_reason(FAMILIES[0], topo)
@@ -248,17 +298,35 @@ def run_baselines(scenario: str | Path | Scenario, periods: int = 10_000, warmup
             continue
         # Started from the single-sourcing levels found above (``start``: the optimised installation
         # policy's where it ran), which each family's search turns into its own parameters.
-        found[name] = optimise_sourcing(sc, name, start,  # type: ignore[arg-type]
-                                        periods=min(search_periods, SOURCING_SEARCH_PERIODS),
-                                        warmup=min(warmup, 50),
-                                        replications=min(search_replications, SOURCING_SEARCH_REPLICATIONS),
-                                        seed=SEARCH_SEED, name=name, progress=progress)
-    sim = Simulator(sc, n=replications)
+        found[name] = optimise_sourcing(
+            topo,
+            name,
+            start,  # type: ignore[arg-type]
+            periods=min(search_periods, SOURCING_SEARCH_PERIODS),
+            warmup=min(warmup, 50),
+            replications=min(search_replications, SOURCING_SEARCH_REPLICATIONS),
+            seed=SEARCH_SEED,
+            name=name,
+            progress=progress,
+        )
+    sim = Simulator(topo, n=replications)
     for name in include:
         if name in found:
             b = found[name]
-            report.results.append((b, evaluate(sim, b.policy(sim.topology), periods=periods, warmup=warmup,
-                                               replications=replications, seed=seed, progress=progress)))
+            report.results.append(
+                (
+                    b,
+                    evaluate(
+                        sim,
+                        b.policy(sim.topology),
+                        periods=periods,
+                        warmup=warmup,
+                        replications=replications,
+                        seed=seed,
+                        progress=progress,
+                    ),
+                )
+            )
     return report
 
 
@@ -273,19 +341,32 @@ def choose_reference(evaluations: Mapping[str, Evaluation]) -> str | None:
     return min(stable, key=stable.__getitem__) if stable else None
 
 
-def reference_baseline(scenario: str | Path | Scenario, periods: int = 10_000, warmup: int = 200,
-                       replications: int = 10, seed: int = 0, search_periods: int = 1000,
-                       search_replications: int = 8, progress: bool = False) -> tuple[Baseline, Evaluation] | None:
+def reference_baseline(
+    scenario: ScenarioLike,
+    periods: int = 10_000,
+    warmup: int = 200,
+    replications: int = 10,
+    seed: int = 0,
+    search_periods: int = 1000,
+    search_replications: int = 8,
+    progress: bool = False,
+) -> tuple[Baseline, Evaluation] | None:
     """The reference policy of a run and its evaluation on seeds ``seed, seed+1, ...``
     (:func:`choose_reference`): Clark-Scarf where it applies, else the candidates are searched and
     the cheapest stable one is returned; ``None`` where no candidate applies or all are unstable."""
-    sc = load_scenario(scenario)
-    settings: dict[str, Any] = dict(periods=periods, warmup=warmup, replications=replications, seed=seed,
-                                    search_periods=search_periods, search_replications=search_replications,
-                                    progress=progress)
-    report = run_baselines(sc, include=("clark_scarf",), **settings)
+    topo = resolve(scenario)
+    settings: dict[str, Any] = dict(
+        periods=periods,
+        warmup=warmup,
+        replications=replications,
+        seed=seed,
+        search_periods=search_periods,
+        search_replications=search_replications,
+        progress=progress,
+    )
+    report = run_baselines(topo, include=("clark_scarf",), **settings)
     if not report.results:
-        report = run_baselines(sc, include=REFERENCE_CANDIDATES, **settings)
+        report = run_baselines(topo, include=REFERENCE_CANDIDATES, **settings)
     results = {b.name: (b, ev) for b, ev in report.results}
     name = choose_reference({n: ev for n, (_, ev) in results.items()})
     return None if name is None else results[name]

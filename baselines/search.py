@@ -19,9 +19,9 @@ is not biased downwards by the search having fitted its own noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,9 +30,10 @@ from meio.baselines.base import Baseline
 from meio.envs.dynamics import C_HOLD, O_DEMAND, O_FILLED
 from meio.envs.metrics import fill_rate
 from meio.envs.policies import BaseStockPolicy
-from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.resolve import ScenarioLike, resolve
+from meio.envs.scenario import Scenario
 from meio.envs.simulator import Simulator
-from meio.envs.topology import Topology, compile_topology
+from meio.envs.topology import Topology
 
 #: First seed of the search's replications; evaluations use other seeds (0, 1, ... by default).
 SEARCH_SEED = 1_000_003
@@ -54,18 +55,25 @@ class CandidateResults:
         return fill_rate(self.filled, self.demand, axis=1)
 
 
-def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
-                        periods: int, warmup: int, replications: int, seed: int,
-                        reorder_points: np.ndarray | None = None) -> CandidateResults:
+def simulate_candidates(
+    scenario: ScenarioLike,
+    levels: np.ndarray,
+    kind: Literal["installation", "echelon"],
+    periods: int,
+    warmup: int,
+    replications: int,
+    seed: int,
+    reorder_points: np.ndarray | None = None,
+) -> CandidateResults:
     """Simulate each candidate row of ``levels`` ``(K, N)`` (topological order; with
-    ``reorder_points`` an (s, S) rule) on the same ``replications`` seeds, all in one batch."""
+    ``reorder_points`` an (s, S) rule) on the same ``replications`` seeds, all in one batch.
+    A search calls it every round: pass the :class:`Topology`, which is used without compiling."""
     levels = np.atleast_2d(np.asarray(levels, dtype=float))
     k = levels.shape[0]
     sim = Simulator(scenario, n=k * replications)
     sim.reset(seeds=[seed + r for _ in range(k) for r in range(replications)])
     reorder = None if reorder_points is None else np.repeat(np.atleast_2d(reorder_points), replications, axis=0)
-    policy = BaseStockPolicy(sim.topology, np.repeat(levels, replications, axis=0), kind=kind,
-                             reorder_points=reorder)
+    policy = BaseStockPolicy(sim.topology, np.repeat(levels, replications, axis=0), kind=kind, reorder_points=reorder)
     total = np.zeros(sim.n)
     holding = np.zeros(sim.n)
     demand = np.zeros((sim.n, sim.topology.n_demand))
@@ -78,12 +86,23 @@ def simulate_candidates(scenario: Scenario, levels: np.ndarray, kind: Literal["i
             demand += res.node_out[:, :, O_DEMAND]
             filled += res.node_out[:, :, O_FILLED]
     shape = (k, replications)
-    return CandidateResults(cost=(total / periods).reshape(shape), holding=(holding / periods).reshape(shape),
-                            demand=demand.reshape(shape + (-1,)), filled=filled.reshape(shape + (-1,)))
+    return CandidateResults(
+        cost=(total / periods).reshape(shape),
+        holding=(holding / periods).reshape(shape),
+        demand=demand.reshape(shape + (-1,)),
+        filled=filled.reshape(shape + (-1,)),
+    )
 
 
-def simulate_levels(scenario: Scenario, levels: np.ndarray, kind: Literal["installation", "echelon"],
-                    periods: int, warmup: int, replications: int, seed: int) -> np.ndarray:
+def simulate_levels(
+    scenario: ScenarioLike,
+    levels: np.ndarray,
+    kind: Literal["installation", "echelon"],
+    periods: int,
+    warmup: int,
+    replications: int,
+    seed: int,
+) -> np.ndarray:
     """Mean cost per period ``(K, replications)`` of each candidate row of ``levels``."""
     return simulate_candidates(scenario, levels, kind, periods, warmup, replications, seed).cost
 
@@ -97,7 +116,7 @@ def initial_steps(topo: Topology, kind: str) -> np.ndarray:
     lead = topo.lead_in()
     cover = lead + 1.0
     if kind == "echelon":
-        cover = topo.descendants() @ lead + 1.0       # an echelon level covers its whole downstream
+        cover = topo.descendants() @ lead + 1.0  # an echelon level covers its whole downstream
     return np.maximum(topo.throughput_sd * np.sqrt(cover), 1.0)
 
 
@@ -110,9 +129,15 @@ class SearchTrace:
     path: tuple[float, ...]
 
 
-def pattern_search(objective: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, step0: np.ndarray,
-                   integer: bool, max_rounds: int = 60, min_step: float = 0.05,
-                   progress: str | None = None) -> tuple[np.ndarray, SearchTrace]:
+def pattern_search(
+    objective: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    step0: np.ndarray,
+    integer: bool,
+    max_rounds: int = 60,
+    min_step: float = 0.05,
+    progress: str | None = None,
+) -> tuple[np.ndarray, SearchTrace]:
     """Minimise ``objective`` (candidates ``(K, n)`` -> values ``(K,)``) over ``x >= 0`` by pattern
     search: neighbours ``x +- step_j e_j`` and, after a successful move ``d``, ``x + 2d``, ``x + 4d``;
     halve the steps after a round without improvement (integer: never below 1); stop when the
@@ -126,9 +151,9 @@ def pattern_search(objective: Callable[[np.ndarray], np.ndarray], x0: np.ndarray
     evaluated = rounds = 0
     last_move = np.zeros(n)
     bar = tqdm(total=max_rounds, desc=progress or "search", disable=progress is None, unit="round")
-    for rounds in range(1, max_rounds + 1):
+    for rounds in range(1, max_rounds + 1):  # noqa: B007 (the count is reported after the loop)
         moves = np.concatenate([np.diag(step), -np.diag(step)])
-        if last_move.any():                       # pattern moves: keep going the way that paid
+        if last_move.any():  # pattern moves: keep going the way that paid
             moves = np.vstack([moves, 2 * last_move, 4 * last_move])
         candidates = np.vstack([x, np.maximum(x + moves, 0.0)])
         values = objective(candidates)
@@ -160,32 +185,57 @@ def _start_vector(topo: Topology, start: Mapping[str, float], field: str) -> np.
     return np.array([max(float(start[n]), 0.0) for n in topo.node_names])
 
 
-def optimise_base_stock(scenario: str | Path | Scenario, kind: Literal["installation", "echelon"],
-                        start: Mapping[str, float], periods: int = 1000, warmup: int = 100,
-                        replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
-                        min_step: float = 0.05, name: str | None = None,
-                        progress: bool = False) -> tuple[Baseline, SearchTrace]:
+def optimise_base_stock(
+    scenario: ScenarioLike,
+    kind: Literal["installation", "echelon"],
+    start: Mapping[str, float],
+    periods: int = 1000,
+    warmup: int = 100,
+    replications: int = 8,
+    seed: int = SEARCH_SEED,
+    max_rounds: int = 60,
+    min_step: float = 0.05,
+    name: str | None = None,
+    progress: bool = False,
+) -> tuple[Baseline, SearchTrace]:
     """Search base-stock levels minimising the mean cost per period; see the module docstring.
 
     The search sees only the seeds ``seed .. seed + replications - 1``; evaluate the result on other
     seeds (:func:`meio.baselines.run.run_baselines` does) so that its cost is not biased by the search.
     """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     x, trace = pattern_search(
-        lambda c: simulate_levels(sc, c, kind, periods, warmup, replications, seed).mean(axis=1),
-        _start_vector(topo, start, "start"), initial_steps(topo, kind), _integer_levels(topo),
-        max_rounds, min_step, progress=f"search {kind} {sc.name}" if progress else None)
+        lambda c: simulate_levels(topo, c, kind, periods, warmup, replications, seed).mean(axis=1),
+        _start_vector(topo, start, "start"),
+        initial_steps(topo, kind),
+        _integer_levels(topo),
+        max_rounds,
+        min_step,
+        progress=f"search {kind} {sc.name}" if progress else None,
+    )
     levels = {nm: float(x[j]) for j, nm in enumerate(topo.node_names)}
-    baseline = Baseline(name=name or f"optimised_{kind}", kind=kind, levels=levels,
-                        notes=f"pattern search on {replications} x {periods} periods, common random numbers "
-                              f"(seeds {seed}..{seed + replications - 1})")
+    baseline = Baseline(
+        name=name or f"optimised_{kind}",
+        kind=kind,
+        levels=levels,
+        notes=f"pattern search on {replications} x {periods} periods, common random numbers "
+        f"(seeds {seed}..{seed + replications - 1})",
+    )
     return baseline, trace
 
 
-def optimise_s_S(scenario: str | Path | Scenario, start: Mapping[str, float], periods: int = 1000,
-                 warmup: int = 100, replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 80,
-                 name: str = "optimised_s_S", progress: bool = False) -> tuple[Baseline, SearchTrace]:
+def optimise_s_S(
+    scenario: ScenarioLike,
+    start: Mapping[str, float],
+    periods: int = 1000,
+    warmup: int = 100,
+    replications: int = 8,
+    seed: int = SEARCH_SEED,
+    max_rounds: int = 80,
+    name: str = "optimised_s_S",
+    progress: bool = False,
+) -> tuple[Baseline, SearchTrace]:
     """Search installation (s, S) levels for networks with fixed ordering costs.
 
     Parameters searched: reorder points ``s_j`` and order sizes ``Q_j = S_j - s_j >= 0``, started at
@@ -193,8 +243,8 @@ def optimise_s_S(scenario: str | Path | Scenario, start: Mapping[str, float], pe
     ``sqrt(2 K_j mu_j / h_j)`` of the node's primary lane (Harris 1913), then the pattern search on
     common random numbers minimising the mean cost per period.
     """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     from meio.envs.policies import primary_slots
 
     n = topo.n_nodes
@@ -208,24 +258,43 @@ def optimise_s_S(scenario: str | Path | Scenario, start: Mapping[str, float], pe
     step0 = np.concatenate([initial_steps(topo, "installation"), np.maximum(eoq / 2, 1.0)])
 
     def objective(c: np.ndarray) -> np.ndarray:
-        return simulate_candidates(sc, c[:, :n] + c[:, n:], "installation", periods, warmup, replications, seed,
-                                   reorder_points=c[:, :n]).cost.mean(axis=1)
+        return simulate_candidates(
+            topo, c[:, :n] + c[:, n:], "installation", periods, warmup, replications, seed, reorder_points=c[:, :n]
+        ).cost.mean(axis=1)
 
-    x, trace = pattern_search(objective, x0, step0, _integer_levels(topo), max_rounds,
-                              progress=f"search (s, S) {sc.name}" if progress else None)
+    x, trace = pattern_search(
+        objective,
+        x0,
+        step0,
+        _integer_levels(topo),
+        max_rounds,
+        progress=f"search (s, S) {sc.name}" if progress else None,
+    )
     names = topo.node_names
     reorder = {nm: float(x[j]) for j, nm in enumerate(names)}
     levels = {nm: float(x[j] + x[n + j]) for j, nm in enumerate(names)}
-    baseline = Baseline(name=name, kind="installation", levels=levels,
-                        notes=f"(s, S) pattern search on {replications} x {periods} periods, common random numbers",
-                        extra={"reorder_points": reorder})
+    baseline = Baseline(
+        name=name,
+        kind="installation",
+        levels=levels,
+        notes=f"(s, S) pattern search on {replications} x {periods} periods, common random numbers",
+        extra={"reorder_points": reorder},
+    )
     return baseline, trace
 
 
-def optimise_service_target(scenario: str | Path | Scenario, start: Mapping[str, float],
-                            targets: Mapping[str, float] | None = None, periods: int = 1000, warmup: int = 100,
-                            replications: int = 8, seed: int = SEARCH_SEED, max_rounds: int = 60,
-                            name: str = "service_target", progress: bool = False) -> tuple[Baseline, SearchTrace]:
+def optimise_service_target(
+    scenario: ScenarioLike,
+    start: Mapping[str, float],
+    targets: Mapping[str, float] | None = None,
+    periods: int = 1000,
+    warmup: int = 100,
+    replications: int = 8,
+    seed: int = SEARCH_SEED,
+    max_rounds: int = 60,
+    name: str = "service_target",
+    progress: bool = False,
+) -> tuple[Baseline, SearchTrace]:
     """Installation base-stock levels minimising holding cost subject to fill-rate targets.
 
     ``targets``: fill-rate target per demand node (default: the scenario's ``service_target``s;
@@ -233,8 +302,8 @@ def optimise_service_target(scenario: str | Path | Scenario, start: Mapping[str,
     fill rate_k)`` with ``M`` a thousand times the start's holding cost per unit of fill rate, so
     that any feasible candidate beats any infeasible one in practice (an exact penalty).
     """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     dnames = [topo.node_names[j] for j in topo.demand_nodes]
     if targets is None:
         targets = {nm: sc.node(nm).service_target for nm in dnames if sc.node(nm).service_target is not None}
@@ -243,21 +312,31 @@ def optimise_service_target(scenario: str | Path | Scenario, start: Mapping[str,
         raise ValueError(f"targets: no fill-rate target for demand node {missing[0]!r} (set its service_target)")
     goal = np.array([targets[nm] for nm in dnames])
     x0 = _start_vector(topo, start, "start")
-    base = simulate_candidates(sc, x0[None], "installation", periods, warmup, replications, seed)
+    base = simulate_candidates(topo, x0[None], "installation", periods, warmup, replications, seed)
     big = 1000.0 * max(float(base.holding.mean()), 1.0)
 
     def objective(c: np.ndarray) -> np.ndarray:
-        res = simulate_candidates(sc, c, "installation", periods, warmup, replications, seed)
+        res = simulate_candidates(topo, c, "installation", periods, warmup, replications, seed)
         shortfall = np.maximum(goal[None, :] - res.fill_rate, 0.0).sum(axis=1)
         return res.holding.mean(axis=1) + big * shortfall
 
-    x, trace = pattern_search(objective, x0, initial_steps(topo, "installation"), _integer_levels(topo),
-                              max_rounds, progress=f"search service {sc.name}" if progress else None)
+    x, trace = pattern_search(
+        objective,
+        x0,
+        initial_steps(topo, "installation"),
+        _integer_levels(topo),
+        max_rounds,
+        progress=f"search service {sc.name}" if progress else None,
+    )
     levels = {nm: float(x[j]) for j, nm in enumerate(topo.node_names)}
-    baseline = Baseline(name=name, kind="installation", levels=levels,
-                        notes="minimum holding cost subject to fill-rate targets "
-                              + ", ".join(f"{k} >= {v:g}" for k, v in targets.items()),
-                        extra={"fill_rate_targets": dict(targets)})
+    baseline = Baseline(
+        name=name,
+        kind="installation",
+        levels=levels,
+        notes="minimum holding cost subject to fill-rate targets "
+        + ", ".join(f"{k} >= {v:g}" for k, v in targets.items()),
+        extra={"fill_rate_targets": dict(targets)},
+    )
     return baseline, trace
 
 
@@ -298,7 +377,7 @@ def service_levels(scenario: Scenario, topo: Topology, default_service: float | 
     return np.minimum(alpha, MAX_SERVICE_LEVEL)
 
 
-def local_levels(scenario: str | Path | Scenario, default_service: float | None = None) -> Baseline:
+def local_levels(scenario: ScenarioLike, default_service: float | None = None) -> Baseline:
     """Local (installation) base-stock levels from each node's lead-time demand (normal approximation).
 
     Node ``j`` covers its demand over ``c_j = E[L_j] + 1`` periods if it faces customers, ``E[L_j]``
@@ -318,8 +397,8 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
     from meio.baselines.analytic import analysis_moments
     from meio.envs.policies import primary_slots
 
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     through_mu, through_sd = topo.demand_through(analysis_moments)
     alpha = service_levels(sc, topo, default_service)
     levels: dict[str, float] = {}
@@ -335,5 +414,9 @@ def local_levels(scenario: str | Path | Scenario, default_service: float | None 
         level = mu * cover + stats.norm.ppf(alpha[j]) * math.sqrt(cover * sd**2 + mu**2 * var_l)
         level = max(level, 0.0)
         levels[node_id] = float(math.ceil(level - 1e-9)) if _integer_levels(topo) else float(level)
-    return Baseline(name="local", kind="installation", levels=levels,
-                    notes="installation levels from each node's lead-time demand at its critical ratio or service target")
+    return Baseline(
+        name="local",
+        kind="installation",
+        levels=levels,
+        notes="installation levels from each node's lead-time demand at its critical ratio or service target",
+    )

@@ -24,6 +24,10 @@ Public API
 * :func:`evaluate_echelon_policy` -- the exact long-run cost and service of any echelon base-stock
   levels.
 * :class:`SerialSolution` -- what the three return.
+* :func:`demand_spec` -- a plain demand mapping checked by the scenario's rules (the solvers call it
+  on a mapping; a scenario's :class:`~meio.envs.distributions.DemandSpec` is taken as it is).
+* :func:`check_serial_demand` -- the model's own demand assumptions (:func:`check_iid_demand`,
+  positive mean, ...).
 
 Numerics
 --------
@@ -52,13 +56,25 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize, signal, special, stats
 
-__all__ = ["SerialSolution", "clark_scarf", "shang_song", "evaluate_echelon_policy"]
+from meio.envs.distributions import DemandSpec
+from meio.envs.scenario import Scenario, ScenarioError
+
+__all__ = [
+    "SerialSolution",
+    "clark_scarf",
+    "shang_song",
+    "evaluate_echelon_policy",
+    "demand_spec",
+    "check_iid_demand",
+    "check_serial_demand",
+]
 
 #: Total probability mass of a demand distribution that may be cut off (both tails together).
 _TAIL = 1e-12
@@ -213,8 +229,10 @@ class _Gamma(_ContinuousDemand):
 
     def _support(self, k: int) -> tuple[float, float]:
         a = k * self.shape
-        return (float(stats.gamma.ppf(_TAIL / 4, a, scale=self.scale)),
-                float(stats.gamma.isf(_TAIL / 4, a, scale=self.scale)))
+        return (
+            float(stats.gamma.ppf(_TAIL / 4, a, scale=self.scale)),
+            float(stats.gamma.isf(_TAIL / 4, a, scale=self.scale)),
+        )
 
     def quantile(self, k: int, q: float) -> float:
         if k == 0:
@@ -292,8 +310,9 @@ class _FinitePmf(_DiscreteDemand):
         power = self.base
         while True:
             if k & 1:
-                result = power if result is None else self._trim(
-                    result[0] + power[0], _convolve_full(result[1], power[1]))
+                result = (
+                    power if result is None else self._trim(result[0] + power[0], _convolve_full(result[1], power[1]))
+                )
             k >>= 1
             if not k:
                 break
@@ -317,16 +336,6 @@ def _convolve_valid(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # =================================================================================================
 # Validation
 # =================================================================================================
-_DEMAND_KEYS = {
-    "poisson": {"mean"},
-    "normal": {"mean", "sd"},
-    "gamma": {"mean", "sd"},
-    "negative_binomial": {"mean", "sd"},
-    "uniform_int": {"low", "high"},
-    "discrete": {"values", "probs"},
-}
-
-
 def _real(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}: {value!r} is not a real number")
@@ -342,95 +351,173 @@ def _int(value: Any, name: str, rule: str) -> int:
     return int(value)
 
 
-def _make_demand(demand: Mapping[str, Any]) -> _Demand:
-    """Validate a demand spec of the project's YAML format and build its model."""
+def _trace_rule(dist: str, path: str) -> None:
+    if dist == "trace":
+        raise ValueError(
+            f"{path}.dist: 'trace' replays recorded data; the analytic models need i.i.d. demand from a distribution"
+        )
+
+
+def demand_spec(demand: DemandSpec | Mapping[str, Any]) -> DemandSpec:
+    """The validated demand of a plain mapping in the scenario format (``{"dist": "poisson", "mean": 4}``).
+
+    A :class:`~meio.envs.distributions.DemandSpec` (what a loaded scenario holds) is returned as it
+    is. A mapping is checked by the scenario's own rules for a node's ``demand`` (one place for them:
+    :meth:`meio.envs.scenario.Scenario.from_dict`), so a demand the simulator accepts is read the
+    same way here; messages name the field as ``demand.<key>``.
+
+    Raises:
+        ValueError: (a :class:`~meio.envs.scenario.ScenarioError`) the mapping breaks a rule.
+
+    Example:
+        A scenario's demand goes to the solvers as it is; the same numbers as a mapping give the same
+        answer (Example 6.1, see :func:`clark_scarf`):
+
+        >>> from meio.envs.scenario import load_scenario
+        >>> spec = load_scenario("ex61").node("retailer").demand
+        >>> spec == demand_spec({"dist": "normal", "mean": 5, "sd": 1})
+        True
+        >>> a = clark_scarf([0, 1, 2], [3.0, 2.0, 2.0], 37.12, spec)
+        >>> b = clark_scarf([0, 1, 2], [3.0, 2.0, 2.0], 37.12, {"dist": "normal", "mean": 5, "sd": 1})
+        >>> a.expected_cost == b.expected_cost, bool((a.echelon_levels == b.echelon_levels).all())
+        (True, True)
+
+        A broken mapping is refused by the scenario's rule, named by its field:
+
+        >>> try:
+        ...     demand_spec({"dist": "negative_binomial", "mean": 5, "sd": 2})   # variance 4 <= mean 5
+        ... except ValueError as exc:
+        ...     print(str(exc).split(":")[0])
+        demand.sd
+    """
+    if isinstance(demand, DemandSpec):
+        return demand
     if not isinstance(demand, Mapping):
-        raise ValueError(f"demand: expected a mapping such as {{'dist': 'poisson', 'mean': 4}}, got {demand!r}")
-    if "dist" not in demand:
-        raise ValueError("demand.dist: missing; one of " + ", ".join(sorted(_DEMAND_KEYS)))
-    dist = demand["dist"]
-    if dist not in _DEMAND_KEYS:
-        raise ValueError(f"demand.dist: {dist!r} is not supported by the analytic serial model; "
-                         "supported: " + ", ".join(sorted(_DEMAND_KEYS)))
-    for key in ("seasonality",):
-        if demand.get(key) not in (None, {}, []):
-            raise ValueError(f"demand.{key}: the analytic serial model needs i.i.d. demand (no seasonality)")
-    if demand.get("trend", 0) not in (0, 0.0, None):
-        raise ValueError("demand.trend: the analytic serial model needs i.i.d. demand (no trend)")
-    extra = set(demand) - _DEMAND_KEYS[dist] - {"dist", "seasonality", "trend"}
-    if extra:
-        raise ValueError(f"demand: unexpected key(s) {sorted(extra)} for dist {dist!r}; "
-                         f"expected {sorted(_DEMAND_KEYS[dist])}")
-    for key in _DEMAND_KEYS[dist]:
-        if key not in demand:
-            raise ValueError(f"demand.{key}: missing (required for dist {dist!r})")
+        raise ValueError(
+            f"demand: expected a mapping such as {{'dist': 'poisson', 'mean': 4}} or a DemandSpec, got {demand!r}"
+        )
+    # Before the scenario reads it: a trace's file is not worth opening for a model that cannot use it.
+    _trace_rule(demand.get("dist"), "demand")
+    inner = "nodes[0].demand"
+    stage = {"id": "stage", "holding_cost": 1.0, "backorder_cost": 1.0, "demand": dict(demand)}
+    try:
+        scenario = Scenario.from_dict(
+            {"name": "demand", "nodes": [stage], "lanes": [{"from": "external", "to": "stage", "lead_time": 0}]}
+        )
+    except ScenarioError as exc:
+        # Only the demand can be wrong in this one-stage scenario; say where in the caller's terms.
+        raise ScenarioError(
+            errors=[(p.replace(inner, "demand", 1), m.replace(inner, "demand", 1)) for p, m in exc.errors]
+        ) from None
+    spec = scenario.nodes[0].demand
+    assert spec is not None
+    return spec
 
-    if dist in ("poisson", "normal", "gamma", "negative_binomial"):
-        mean = _real(demand["mean"], "demand.mean")
-        if mean <= 0:
-            raise ValueError(f"demand.mean: {mean} must be > 0")
-        if dist == "poisson":
-            return _ScipyDiscrete(lambda k: stats.poisson(k * mean), mean, math.sqrt(mean))
-        sd = _real(demand["sd"], "demand.sd")
-        if sd <= 0:
-            raise ValueError(f"demand.sd: {sd} must be > 0")
-        if dist == "normal":
-            return _Normal(mean, sd)
-        if dist == "gamma":
-            return _Gamma(mean, sd)
-        if sd * sd <= mean:
-            raise ValueError(f"demand.sd: the negative binomial needs sd^2 > mean, got sd^2 = {sd * sd} "
-                             f"<= mean = {mean} (use poisson for sd^2 == mean)")
-        n, p = mean * mean / (sd * sd - mean), mean / (sd * sd)
+
+def check_iid_demand(demand: DemandSpec, path: str = "demand") -> None:
+    """Refuse demand that is not i.i.d. across periods (a trace, seasonality or a trend), naming
+    ``path``'s field: the analytic models (this module's, and the GSM's moments per period in
+    :func:`meio.baselines.analytic.gsm_baseline`) assume i.i.d. demand.
+
+    Raises:
+        ValueError: the demand is not i.i.d.; the message names the field and the rule.
+
+    Example:
+        >>> from meio.envs.distributions import Seasonality
+        >>> check_iid_demand(DemandSpec("poisson", mean=4.0, seasonality=Seasonality(amplitude=0.2)),
+        ...                  "nodes[2].demand")
+        Traceback (most recent call last):
+        ...
+        ValueError: nodes[2].demand.seasonality: the analytic models need i.i.d. demand (no seasonality)
+    """
+    _trace_rule(demand.dist, path)
+    if demand.seasonality is not None:
+        raise ValueError(f"{path}.seasonality: the analytic models need i.i.d. demand (no seasonality)")
+    if demand.trend:
+        raise ValueError(f"{path}.trend: {demand.trend:g}; the analytic models need i.i.d. demand (no trend)")
+
+
+def check_serial_demand(demand: DemandSpec, path: str = "demand", written_values: Sequence[Any] = ()) -> None:
+    """Refuse a validated demand the analytic serial model cannot take, naming ``path``'s field.
+
+    The model (module docstring) needs i.i.d. demand (:func:`check_iid_demand`) with a positive
+    mean: a positive ``sd`` for ``normal`` and ``gamma`` (the lattice step is proportional to it)
+    and integer ``values`` for ``discrete`` (their lattice is the integers). ``written_values`` are
+    the discrete values as the caller listed them (the spec holds them sorted), so that a message
+    names the caller's position.
+
+    Raises:
+        ValueError: the model does not apply; the message names the field, its value and the rule.
+
+    Example:
+        >>> check_serial_demand(DemandSpec("poisson", mean=0.0), "nodes[0].demand")
+        Traceback (most recent call last):
+        ...
+        ValueError: nodes[0].demand.mean: 0 must be > 0 for the analytic serial model
+    """
+    check_iid_demand(demand, path)
+    if demand.dist in ("poisson", "normal", "gamma", "negative_binomial"):
+        if demand.mean <= 0:
+            raise ValueError(f"{path}.mean: {demand.mean:g} must be > 0 for the analytic serial model")
+        if demand.dist != "poisson" and demand.sd <= 0:
+            raise ValueError(f"{path}.sd: {demand.sd:g} must be > 0 for the analytic serial model")
+    elif demand.dist == "uniform_int" and demand.high == 0:
+        raise ValueError(f"{path}.high: 0 makes demand identically zero; the analytic serial model needs high > 0")
+    elif demand.dist == "discrete":
+        for v in demand.values:
+            if not float(v).is_integer():
+                i = next((k for k, w in enumerate(written_values) if w == v), demand.values.index(v))
+                raise ValueError(
+                    f"{path}.values[{i}]: {v:g} is not an integer; the analytic serial model needs "
+                    "integer demand values"
+                )
+        if np.dot(demand.values, demand.probs) <= 0:
+            raise ValueError(
+                f"{path}.values: demand is identically zero; the analytic serial model needs a positive mean"
+            )
+
+
+def _make_demand(demand: DemandSpec | Mapping[str, Any]) -> _Demand:
+    """The lattice model of a demand (a mapping is validated first, see :func:`demand_spec`)."""
+    spec = demand_spec(demand)
+    written = demand.get("values", ()) if isinstance(demand, Mapping) else ()
+    check_serial_demand(spec, written_values=written if isinstance(written, Sequence) else ())
+    dist, mean, sd = spec.dist, spec.mean, spec.sd
+    if dist == "poisson":
+        return _ScipyDiscrete(lambda k: stats.poisson(k * mean), mean, math.sqrt(mean))
+    if dist == "normal":
+        return _Normal(mean, sd)
+    if dist == "gamma":
+        return _Gamma(mean, sd)
+    if dist == "negative_binomial":
+        n, p = spec.nb_params()
         return _ScipyDiscrete(lambda k: stats.nbinom(k * n, p), mean, sd)
-
     if dist == "uniform_int":
-        rule = "uniform_int bounds are integers with 0 <= low <= high"
-        low = _int(demand["low"], "demand.low", rule)
-        high = _int(demand["high"], "demand.high", rule)
-        if low < 0:
-            raise ValueError(f"demand.low: {low} is negative; {rule}")
-        if high < low:
-            raise ValueError(f"demand.high: {high} < demand.low = {low}; {rule}")
-        if high == 0:
-            raise ValueError("demand.high: 0 makes demand identically zero; need high > 0")
-        return _FinitePmf(low, np.ones(high - low + 1))
-
-    values, probs = demand["values"], demand["probs"]
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-        raise ValueError(f"demand.values: expected a non-empty list of non-negative integers, got {values!r}")
-    if isinstance(probs, (str, bytes)) or not isinstance(probs, Sequence) or len(probs) != len(values):
-        raise ValueError(f"demand.probs: expected a list of {len(values)} probabilities (one per value), got {probs!r}")
-    rule = "discrete demand values are integers >= 0"
-    vals = [_int(v, f"demand.values[{i}]", rule) for i, v in enumerate(values)]
-    for i, v in enumerate(vals):
-        if v < 0:
-            raise ValueError(f"demand.values[{i}]: {v} is negative; {rule}")
-    ps = [_real(q, f"demand.probs[{i}]") for i, q in enumerate(probs)]
-    for i, q in enumerate(ps):
-        if q < 0:
-            raise ValueError(f"demand.probs[{i}]: {q} is negative")
-    if abs(sum(ps) - 1.0) > 1e-6:
-        raise ValueError(f"demand.probs: sum to {sum(ps)}, not 1")
+        return _FinitePmf(spec.low, np.ones(spec.high - spec.low + 1))
+    vals = [int(v) for v in spec.values]
     lo = min(vals)
     pmf = np.zeros(max(vals) - lo + 1)
-    for v, q in zip(vals, ps):
+    for v, q in zip(vals, spec.probs):
         pmf[v - lo] += q
-    if np.dot(np.arange(lo, max(vals) + 1), pmf) <= 0:
-        raise ValueError("demand.values: demand is identically zero; need a positive mean")
     return _FinitePmf(lo, pmf)
 
 
-def _validate(lead_times: Sequence[int], echelon_holding: Sequence[float], backorder_cost: float,
-              demand: Mapping[str, Any]) -> tuple[list[int], np.ndarray, float, _Demand]:
+def _validate(
+    lead_times: Sequence[int],
+    echelon_holding: Sequence[float],
+    backorder_cost: float,
+    demand: DemandSpec | Mapping[str, Any],
+) -> tuple[list[int], np.ndarray, float, _Demand]:
     for name, seq in (("lead_times", lead_times), ("echelon_holding", echelon_holding)):
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__") or not hasattr(seq, "__getitem__"):
             raise ValueError(f"{name}: expected a sequence with one entry per stage, got {seq!r}")
     if len(lead_times) == 0:
         raise ValueError("lead_times: empty; a serial chain has at least one stage")
     if len(echelon_holding) != len(lead_times):
-        raise ValueError(f"echelon_holding: has {len(echelon_holding)} entries but lead_times has "
-                         f"{len(lead_times)}; both need one entry per stage (stage 1 first)")
+        raise ValueError(
+            f"echelon_holding: has {len(echelon_holding)} entries but lead_times has "
+            f"{len(lead_times)}; both need one entry per stage (stage 1 first)"
+        )
     rule = "lead times are integers >= 0"
     L = [_int(v, f"lead_times[{i}]", rule) for i, v in enumerate(lead_times)]
     for i, v in enumerate(L):
@@ -547,7 +634,10 @@ def _optimize_levels(L: list[int], hh: np.ndarray, p: float, dem: _Demand) -> tu
     dem_hi = [i * delta for i in dmax]
     rate0 = p + h[0]
     prev: _LatFun | _C0 = _C0(rate0, delta)
-    prev_exact: Callable[[float], float] = lambda x: rate0 * max(-x, 0.0)  # C_0 off the lattice
+
+    def prev_exact(x: float) -> float:  # C_0 off the lattice
+        return rate0 * max(-x, 0.0)
+
     levels = np.full(N, math.inf)
     cost_at_opt = math.nan
     for j in range(N):
@@ -557,8 +647,9 @@ def _optimize_levels(L: list[int], hh: np.ndarray, p: float, dem: _Demand) -> tu
         ys = np.arange(ylo, yhi + 1) * delta
         Ct = hh[j] * (ys - tau[j] * dem.mean) + _convolve_valid(arr, m)
 
-        def exact(y: float, j: int = j, prev: _LatFun | _C0 = prev,
-                  prev_exact: Callable[[float], float] = prev_exact) -> float:
+        def exact(
+            y: float, j: int = j, prev: _LatFun | _C0 = prev, prev_exact: Callable[[float], float] = prev_exact
+        ) -> float:
             """C~_j off the lattice: the exact expectation of the interpolated C_{j-1}, or (zero
             lead time) C_{j-1} itself, evaluated exactly through the stages below."""
             if tau[j] == 0:
@@ -583,8 +674,7 @@ def _optimize_levels(L: list[int], hh: np.ndarray, p: float, dem: _Demand) -> tu
         else:
             y_l = (ylo + max(k - 1, 0)) * delta
             y_r = (ylo + min(k + 1, len(Ct) - 1)) * delta
-            res = optimize.minimize_scalar(exact, bounds=(y_l, y_r), method="bounded",
-                                           options={"xatol": 1e-7 * delta})
+            res = optimize.minimize_scalar(exact, bounds=(y_l, y_r), method="bounded", options={"xatol": 1e-7 * delta})
             s, c_s = float(res.x), float(res.fun)
             if c_s > Ct[k]:  # keep the lattice point if the refinement did not improve on it
                 s, c_s = (ylo + k) * delta, float(Ct[k])
@@ -621,8 +711,9 @@ class _Dist:
 
     def mean_pos(self, delta: float, shift: float = 0.0) -> float:
         """``E[(Z - shift)^+]``."""
-        return (float(np.dot(self.m, np.maximum(self.xs(delta) - shift, 0.0)))
-                + self.atom_p * max(self.atom_x - shift, 0.0))
+        return float(np.dot(self.m, np.maximum(self.xs(delta) - shift, 0.0))) + self.atom_p * max(
+            self.atom_x - shift, 0.0
+        )
 
 
 def _add(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray]) -> tuple[int, np.ndarray]:
@@ -630,8 +721,8 @@ def _add(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray]) -> tuple[int, np.
     lo = min(a[0], b[0])
     hi = max(a[0] + len(a[1]), b[0] + len(b[1]))
     out = np.zeros(hi - lo)
-    out[a[0] - lo: a[0] - lo + len(a[1])] += a[1]
-    out[b[0] - lo: b[0] - lo + len(b[1])] += b[1]
+    out[a[0] - lo : a[0] - lo + len(a[1])] += a[1]
+    out[b[0] - lo : b[0] - lo + len(b[1])] += b[1]
     return lo, out
 
 
@@ -668,12 +759,11 @@ def _cap(x: _Dist, s: float, delta: float) -> tuple[_Dist, float]:
     keep = np.where(above, 0.0, x.m)
     nz = np.flatnonzero(keep)
     if len(nz):
-        return _Dist(x.i0 + int(nz[0]), keep[nz[0]: nz[-1] + 1], s, mass), excess
+        return _Dist(x.i0 + int(nz[0]), keep[nz[0] : nz[-1] + 1], s, mass), excess
     return _Dist(0, np.zeros(0), s, mass), excess
 
 
-def _evaluate(L: list[int], hh: np.ndarray, p: float, dem: _Demand, levels: np.ndarray,
-              method: str) -> SerialSolution:
+def _evaluate(L: list[int], hh: np.ndarray, p: float, dem: _Demand, levels: np.ndarray, method: str) -> SerialSolution:
     """Exact long-run performance of the echelon base-stock levels ``levels`` (already modified).
 
     ``Y_N = S_N``; for ``j = N, ..., 2``: ``X_j = Y_j - D[L_j]`` (stage j's echelon stock available
@@ -693,8 +783,7 @@ def _evaluate(L: list[int], hh: np.ndarray, p: float, dem: _Demand, levels: np.n
         y, on_hand[j] = _cap(_minus_demand(y, dem, L[j], delta), float(levels[j - 1]), delta)
     il = _minus_demand(y, dem, tau[0], delta)
     on_hand[0] = il.mean_pos(delta)
-    backorders = (float(np.dot(il.m, np.maximum(-il.xs(delta), 0.0)))
-                  + il.atom_p * max(-il.atom_x, 0.0))
+    backorders = float(np.dot(il.m, np.maximum(-il.xs(delta), 0.0))) + il.atom_p * max(-il.atom_x, 0.0)
     pos_before = _minus_demand(y, dem, L[0], delta).mean_pos(delta)
     fill = (pos_before - on_hand[0]) / dem.mean
     holding = float(np.dot(h, on_hand))
@@ -720,9 +809,12 @@ def _evaluate(L: list[int], hh: np.ndarray, p: float, dem: _Demand, levels: np.n
 # =================================================================================================
 
 
-
-def clark_scarf(lead_times: Sequence[int], echelon_holding: Sequence[float], backorder_cost: float,
-                demand: Mapping[str, Any]) -> SerialSolution:
+def clark_scarf(
+    lead_times: Sequence[int],
+    echelon_holding: Sequence[float],
+    backorder_cost: float,
+    demand: DemandSpec | Mapping[str, Any],
+) -> SerialSolution:
     """Exact optimal echelon base-stock levels of a serial chain (Clark & Scarf 1960).
 
     The exact algorithm of Chen & Zheng (1994) / Gallego & Zipkin (1999) as given by Snyder & Shen
@@ -768,10 +860,14 @@ def clark_scarf(lead_times: Sequence[int], echelon_holding: Sequence[float], bac
             per unit and period of stage ``j`` (>= 0), stage 1 first; the local rate is
             ``sum_{i >= j} hh_i``.
         backorder_cost: ``p``, the cost per customer backorder per period at stage 1 (> 0).
-        demand: per-period demand spec in the project's YAML format: ``{"dist": "poisson", "mean":
-            m}``, ``{"dist": "normal" | "gamma" | "negative_binomial", "mean": m, "sd": s}``,
-            ``{"dist": "uniform_int", "low": a, "high": b}`` (inclusive) or ``{"dist": "discrete",
-            "values": [...], "probs": [...]}`` (non-negative integers). i.i.d. across periods.
+        demand: per-period demand, i.i.d. across periods: a node's validated
+            :class:`~meio.envs.distributions.DemandSpec` (``scenario.node(id).demand``), or a mapping
+            in the scenario's YAML format, checked by the scenario's rules (:func:`demand_spec`):
+            ``{"dist": "poisson", "mean": m}``, ``{"dist": "normal" | "gamma" |
+            "negative_binomial", "mean": m, "sd": s}``, ``{"dist": "uniform_int", "low": a, "high":
+            b}`` (inclusive) or ``{"dist": "discrete", "values": [...], "probs": [...]}``. The model
+            needs a positive mean, ``sd > 0`` and integer discrete values
+            (:func:`check_serial_demand`).
 
     Returns:
         :class:`SerialSolution` with ``method == "clark_scarf"``.
@@ -803,8 +899,12 @@ def clark_scarf(lead_times: Sequence[int], echelon_holding: Sequence[float], bac
     return _evaluate(L, hh, p, dem, _modified_levels(levels), "clark_scarf")
 
 
-def shang_song(lead_times: Sequence[int], echelon_holding: Sequence[float], backorder_cost: float,
-               demand: Mapping[str, Any]) -> SerialSolution:
+def shang_song(
+    lead_times: Sequence[int],
+    echelon_holding: Sequence[float],
+    backorder_cost: float,
+    demand: DemandSpec | Mapping[str, Any],
+) -> SerialSolution:
     """Shang & Song (2003) closed-form newsvendor approximation of the optimal echelon levels.
 
     Shang, K. H. and J.-S. Song (2003), Newsvendor bounds and heuristic for optimal policies in
@@ -858,9 +958,13 @@ def shang_song(lead_times: Sequence[int], echelon_holding: Sequence[float], back
     return _evaluate(L, hh, p, dem, _modified_levels(levels), "shang_song")
 
 
-def evaluate_echelon_policy(lead_times: Sequence[int], echelon_holding: Sequence[float],
-                            backorder_cost: float, demand: Mapping[str, Any],
-                            echelon_levels: Sequence[float]) -> SerialSolution:
+def evaluate_echelon_policy(
+    lead_times: Sequence[int],
+    echelon_holding: Sequence[float],
+    backorder_cost: float,
+    demand: DemandSpec | Mapping[str, Any],
+    echelon_levels: Sequence[float],
+) -> SerialSolution:
     """Exact long-run cost and service of given echelon base-stock levels.
 
     The evaluation recursion of Snyder & Shen (2019, section 6.2) / Zipkin (2000, chapter 8) run
@@ -915,12 +1019,16 @@ def evaluate_echelon_policy(lead_times: Sequence[int], echelon_holding: Sequence
     if dem.discrete:
         for i, v in enumerate(lv):
             if not float(v).is_integer():
-                raise ValueError(f"echelon_levels[{i}]: {v} is not an integer; with integer-valued "
-                                 "demand the levels must be integers")
+                raise ValueError(
+                    f"echelon_levels[{i}]: {v} is not an integer; with integer-valued "
+                    "demand the levels must be integers"
+                )
     return _evaluate(L, hh, p, dem, _modified_levels(lv), "evaluation")
 
 
 def _require_top_holding(hh: np.ndarray) -> None:
     if hh[-1] <= 0:
-        raise ValueError(f"echelon_holding[{len(hh) - 1}]: {hh[-1]} must be > 0 at the top stage to "
-                         "optimise (its local holding cost; at 0 the optimal level is unbounded)")
+        raise ValueError(
+            f"echelon_holding[{len(hh) - 1}]: {hh[-1]} must be > 0 at the top stage to "
+            "optimise (its local holding cost; at 0 the optimal level is unbounded)"
+        )

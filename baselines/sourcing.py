@@ -42,9 +42,9 @@ builds an endless backlog. The parameters are found by the project's pattern sea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 import numba as nb
 import numpy as np
@@ -52,9 +52,9 @@ import numpy as np
 from meio.baselines.base import Baseline
 from meio.baselines.search import SEARCH_SEED, initial_steps, pattern_search
 from meio.envs.policies import primary_slots
-from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.simulator import Simulator
-from meio.envs.topology import Topology, compile_topology
+from meio.envs.topology import Topology
 
 Family = Literal["dual_index", "tailored_base_surge", "fixed_split"]
 #: The policy families, in the order ``meio baselines`` computes them.
@@ -82,8 +82,7 @@ def speed_order(topo: Topology, j: int) -> list[int]:
     """Slots into ``j``, fastest first; equal lead times: the dearer slot first (it is the one to use
     only when needed), then file order."""
     lead = slot_lead(topo)
-    return sorted((int(s) for s in topo.slots_into(j)),
-                  key=lambda s: (lead[s], -topo.slot_unit_cost[s], s))
+    return sorted((int(s) for s in topo.slots_into(j)), key=lambda s: (lead[s], -topo.slot_unit_cost[s], s))
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,14 +93,14 @@ class SourcingPlan:
     """
 
     family: str
-    rule: np.ndarray          # (N,) BASE, INDEX, SURGE or SPLIT
-    order_ptr: np.ndarray     # (N+1,) CSR of the slots each node orders on, in decision order
+    rule: np.ndarray  # (N,) BASE, INDEX, SURGE or SPLIT
+    order_ptr: np.ndarray  # (N+1,) CSR of the slots each node orders on, in decision order
     order_slots: np.ndarray
-    horizon: np.ndarray       # (S,)
-    lead: np.ndarray          # (S,) l_s
+    horizon: np.ndarray  # (S,)
+    lead: np.ndarray  # (S,) l_s
 
     @staticmethod
-    def build(topo: Topology, family: Family) -> "SourcingPlan":
+    def build(topo: Topology, family: Family) -> SourcingPlan:
         if family not in _RULE_OF_FAMILY:
             raise ValueError(f"family: {family!r} is not one of {', '.join(FAMILIES)}")
         lead = slot_lead(topo)
@@ -118,7 +117,7 @@ class SourcingPlan:
             order = speed_order(topo, j)
             groups.append(order)
             if rule[j] in (INDEX, SURGE):
-                for s in order[:-1]:          # the slowest raises the full position
+                for s in order[:-1]:  # the slowest raises the full position
                     horizon[s] = lead[s]
         ptr = np.zeros(topo.n_nodes + 1, dtype=np.int64)
         ptr[1:] = np.cumsum([len(g) for g in groups])
@@ -126,13 +125,33 @@ class SourcingPlan:
         return SourcingPlan(family=family, rule=rule, order_ptr=ptr, order_slots=flat, horizon=horizon, lead=lead)
 
     def slots_of(self, j: int) -> np.ndarray:
-        return self.order_slots[self.order_ptr[j]:self.order_ptr[j + 1]]
+        return self.order_slots[self.order_ptr[j] : self.order_ptr[j + 1]]
 
 
 @nb.njit(cache=True)
-def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_slots, horizon, lead,
-                    in_ptr, in_slots, out_ptr, out_slots, slot_lane, lane_bom, lane_is_component, slot_capacity,
-                    node_level, slot_param, orders):
+def sourcing_orders(
+    node_ip,
+    slot_ip,
+    pipe,
+    owed,
+    depth,
+    rule,
+    order_ptr,
+    order_slots,
+    horizon,
+    lead,
+    in_ptr,
+    in_slots,
+    out_ptr,
+    out_slots,
+    slot_lane,
+    lane_bom,
+    lane_is_component,
+    slot_capacity,
+    node_level,
+    slot_param,
+    orders,
+):
     """Orders ``(n, S)`` of the sourcing rules (module docstring), nodes from the customers up.
 
     ``node_level`` ``(n or 1, N)``: ``S_j`` of base-stock and fixed-split nodes; ``slot_param``
@@ -169,7 +188,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
             for k in range(out_ptr[j], out_ptr[j + 1]):
                 new_out += orders[b, out_slots[k]]
             r = rule[j]
-            if r == 0:                                   # base-stock, as order_up_to does it
+            if r == 0:  # base-stock, as order_up_to does it
                 for k in range(lo, hi):
                     s = order_slots[k]
                     lane = slot_lane[s]
@@ -190,7 +209,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
             for k in range(lo, hi):
                 s = order_slots[k]
                 room[s] = max(slot_capacity[s] - owed_tot[s], 0.0)
-            if r == 3:                                   # fixed split of a base-stock order
+            if r == 3:  # fixed split of a base-stock order
                 want = node_level[rl, j] - full
                 if want <= 0.0:
                     continue
@@ -224,7 +243,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
             placed = 0.0
             for k in range(lo, hi):
                 s = order_slots[k]
-                if r == 2 and k > lo:                    # base: a constant quantity
+                if r == 2 and k > lo:  # base: a constant quantity
                     q = slot_param[rs, s]
                 else:
                     h = horizon[s]
@@ -242,7 +261,7 @@ def sourcing_orders(node_ip, slot_ip, pipe, owed, depth, rule, order_ptr, order_
                     q = slot_param[rs, s] - pos
                 q = min(max(q, 0.0), room[s])
                 orders[b, s] = q
-                if r == 1:                               # faster orders arrive within the slower slot's lead
+                if r == 1:  # faster orders arrive within the slower slot's lead
                     placed += q
 
 
@@ -253,8 +272,14 @@ class SourcingPolicy:
     :func:`sourcing_orders` reads them (one set per simulator row when 2-D).
     """
 
-    def __init__(self, topo: Topology, plan: SourcingPlan, node_level: np.ndarray, slot_param: np.ndarray,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        plan: SourcingPlan,
+        node_level: np.ndarray,
+        slot_param: np.ndarray,
+        name: str | None = None,
+    ) -> None:
         self.name = name or plan.family
         self.kind = "sourcing"
         self.plan = plan
@@ -262,8 +287,10 @@ class SourcingPolicy:
         self._level = np.ascontiguousarray(np.atleast_2d(np.asarray(node_level, dtype=float)))
         self._param = np.ascontiguousarray(np.atleast_2d(np.asarray(slot_param, dtype=float)))
         if self._level.shape[1] != topo.n_nodes or self._param.shape[1] != topo.n_slots:
-            raise ValueError(f"node_level {self._level.shape} / slot_param {self._param.shape}: expected "
-                             f"(rows, {topo.n_nodes}) and (rows, {topo.n_slots})")
+            raise ValueError(
+                f"node_level {self._level.shape} / slot_param {self._param.shape}: expected "
+                f"(rows, {topo.n_nodes}) and (rows, {topo.n_slots})"
+            )
         if not (np.isfinite(self._level).all() and np.isfinite(self._param).all()):
             raise ValueError("node_level, slot_param: every parameter must be a finite number")
 
@@ -271,10 +298,29 @@ class SourcingPolicy:
         topo, plan = self._topo, self.plan
         node_ip, slot_ip = sim.positions()
         out = np.zeros((sim.n, topo.n_slots))
-        sourcing_orders(node_ip, slot_ip, sim.pipe, sim.owed, sim.owed_depth, plan.rule, plan.order_ptr,
-                        plan.order_slots, plan.horizon, plan.lead, topo.in_ptr, topo.in_slots, topo.out_ptr,
-                        topo.out_slots, topo.slot_lane, topo.lane_bom, topo.lane_is_component,
-                        topo.slot_capacity, self._level, self._param, out)
+        sourcing_orders(
+            node_ip,
+            slot_ip,
+            sim.pipe,
+            sim.owed,
+            sim.owed_depth,
+            plan.rule,
+            plan.order_ptr,
+            plan.order_slots,
+            plan.horizon,
+            plan.lead,
+            topo.in_ptr,
+            topo.in_slots,
+            topo.out_ptr,
+            topo.out_slots,
+            topo.slot_lane,
+            topo.lane_bom,
+            topo.lane_is_component,
+            topo.slot_capacity,
+            self._level,
+            self._param,
+            out,
+        )
         return out
 
 
@@ -290,11 +336,17 @@ class SourcingBaseline(Baseline):
     skipped_slots: tuple[str, ...] = field(default_factory=tuple)
 
     def policy(self, topology: Topology) -> SourcingPolicy:  # type: ignore[override]
-        return SourcingPolicy(topology, SourcingPlan.build(topology, self.family),  # type: ignore[arg-type]
-                              np.array(self.node_level), np.array(self.slot_param), name=self.name)
+        return SourcingPolicy(
+            topology,
+            SourcingPlan.build(topology, self.family),  # type: ignore[arg-type]
+            np.array(self.node_level),
+            np.array(self.slot_param),
+            name=self.name,
+        )
 
 
 # ---- parameters of the search -------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class _Layout:
@@ -309,16 +361,21 @@ class _Layout:
     topo: Topology
     plan: SourcingPlan
     node_cols: dict[int, list[int]]
-    q_cap: np.ndarray          # (S,) upper bound of a constant order
+    q_cap: np.ndarray  # (S,) upper bound of a constant order
     width: int
 
     @staticmethod
-    def build(topo: Topology, plan: SourcingPlan) -> "_Layout":
+    def build(topo: Topology, plan: SourcingPlan) -> _Layout:
         cols: dict[int, list[int]] = {}
         width = 0
         for j in range(topo.n_nodes):
-            k = 1 + (len(plan.slots_of(j)) if plan.rule[j] == SPLIT else
-                     len(plan.slots_of(j)) - 1 if plan.rule[j] in (INDEX, SURGE) else 0)
+            k = 1 + (
+                len(plan.slots_of(j))
+                if plan.rule[j] == SPLIT
+                else len(plan.slots_of(j)) - 1
+                if plan.rule[j] in (INDEX, SURGE)
+                else 0
+            )
             cols[j] = list(range(width, width + k))
             width += k
         mu = flow_means(topo)
@@ -424,9 +481,18 @@ def flow_means(topo: Topology, slots: np.ndarray | None = None) -> np.ndarray:
 
 # ---- evaluation of many candidates on common random numbers -------------------------------------
 
-def simulate_sourcing(scenario: Scenario, plan: SourcingPlan, level: np.ndarray, param: np.ndarray,
-                      periods: int, warmup: int, replications: int, seed: int,
-                      sims: dict[int, Simulator] | None = None) -> np.ndarray:
+
+def simulate_sourcing(
+    scenario: ScenarioLike,
+    plan: SourcingPlan,
+    level: np.ndarray,
+    param: np.ndarray,
+    periods: int,
+    warmup: int,
+    replications: int,
+    seed: int,
+    sims: dict[int, Simulator] | None = None,
+) -> np.ndarray:
     """Mean cost per period ``(K, replications)`` of each candidate (rows of ``level`` ``(K, N)``
     and ``param`` ``(K, S)``), every candidate on the same seeds ``seed .. seed + replications - 1``.
 
@@ -441,8 +507,9 @@ def simulate_sourcing(scenario: Scenario, plan: SourcingPlan, level: np.ndarray,
         if sims is not None:
             sims[n] = sim
     sim.reset(seeds=[seed + r for _ in range(k) for r in range(replications)])
-    policy = SourcingPolicy(sim.topology, plan, np.repeat(level, replications, axis=0),
-                            np.repeat(param, replications, axis=0))
+    policy = SourcingPolicy(
+        sim.topology, plan, np.repeat(level, replications, axis=0), np.repeat(param, replications, axis=0)
+    )
     total = np.zeros(sim.n)
     for t in range(warmup + periods):
         res = sim.step(policy.act(sim))
@@ -451,18 +518,27 @@ def simulate_sourcing(scenario: Scenario, plan: SourcingPlan, level: np.ndarray,
     return (total / periods).reshape(k, replications)
 
 
-def optimise_sourcing(scenario: str | Path | Scenario, family: Family, start: Mapping[str, float],
-                      periods: int = 1000, warmup: int = 100, replications: int = 8, seed: int = SEARCH_SEED,
-                      max_rounds: int = 20, min_step: float = 0.1, name: str | None = None,
-                      progress: bool = False) -> SourcingBaseline:
+def optimise_sourcing(
+    scenario: ScenarioLike,
+    family: Family,
+    start: Mapping[str, float],
+    periods: int = 1000,
+    warmup: int = 100,
+    replications: int = 8,
+    seed: int = SEARCH_SEED,
+    max_rounds: int = 20,
+    min_step: float = 0.1,
+    name: str | None = None,
+    progress: bool = False,
+) -> SourcingBaseline:
     """Search the parameters of a sourcing family by pattern search on common random numbers.
 
     ``start``: single-sourcing installation levels ``{node: S_j}`` (e.g. the optimised installation
     policy's); :meth:`_Layout.start` turns them into the family's first parameters. The search sees
     only the seeds ``seed .. seed + replications - 1``; re-cost the result on other seeds.
     """
-    sc = load_scenario(scenario)
-    topo = compile_topology(sc)
+    topo = resolve(scenario)
+    sc = topo.scenario
     plan = SourcingPlan.build(topo, family)
     if not (plan.rule != BASE).any():
         raise ValueError(f"scenario {sc.name}: no node has two or more supply options; {family} does not apply")
@@ -473,20 +549,34 @@ def optimise_sourcing(scenario: str | Path | Scenario, family: Family, start: Ma
 
     def objective(c: np.ndarray) -> np.ndarray:
         level, param = layout.decode(c)
-        return simulate_sourcing(sc, plan, level, param, periods, warmup, replications, seed, sims).mean(axis=1)
+        return simulate_sourcing(topo, plan, level, param, periods, warmup, replications, seed, sims).mean(axis=1)
 
     # Continuous search even for integer scenarios: shares and constant orders need fractions; the
     # simulator rounds the orders themselves.
-    x, trace = pattern_search(objective, x0, step0, integer=False, max_rounds=max_rounds, min_step=min_step,
-                              progress=f"search {family} {sc.name}" if progress else None)
+    x, trace = pattern_search(
+        objective,
+        x0,
+        step0,
+        integer=False,
+        max_rounds=max_rounds,
+        min_step=min_step,
+        progress=f"search {family} {sc.name}" if progress else None,
+    )
     level, param = (a[0] for a in layout.decode(x))
-    return _baseline(topo, plan, level, param, name or family,
-                     f"pattern search on {replications} x {periods} periods, common random numbers "
-                     f"(seeds {seed}..{seed + replications - 1}), {trace.rounds} rounds")
+    return _baseline(
+        topo,
+        plan,
+        level,
+        param,
+        name or family,
+        f"pattern search on {replications} x {periods} periods, common random numbers "
+        f"(seeds {seed}..{seed + replications - 1}), {trace.rounds} rounds",
+    )
 
 
-def _baseline(topo: Topology, plan: SourcingPlan, level: np.ndarray, param: np.ndarray, name: str,
-              how: str) -> SourcingBaseline:
+def _baseline(
+    topo: Topology, plan: SourcingPlan, level: np.ndarray, param: np.ndarray, name: str, how: str
+) -> SourcingBaseline:
     names = topo.slot_names
     sourcing: dict[str, dict[str, object]] = {}
     parts: list[str] = []
@@ -497,45 +587,65 @@ def _baseline(topo: Topology, plan: SourcingPlan, level: np.ndarray, param: np.n
         slots = plan.slots_of(j)
         node = topo.node_names[j]
         if r == INDEX:
-            entry = {"rule": "dual_index",
-                     "levels": {names[s]: float(param[s]) for s in slots},
-                     "lead_times": {names[s]: int(plan.lead[s]) for s in slots}}
-            text = ", ".join(f"{names[s]} raises IP(l={plan.lead[s]}) to {param[s]:.4g}" if plan.horizon[s] >= 0
-                             else f"{names[s]} raises the full position to {param[s]:.4g}" for s in slots)
+            entry = {
+                "rule": "dual_index",
+                "levels": {names[s]: float(param[s]) for s in slots},
+                "lead_times": {names[s]: int(plan.lead[s]) for s in slots},
+            }
+            text = ", ".join(
+                f"{names[s]} raises IP(l={plan.lead[s]}) to {param[s]:.4g}"
+                if plan.horizon[s] >= 0
+                else f"{names[s]} raises the full position to {param[s]:.4g}"
+                for s in slots
+            )
         elif r == SURGE:
-            entry = {"rule": "tailored_base_surge", "surge_slot": names[slots[0]],
-                     "surge_level": float(param[slots[0]]),
-                     "base_orders": {names[s]: float(param[s]) for s in slots[1:]}}
-            text = (f"{names[slots[0]]} surges to IP(l={plan.lead[slots[0]]}) {param[slots[0]]:.4g}, "
-                    + ", ".join(f"{names[s]} ships {param[s]:.4g} every period" for s in slots[1:]))
+            entry = {
+                "rule": "tailored_base_surge",
+                "surge_slot": names[slots[0]],
+                "surge_level": float(param[slots[0]]),
+                "base_orders": {names[s]: float(param[s]) for s in slots[1:]},
+            }
+            text = f"{names[slots[0]]} surges to IP(l={plan.lead[slots[0]]}) {param[slots[0]]:.4g}, " + ", ".join(
+                f"{names[s]} ships {param[s]:.4g} every period" for s in slots[1:]
+            )
         else:
             w = np.maximum(param[slots], 0.0)
             shares = w / w.sum() if w.sum() > 0 else np.full(len(slots), 1.0 / len(slots))
-            entry = {"rule": "fixed_split", "level": float(level[j]),
-                     "shares": {names[s]: float(v) for s, v in zip(slots, shares)}}
-            text = (f"order up to {level[j]:.4g}, split "
-                    + ", ".join(f"{names[s]} {v:.0%}" for s, v in zip(slots, shares)))
+            entry = {
+                "rule": "fixed_split",
+                "level": float(level[j]),
+                "shares": {names[s]: float(v) for s, v in zip(slots, shares)},
+            }
+            text = f"order up to {level[j]:.4g}, split " + ", ".join(
+                f"{names[s]} {v:.0%}" for s, v in zip(slots, shares)
+            )
         sourcing[node] = entry
         parts.append(f"{node}: {text}")
     skipped = unused_component_modes(topo)
     notes = f"{_RULE_NAMES[_RULE_OF_FAMILY[plan.family]]} at " + "; ".join(parts) + f"; base-stock elsewhere. {how}"
     if skipped:
         notes += f"; orders only on the first mode of each component lane, never on {', '.join(skipped)}"
-    return SourcingBaseline(name=name, kind="sourcing",  # type: ignore[arg-type]
-                            levels={n: float(level[j]) for j, n in enumerate(topo.node_names)},
-                            notes=notes, extra={"sourcing": sourcing},
-                            node_level=tuple(float(v) for v in level), slot_param=tuple(float(v) for v in param),
-                            family=plan.family, skipped_slots=tuple(skipped))
+    return SourcingBaseline(
+        name=name,
+        kind="sourcing",  # type: ignore[arg-type]
+        levels={n: float(level[j]) for j, n in enumerate(topo.node_names)},
+        notes=notes,
+        extra={"sourcing": sourcing},
+        node_level=tuple(float(v) for v in level),
+        slot_param=tuple(float(v) for v in param),
+        family=plan.family,
+        skipped_slots=tuple(skipped),
+    )
 
 
 def unused_component_modes(topo: Topology) -> list[str]:
     """Slots no sourcing family orders on: the second and later modes of an assembly node's lanes."""
     prim = set(primary_slots(topo).tolist())
-    return [topo.slot_names[s] for s in range(topo.n_slots)
-            if topo.is_assembly[topo.slot_dst[s]] and s not in prim]
+    return [topo.slot_names[s] for s in range(topo.n_slots) if topo.is_assembly[topo.slot_dst[s]] and s not in prim]
 
 
 # ---- what single-sourcing baselines cannot do ---------------------------------------------------
+
 
 def single_sourcing_limits(topo: Topology) -> tuple[str, str | None]:
     """What a policy that orders only on :func:`~meio.envs.policies.primary_slots` leaves out, and why
@@ -557,30 +667,44 @@ def single_sourcing_limits(topo: Topology) -> tuple[str, str | None]:
             only = [names[s] for s in into if s in used]
             parts.append(f"{topo.node_names[j]} orders only on {', '.join(only)}; never uses {', '.join(never)}")
     mu = flow_means(topo, prim)
-    idle = [topo.node_names[j] for j in range(topo.n_nodes)
-            if mu[j] <= 0 and topo.initial_inventory[j] > 0]
+    idle = [topo.node_names[j] for j in range(topo.n_nodes) if mu[j] <= 0 and topo.initial_inventory[j] > 0]
     if idle:
         parts.append("stock at " + ", ".join(idle) + " is never shipped (held for ever)")
     problem = None
     for s in prim:
         need = mu[topo.slot_dst[s]] * topo.lane_bom[topo.slot_lane[s]]
         if topo.slot_capacity[s] <= need:
-            problem = (f"{names[s]} (the first lane and mode into {topo.node_names[topo.slot_dst[s]]}) carries at "
-                       f"most {topo.slot_capacity[s]:g} per period, not more than the mean demand {need:.4g} routed "
-                       "through it: the backlog would grow without bound")
+            problem = (
+                f"{names[s]} (the first lane and mode into {topo.node_names[topo.slot_dst[s]]}) carries at "
+                f"most {topo.slot_capacity[s]:g} per period, not more than the mean demand {need:.4g} routed "
+                "through it: the backlog would grow without bound"
+            )
             break
     if problem is None:
         for j in range(topo.n_nodes):
-            need = sum(mu[topo.slot_dst[s]] * topo.lane_bom[topo.slot_lane[s]] for s in topo.slots_out_of(j)
-                       if int(s) in used)
+            need = sum(
+                mu[topo.slot_dst[s]] * topo.lane_bom[topo.slot_lane[s]] for s in topo.slots_out_of(j) if int(s) in used
+            )
             if need > 0 and topo.node_capacity[j] <= need:
-                problem = (f"node {topo.node_names[j]!r} would ship the mean demand {need:.4g} per period on its "
-                           f"customers' first lanes, at or above its capacity {topo.node_capacity[j]:g}: the "
-                           "backlog would grow without bound")
+                problem = (
+                    f"node {topo.node_names[j]!r} would ship the mean demand {need:.4g} per period on its "
+                    f"customers' first lanes, at or above its capacity {topo.node_capacity[j]:g}: the "
+                    "backlog would grow without bound"
+                )
                 break
     return "; ".join(parts), problem
 
 
-__all__ = ["FAMILIES", "SourcingBaseline", "SourcingPlan", "SourcingPolicy", "flow_means", "multi_slot_nodes",
-           "optimise_sourcing", "simulate_sourcing", "single_sourcing_limits", "sourcing_orders", "speed_order"]
-
+__all__ = [
+    "FAMILIES",
+    "SourcingBaseline",
+    "SourcingPlan",
+    "SourcingPolicy",
+    "flow_means",
+    "multi_slot_nodes",
+    "optimise_sourcing",
+    "simulate_sourcing",
+    "single_sourcing_limits",
+    "sourcing_orders",
+    "speed_order",
+]

@@ -42,7 +42,8 @@ def random_tree(n: int, seed: int = 0) -> dict:
     has_succ = {a for a, _ in edges}
     sinks = [x for x in nodes if x not in has_succ]
     return dict(
-        nodes=nodes, edges=edges,
+        nodes=nodes,
+        edges=edges,
         processing_times={x: int(rng.integers(0, 6)) for x in nodes},
         holding_costs={x: float(rng.uniform(0.5, 5)) for x in nodes},
         demand_mean={x: float(rng.uniform(5, 50)) for x in sinks},
@@ -63,9 +64,15 @@ def main() -> None:
     inst = random_tree(50)
     t, sol = timed(lambda: optimize_gsm(**inst))
     rows.append(("GSM dynamic program, 50-node tree", t, f"safety-stock cost {sol.expected_cost:.2f}", "< 1 s"))
-    t, report = timed(lambda: run_baselines("distribution", periods=5000, replications=10,
-                                            include=("local", "optimised_installation", "optimised_echelon")),
-                      repeat=1)
+    t, report = timed(
+        lambda: run_baselines(
+            "distribution",
+            periods=5000,
+            replications=10,
+            include=("local", "optimised_installation", "optimised_echelon"),
+        ),
+        repeat=1,
+    )
     costs = ", ".join(f"{b.name} {ev.cost_mean:.2f}" for b, ev in report.results)
     rows.append(("search + evaluation, distribution scenario", t, costs, "a few minutes"))
     width = max(len(r[0]) for r in rows)

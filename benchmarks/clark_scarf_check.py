@@ -50,12 +50,16 @@ def main() -> None:
         mean, ci = mean_ci95(costs[0])
         inside = abs(mean - cs.expected_cost) <= ci
         print(f"\n{name}: Clark-Scarf echelon levels " + ", ".join(f"{k}={v:.4g}" for k, v in cs.levels.items()))
-        print(f"  analytic {cs.expected_cost:.4f}   simulated {mean:.4f} +- {ci:.4f} "
-              f"({args.replications} x {args.periods} periods)   {'inside' if inside else 'OUTSIDE'} the CI")
+        print(
+            f"  analytic {cs.expected_cost:.4f}   simulated {mean:.4f} +- {ci:.4f} "
+            f"({args.replications} x {args.periods} periods)   {'inside' if inside else 'OUTSIDE'} the CI"
+        )
         print(f"  {'levels':<22}{'cost':>10}{'paired diff':>14}{'ci95':>10}  verdict")
         for label, row in zip(labels[1:], costs[1:]):
             d_mean, d_ci = mean_ci95(row - costs[0])
-            verdict = "cheaper beyond noise" if d_mean + d_ci < 0 else ("dearer" if d_mean - d_ci > 0 else "within noise")
+            verdict = (
+                "cheaper beyond noise" if d_mean + d_ci < 0 else ("dearer" if d_mean - d_ci > 0 else "within noise")
+            )
             print(f"  {label:<22}{row.mean():>10.4f}{d_mean:>14.4f}{d_ci:>10.4f}  {verdict}")
 
 

@@ -13,8 +13,12 @@ parallel kernel's threads meet at a barrier every step, so a thread that loses i
 of them, and the default of one thread must never be the slower choice. The busy case bites when
 the spinning processes leave fewer free cores than threads, as one does on a 2-core machine.
 
+``--only kernel`` prints a third table instead: :class:`meio.envs.Simulator` stepped directly (no
+env, no observations, constant orders) at 1 and 1024 rows, best of five short runs: the step
+kernel and its Python call, which the env tables include together with observations and wrappers.
+
 Run: ``.venv/bin/python benchmarks/env_throughput.py [--seconds 2] [--scenarios ex61,general]
-[--threads N] [--only scenarios|threads] [--busy 1]``. Targets on a 2-core machine: >= 20,000 steps/s for a
+[--threads N] [--only scenarios|threads|kernel] [--busy 1]``. Targets on a 2-core machine: >= 20,000 steps/s for a
 single 4-stage serial chain (``beer_game``), >= 5 million node-steps/s at batch 1024, < 200 MB for
 1024 copies of the largest scenario, and with a core busy, one thread no slower than two.
 """
@@ -37,7 +41,7 @@ from meio.envs.threads import Threads, resolve_threads
 
 
 def steps_per_second(step, n_rows: int, seconds: float) -> float:
-    step()                                            # compile and warm up
+    step()  # compile and warm up
     done, start = 0, time.perf_counter()
     while True:
         for _ in range(50):
@@ -76,6 +80,38 @@ def vec_env(name: str, n: int, seconds: float, threads: Threads = None) -> float
     return steps_per_second(step, n, seconds)
 
 
+def simulator_rate(name: str, n: int, seconds: float, threads: Threads = None) -> float:
+    """Steps/s of ``Simulator.step`` alone, ``n`` rows, constant orders; best of five runs of
+    ``seconds / 5`` (a busy machine slows some runs, never speeds one up)."""
+    sim = envs.Simulator(name, n=n, threads=threads)
+    sim.reset(seeds=0)
+    orders = np.full((n, sim.topology.n_slots), 3.0)
+    sim.step(orders)  # compile and warm up
+    best = 0.0
+    for _ in range(5):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            for _ in range(20):
+                sim.step(orders)
+            done += 20
+        best = max(best, done * n / (time.perf_counter() - start))
+    return best
+
+
+def kernel_table(names: list[str], seconds: float, threads: Threads) -> None:
+    """Steps/s of the simulator alone at 1 and 1024 rows, per scenario."""
+    print(f"Simulator.step alone; threads of the step: {resolve_threads(threads)}")
+    header = f"{'scenario':<23}{'steps/s n=1':>14}{'steps/s n=1024':>16}"
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        print(
+            f"{name:<23}{simulator_rate(name, 1, seconds, threads):>14,.0f}"
+            f"{simulator_rate(name, 1024, seconds, threads):>16,.0f}",
+            flush=True,
+        )
+
+
 def memory_mb(name: str, n: int = 1024) -> float:
     tracemalloc.start()
     vec = envs.make_vec_env(name, n_envs=n, seed=0)
@@ -91,8 +127,10 @@ def memory_mb(name: str, n: int = 1024) -> float:
 def scenario_table(names: list[str], seconds: float, threads: Threads) -> None:
     """Steps/s at batch 1, 64 and 1024 and the memory of 1024 copies, per scenario."""
     print(f"threads of the step: {resolve_threads(threads)}")
-    header = (f"{'scenario':<23}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
-              f"{'steps/s b=1024':>16}{'node-steps/s b=1024':>21}{'MB b=1024':>11}")
+    header = (
+        f"{'scenario':<23}{'nodes':>6}{'slots':>6}{'steps/s b=1':>14}{'steps/s b=64':>14}"
+        f"{'steps/s b=1024':>16}{'node-steps/s b=1024':>21}{'MB b=1024':>11}"
+    )
     print(header)
     print("-" * len(header))
     for name in names:
@@ -101,11 +139,16 @@ def scenario_table(names: list[str], seconds: float, threads: Threads) -> None:
         s64 = vec_env(name, 64, seconds, threads)
         s1024 = vec_env(name, 1024, seconds, threads)
         mem = memory_mb(name)
-        print(f"{name:<23}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
-              f"{s1024 * topo.n_nodes:>21,.0f}{mem:>11.1f}", flush=True)
+        print(
+            f"{name:<23}{topo.n_nodes:>6}{topo.n_slots:>6}{s1:>14,.0f}{s64:>14,.0f}{s1024:>16,.0f}"
+            f"{s1024 * topo.n_nodes:>21,.0f}{mem:>11.1f}",
+            flush=True,
+        )
     print()
-    print("targets: single 4-stage chain (beer_game) >= 20,000 steps/s; >= 5,000,000 node-steps/s at b=1024; "
-          "< 200 MB for 1024 copies of the largest scenario")
+    print(
+        "targets: single 4-stage chain (beer_game) >= 20,000 steps/s; >= 5,000,000 node-steps/s at b=1024; "
+        "< 200 MB for 1024 copies of the largest scenario"
+    )
 
 
 def _spin(stop: Event, spinning: Event, deadline: float) -> None:
@@ -113,7 +156,7 @@ def _spin(stop: Event, spinning: Event, deadline: float) -> None:
     spinning.set()
     x = 0
     while not stop.is_set() and time.time() < deadline:
-        for _ in range(100_000):                  # pure arithmetic between checks: the core stays at 100%
+        for _ in range(100_000):  # pure arithmetic between checks: the core stays at 100%
             x += 1
 
 
@@ -145,8 +188,10 @@ def busy_rate(name: str, n: int, seconds: float, threads: int, busy: int) -> flo
 def threads_table(name: str, n: int, seconds: float, busy: int) -> None:
     """Steps/s of ``n`` copies with 1 and 2 threads, as the machine is and with ``busy`` cores spinning."""
     topo = envs.Simulator(name).topology
-    print(f"{name} ({topo.n_nodes} nodes), {n} copies; numba's pool: NUMBA_NUM_THREADS="
-          f"{numba.config.NUMBA_NUM_THREADS}; cores: {os.cpu_count()}")
+    print(
+        f"{name} ({topo.n_nodes} nodes), {n} copies; numba's pool: NUMBA_NUM_THREADS="
+        f"{numba.config.NUMBA_NUM_THREADS}; cores: {os.cpu_count()}"
+    )
     header = f"{'threads':>8}  {'machine':<28}{'steps/s':>14}{'node-steps/s':>16}"
     print(header)
     print("-" * len(header))
@@ -167,7 +212,11 @@ def main() -> None:
     parser.add_argument("--threads-scenario", default="general", help="scenario of the threads table (default general)")
     parser.add_argument("--threads-rows", type=int, default=1024, help="copies in the threads table (default 1024)")
     parser.add_argument("--busy", type=int, default=1, help="spinning processes in the busy case (default 1)")
-    parser.add_argument("--only", choices=["scenarios", "threads"], help="print only one of the two tables")
+    parser.add_argument(
+        "--only",
+        choices=["scenarios", "threads", "kernel"],
+        help="print only one of the two tables, or the table of the simulator alone",
+    )
     args = parser.parse_args()
     if args.busy < 1:
         parser.error(f"--busy: {args.busy} is not an integer >= 1")
@@ -177,6 +226,9 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    if args.only == "kernel":
+        kernel_table(args.scenarios.split(","), args.seconds, args.threads)
+        return
     if args.only != "threads":
         scenario_table(args.scenarios.split(","), args.seconds, args.threads)
     if args.only is None:

@@ -55,8 +55,10 @@ def run_episodes(env_cls, z, seeds) -> dict[str, np.ndarray]:
     """Per-episode totals: discounted and undiscounted profit, cost in the project's terms
     (per period), and OR-Gym's charge on unfilled replenishment orders (per period)."""
     env = env_cls()
-    out = {k: np.zeros(len(seeds)) for k in ("profit_discounted", "profit", "cost", "retailer_penalty", "raw",
-                                              "holding", "internal_penalty")}
+    out = {
+        k: np.zeros(len(seeds))
+        for k in ("profit_discounted", "profit", "cost", "retailer_penalty", "raw", "holding", "internal_penalty")
+    }
     z = np.asarray(z, dtype=float)
     lost_sales = not env.backlog
     for e, seed in enumerate(seeds):
@@ -66,13 +68,16 @@ def run_episodes(env_cls, z, seeds) -> dict[str, np.ndarray]:
         for n in range(env.num_periods):
             _, reward, _, _ = env.step(base_stock_orders(env, z))
             disc += reward
-            undisc += reward / env.discount ** n
+            undisc += reward / env.discount**n
         periods = env.num_periods
         unfilled = env.LS if lost_sales else env.B
-        retailer = (env.unit_price[0] + env.demand_cost[0]) * unfilled[:, 0].sum() if lost_sales \
+        retailer = (
+            (env.unit_price[0] + env.demand_cost[0]) * unfilled[:, 0].sum()
+            if lost_sales
             else env.demand_cost[0] * unfilled[:, 0].sum()
+        )
         raw = env.unit_cost[-1] * env.S[:, -1].sum()
-        holding = float((env.I[1:] * env.holding_cost[:env.I.shape[1]]).sum())
+        holding = float((env.I[1:] * env.holding_cost[: env.I.shape[1]]).sum())
         internal = float((unfilled[:, 1:] * env.demand_cost[1:]).sum())
         out["profit_discounted"][e] = disc
         out["profit"][e] = undisc
@@ -114,9 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes, seeds 0..E-1")
     parser.add_argument("--search-episodes", type=int, default=200, help="episodes per search evaluation")
-    parser.add_argument("--levels", action="append", default=[],
-                        help="extra echelon levels to evaluate, VERSION=z_retailer,z_distributor,z_manufacturer "
-                             "(VERSION v0 or v1); repeatable")
+    parser.add_argument(
+        "--levels",
+        action="append",
+        default=[],
+        help="extra echelon levels to evaluate, VERSION=z_retailer,z_distributor,z_manufacturer "
+        "(VERSION v0 or v1); repeatable",
+    )
     args = parser.parse_args()
     extra: dict[str, list[np.ndarray]] = {"v0": [], "v1": []}
     for item in args.levels:
@@ -125,13 +134,17 @@ def main() -> None:
             parser.error(f"--levels {item!r}: expected v0=a,b,c or v1=a,b,c")
         extra[version].append(np.array([float(v) for v in values.split(",")]))
     seeds = np.arange(args.episodes)
-    print(f"OR-Gym 0.5.0 InvManagement default instance, 30-period episodes, {args.episodes} episodes (seeds "
-          f"0..{args.episodes - 1}); mean +- 95% CI per episode")
-    head = (f"{'env':<4} {'policy':<22} {'levels (echelon)':<20} {'profit disc.':>16} {'profit':>16} "
-            f"{'cost/period':>15} {'+ internal k':>12}  split per period: retailer penalty, raw material, holding")
+    print(
+        f"OR-Gym 0.5.0 InvManagement default instance, 30-period episodes, {args.episodes} episodes (seeds "
+        f"0..{args.episodes - 1}); mean +- 95% CI per episode"
+    )
+    head = (
+        f"{'env':<4} {'policy':<22} {'levels (echelon)':<20} {'profit disc.':>16} {'profit':>16} "
+        f"{'cost/period':>15} {'+ internal k':>12}  split per period: retailer penalty, raw material, holding"
+    )
     print(head)
     for version, env_cls in _envs().items():
-        start = 20.0 * np.cumsum([3 + 1, 5, 10])          # mean demand over the cumulative lead times
+        start = 20.0 * np.cumsum([3 + 1, 5, 10])  # mean demand over the cumulative lead times
         rows = [("dfo_base_stock", dfo_search(env_cls, args.search_episodes, start))]
         rows += [("given", z) for z in extra[version]]
         name = {"v1": "InvManagement-v1 (lost sales)", "v0": "InvManagement-v0 (backlog)"}[version]
@@ -139,11 +152,13 @@ def main() -> None:
         for label, z in rows:
             r = run_episodes(env_cls, z, seeds)
             levels = ",".join(f"{v:g}" for v in z)
-            print(f"{version:<4} {label:<22} {levels:<20} {r['profit_discounted'].mean():>8.2f} +- "
-                  f"{ci95(r['profit_discounted']):<5.2f} {r['profit'].mean():>8.2f} +- {ci95(r['profit']):<5.2f} "
-                  f"{r['cost'].mean():>7.4f} +- {ci95(r['cost']):.4f} {r['internal_penalty'].mean():>8.4f}  "
-                  f"{r['retailer_penalty'].mean():.4f}, {r['raw'].mean():.4f}, {r['holding'].mean():.4f}",
-                  flush=True)
+            print(
+                f"{version:<4} {label:<22} {levels:<20} {r['profit_discounted'].mean():>8.2f} +- "
+                f"{ci95(r['profit_discounted']):<5.2f} {r['profit'].mean():>8.2f} +- {ci95(r['profit']):<5.2f} "
+                f"{r['cost'].mean():>7.4f} +- {ci95(r['cost']):.4f} {r['internal_penalty'].mean():>8.4f}  "
+                f"{r['retailer_penalty'].mean():.4f}, {r['raw'].mean():.4f}, {r['holding'].mean():.4f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import csv
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from meio.agents.config import load_config
@@ -44,8 +43,10 @@ def reference(scenario: str, periods: int, warmup: int, replications: int, seed:
     """The run's reference policy (:func:`meio.baselines.run.reference_baseline`) and its evaluation."""
     found = reference_baseline(scenario, periods=periods, warmup=warmup, replications=replications, seed=seed)
     if found is None:
-        raise ValueError(f"scenario {scenario}: no reference baseline applies (clark_scarf and "
-                         f"{', '.join(REFERENCE_CANDIDATES)} are skipped or unstable)")
+        raise ValueError(
+            f"scenario {scenario}: no reference baseline applies (clark_scarf and "
+            f"{', '.join(REFERENCE_CANDIDATES)} are skipped or unstable)"
+        )
     b, ev = found
     return b.name, ev
 
@@ -66,8 +67,10 @@ def learning_curve(run_dir: Path) -> None:
         for row in csv.DictReader(fh):
             gap = f"{float(row['gap_pct']):+8.2f}" if row["gap_pct"] not in ("", "None") else f"{'-':>8}"
             ref = f"{float(row['baseline_cost']):10.4f}" if row["baseline_cost"] not in ("", "None") else f"{'-':>10}"
-            print(f"  {int(row['steps']):>10,} {float(row['seconds']):>8.1f} {float(row['cost']):>10.4f} "
-                  f"{float(row['cost_ci95']):>7.4f} {ref} {gap}")
+            print(
+                f"  {int(row['steps']):>10,} {float(row['seconds']):>8.1f} {float(row['cost']):>10.4f} "
+                f"{float(row['cost_ci95']):>7.4f} {ref} {gap}"
+            )
 
 
 def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
@@ -78,12 +81,16 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
     if args.total_steps:
         cfg = cfg.replace(total_steps=args.total_steps)
     run_dir = Path(args.out) / f"{scenario}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"\n=== {scenario}: config {config}, {cfg.total_steps:,} env steps, "
-          f"seed {args.seed}, run folder {run_dir}", flush=True)
+    print(
+        f"\n=== {scenario}: config {config}, {cfg.total_steps:,} env steps, seed {args.seed}, run folder {run_dir}",
+        flush=True,
+    )
     result = train(scenario, cfg, run_dir, seed=args.seed, progress=False)
-    print(f"  trained {result.steps:,} steps in {result.seconds:.0f} s "
-          f"({result.steps / result.seconds:,.0f} steps/s); run reference {result.baseline_name} "
-          f"{result.baseline_cost if result.baseline_cost is None else round(result.baseline_cost, 4)}")
+    print(
+        f"  trained {result.steps:,} steps in {result.seconds:.0f} s "
+        f"({result.steps / result.seconds:,.0f} steps/s); run reference {result.baseline_name} "
+        f"{result.baseline_cost if result.baseline_cost is None else round(result.baseline_cost, 4)}"
+    )
     learning_curve(run_dir)
 
     p, w, r, s = args.periods, args.warmup, args.replications, args.eval_seed
@@ -108,8 +115,10 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
     d, dci, gap = best[1], best[2], best[3]
     if scenario == "ex61":
         ok = gap <= TOLERANCE_PCT
-        verdict = (f"{'PASS' if ok else 'FAIL'}: PPO is {gap:+.2f}% from the Clark-Scarf optimum "
-                   f"(target within {TOLERANCE_PCT:g}%; paired diff {d:+.4f} +- {dci:.4f})")
+        verdict = (
+            f"{'PASS' if ok else 'FAIL'}: PPO is {gap:+.2f}% from the Clark-Scarf optimum "
+            f"(target within {TOLERANCE_PCT:g}%; paired diff {d:+.4f} +- {dci:.4f})"
+        )
     else:
         if d + dci < 0:
             word = "BEATS"
@@ -117,8 +126,10 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
             word = "LOSES TO"
         else:
             word = "TIES WITH"
-        verdict = (f"PPO {word} {ref_name}: {gap:+.2f}% (paired diff {d:+.4f} +- {dci:.4f}; "
-                   f"within {TOLERANCE_PCT:g}%: {'yes' if gap <= TOLERANCE_PCT else 'no'})")
+        verdict = (
+            f"PPO {word} {ref_name}: {gap:+.2f}% (paired diff {d:+.4f} +- {dci:.4f}; "
+            f"within {TOLERANCE_PCT:g}%: {'yes' if gap <= TOLERANCE_PCT else 'no'})"
+        )
     print(f"  verdict ({scenario}, agent best/ as meio evaluate runs it): {verdict}", flush=True)
     out["verdict"] = verdict
     return out
@@ -126,13 +137,19 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated scenarios (default: all three)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: {QUICK_STEPS:,} training steps instead of the config's budget")
-    parser.add_argument("--config", default=None,
-                        help="shipped config name or YAML path (default: 'default' for ex61, else the "
-                             "scenario's shipped config)")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all three)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: {QUICK_STEPS:,} training steps instead of the config's budget",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="shipped config name or YAML path (default: 'default' for ex61, else the scenario's shipped config)",
+    )
     parser.add_argument("--total-steps", type=int, default=None, help="override the config's total_steps")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--periods", type=int, default=10_000)

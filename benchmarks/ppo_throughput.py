@@ -25,9 +25,10 @@ from meio.envs.vec_env import make_vec_env
 
 
 def steps_per_second(env, steps: int, n_epochs: int, batch_size: int) -> float:
-    model = PPO("MlpPolicy", env, n_steps=128, batch_size=batch_size, n_epochs=n_epochs, seed=0, device="cpu",
-                verbose=0)
-    model.learn(total_timesteps=env.num_envs * 128)            # warm-up: compile, allocate
+    model = PPO(
+        "MlpPolicy", env, n_steps=128, batch_size=batch_size, n_epochs=n_epochs, seed=0, device="cpu", verbose=0
+    )
+    model.learn(total_timesteps=env.num_envs * 128)  # warm-up: compile, allocate
     start = time.perf_counter()
     model.learn(total_timesteps=steps, reset_num_timesteps=False)
     return steps / (time.perf_counter() - start)
@@ -46,12 +47,18 @@ def main() -> None:
     for n in (int(x) for x in args.n_envs.split(",")):
         rows = {}
         for label, make in (
-            ("batched", lambda: make_vec_env(args.scenario, n_envs=n, seed=0, action_mode="order_up_to")),
-            ("dummy", lambda: DummyVecEnv([lambda: gym.make("meio/MultiEchelon-v0", scenario=args.scenario,
-                                                            action_mode="order_up_to")] * n)),
+            ("batched", lambda n=n: make_vec_env(args.scenario, n_envs=n, seed=0, action_mode="order_up_to")),
+            (
+                "dummy",
+                lambda n=n: DummyVecEnv(
+                    [lambda: gym.make("meio/MultiEchelon-v0", scenario=args.scenario, action_mode="order_up_to")] * n
+                ),
+            ),
         ):
-            rows[label] = (steps_per_second(make(), args.steps, 10, args.batch_size),
-                           steps_per_second(make(), args.steps, 1, args.batch_size))
+            rows[label] = (
+                steps_per_second(make(), args.steps, 10, args.batch_size),
+                steps_per_second(make(), args.steps, 1, args.batch_size),
+            )
             learn, rollout = rows[label]
             print(f"{args.scenario:<10}{n:>7}{label:>12}{learn:>15,.0f}{rollout:>17,.0f}", flush=True)
         b, d = rows["batched"], rows["dummy"]

@@ -39,13 +39,13 @@ class NodeView:
         # feature index per (node, position); padding reads a constant zero column at index obs_map.size
         self.obs_index = np.full((n, self.obs_len), obs_map.size, dtype=np.int64)
         for j, feats in enumerate(local):
-            self.obs_index[j, :len(feats)] = feats
+            self.obs_index[j, : len(feats)] = feats
         self.size = self.obs_len + n
         slots = [list(topo.slots_into(j)) for j in range(n)]
         self.act_len = max(len(x) for x in slots)
         self.act_slots = np.full((n, self.act_len), -1, dtype=np.int64)
         for j, sl in enumerate(slots):
-            self.act_slots[j, :len(sl)] = sl
+            self.act_slots[j, : len(sl)] = sl
         self.n_slots = topo.n_slots
         self.labels = tuple(tuple(obs_map.labels[f] for f in feats) for feats in local)
 
@@ -53,7 +53,7 @@ class NodeView:
         """Network observations ``(n, F)`` -> node observations ``(n * N, size)``, copy-major."""
         n = obs.shape[0]
         padded = np.concatenate([obs, np.zeros((n, 1), dtype=obs.dtype)], axis=1)
-        local = padded[:, self.obs_index]                                   # (n, N, obs_len)
+        local = padded[:, self.obs_index]  # (n, N, obs_len)
         ident = np.broadcast_to(np.eye(self.n_nodes, dtype=obs.dtype), (n, self.n_nodes, self.n_nodes))
         return np.concatenate([local, ident], axis=2).reshape(n * self.n_nodes, self.size)
 
@@ -69,12 +69,27 @@ class NodeView:
 class DecentralisedVecEnv(VecEnv):
     """``n_envs`` copies of a scenario as ``n_envs * N`` node-agents sharing one policy."""
 
-    def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 action_mode: str | None = None, horizon: int | None = None, observe_time: bool = True,
-                 initial_stock_spread: float = 0.0, threads: Threads = None) -> None:
-        self.inner = MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, action_mode=action_mode,
-                                        horizon=horizon, observe_time=observe_time,
-                                        initial_stock_spread=initial_stock_spread, threads=threads)
+    def __init__(
+        self,
+        scenario: str | Path | Scenario,
+        n_envs: int = 8,
+        seed: int | None = None,
+        action_mode: str | None = None,
+        horizon: int | None = None,
+        observe_time: bool = True,
+        initial_stock_spread: float = 0.0,
+        threads: Threads = None,
+    ) -> None:
+        self.inner = MultiEchelonVecEnv(
+            scenario,
+            n_envs=n_envs,
+            seed=seed,
+            action_mode=action_mode,
+            horizon=horizon,
+            observe_time=observe_time,
+            initial_stock_spread=initial_stock_spread,
+            threads=threads,
+        )
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology
         self.render_mode = None
@@ -107,8 +122,9 @@ class DecentralisedVecEnv(VecEnv):
         n = self.view.n_nodes
         node_infos: list[dict[str, Any]] = []
         for info in infos:
-            local_terminal = (self.view.local_obs(info["terminal_observation"][None])
-                              if "terminal_observation" in info else None)
+            local_terminal = (
+                self.view.local_obs(info["terminal_observation"][None]) if "terminal_observation" in info else None
+            )
             for j in range(n):
                 node_info = {k: v for k, v in info.items() if k != "terminal_observation"}
                 if local_terminal is not None:

@@ -29,7 +29,13 @@ import numpy as np
 from scipy import special, stats
 
 DEMAND_KINDS: tuple[str, ...] = (
-    "poisson", "normal", "negative_binomial", "gamma", "uniform_int", "discrete", "trace",
+    "poisson",
+    "normal",
+    "negative_binomial",
+    "gamma",
+    "uniform_int",
+    "discrete",
+    "trace",
 )
 
 
@@ -177,7 +183,8 @@ class DemandSpec:
         if self.seasonality is not None:
             s = self.seasonality
             out["seasonality"] = (
-                {"factors": list(s.factors)} if s.factors
+                {"factors": list(s.factors)}
+                if s.factors
                 else {"amplitude": s.amplitude, "period": s.period, "phase": s.phase}
             )
         if self.trend:
@@ -285,12 +292,19 @@ class DemandModel:
             else:
                 self.method.append("inverse")
         #: Demand nodes with a stream of their own (none when the copula draws them together).
-        self.stream_nodes: tuple[int, ...] = () if chol is not None else tuple(
-            d for d, m in enumerate(self.method) if m != "trace")
-        self.tables = {d: _cdf_table(specs[d]) for d, m in enumerate(self.method)
-                       if m == "inverse" and specs[d].dist in ("poisson", "negative_binomial")}
-        self.gamma_shape = {d: (specs[d].mean / specs[d].sd) ** 2 if specs[d].mean > 0 else 1.0
-                            for d, m in enumerate(self.method) if m == "gamma"}
+        self.stream_nodes: tuple[int, ...] = (
+            () if chol is not None else tuple(d for d, m in enumerate(self.method) if m != "trace")
+        )
+        self.tables = {
+            d: _cdf_table(specs[d])
+            for d, m in enumerate(self.method)
+            if m == "inverse" and specs[d].dist in ("poisson", "negative_binomial")
+        }
+        self.gamma_shape = {
+            d: (specs[d].mean / specs[d].sd) ** 2 if specs[d].mean > 0 else 1.0
+            for d, m in enumerate(self.method)
+            if m == "gamma"
+        }
 
     @property
     def n_streams(self) -> int:
@@ -333,7 +347,7 @@ class DemandModel:
                     y[:, :, i] += self.chol[i, j] * z[:, :, j]
             for d, sp in enumerate(specs):
                 f = sp.mean_factor(periods)
-                if sp.dist == "normal":            # no round trip through the uniform for normals
+                if sp.dist == "normal":  # no round trip through the uniform for normals
                     out[:, :, d] = np.maximum(sp.mean * f + sp.sd * f * y[:, :, d], 0.0)
                 else:
                     out[:, :, d] = sp.ppf(stats.norm.cdf(y[:, :, d]), periods)

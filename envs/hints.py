@@ -7,7 +7,8 @@ sweep parameter paths, GSM node ids) suggests a correction by the same rule.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["did_you_mean"]
 

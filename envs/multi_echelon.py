@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.dynamics import COST_NAMES, OUT_NAMES
+from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.simulator import Simulator, StepResult
 from meio.envs.spaces import ActionMap, ObservationMap
-from meio.envs.dynamics import COST_NAMES, OUT_NAMES
+from meio.envs.topology import Topology
 
 
 def check_spread(value: Any) -> float:
@@ -23,14 +23,17 @@ def check_spread(value: Any) -> float:
     return float(value)
 
 
-def resolve_scenario(scenario: str | Path | Scenario, horizon: int | None) -> Scenario:
-    """Load ``scenario`` and apply a horizon override (``horizon`` must be an int >= 1)."""
-    sc = load_scenario(scenario)
+def resolve_topology(scenario: ScenarioLike, horizon: int | None) -> Topology:
+    """The compiled network of ``scenario`` (:func:`meio.envs.resolve.resolve`), with a horizon override
+    (``horizon`` must be an int >= 1). Only a horizon other than the scenario's compiles a new
+    topology: the horizon is part of the scenario and of its topology."""
+    topo = resolve(scenario)
     if horizon is not None:
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
             raise ValueError(f"horizon: {horizon!r} is not an integer >= 1")
-        sc = replace(sc, horizon=int(horizon))
-    return sc
+        if int(horizon) != topo.scenario.horizon:
+            topo = resolve(replace(topo.scenario, horizon=int(horizon)))
+    return topo
 
 
 def step_info(result: StepResult, row: int) -> dict[str, Any]:
@@ -49,7 +52,9 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     """A multi-echelon inventory network (any DAG of stock points) under periodic review.
 
     The network, demand, lead times and costs come from a scenario (a shipped name such as
-    ``"ex61"`` or a YAML path); the period's events follow ``docs/model.md``.
+    ``"ex61"``, a YAML path, a :class:`~meio.envs.scenario.Scenario` or its compiled
+    :class:`~meio.envs.topology.Topology`, used without compiling again); the period's events follow
+    ``docs/model.md``.
 
     ## Action
     ``Box(-1, 1, (S,), float32)``, one entry per slot (lane and transport mode, in scenario
@@ -90,15 +95,21 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, scenario: str | Path | Scenario = "ex61", action_mode: str | None = None,
-                 horizon: int | None = None, render_mode: str | None = None, observe_time: bool = True,
-                 initial_stock_spread: float = 0.0) -> None:
+    def __init__(
+        self,
+        scenario: ScenarioLike = "ex61",
+        action_mode: str | None = None,
+        horizon: int | None = None,
+        render_mode: str | None = None,
+        observe_time: bool = True,
+        initial_stock_spread: float = 0.0,
+    ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of {self.metadata['render_modes']} or None")
-        self.scenario = resolve_scenario(scenario, horizon)
-        self.sim = Simulator(self.scenario, n=1)
-        topo = self.sim.topology
+        topo = resolve_topology(scenario, horizon)
         self.topology = topo
+        self.scenario = topo.scenario
+        self.sim = Simulator(topo, n=1)
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
         self.observation_map = ObservationMap(topo, observe_time=observe_time)
@@ -124,7 +135,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray):
         if self.sim.t[0] >= self.scenario.horizon:
             raise RuntimeError("step() called after the episode was truncated; call reset() first")
-        orders = self.action_map.to_orders(self.sim, action)          # checks the action (meio.envs.spaces)
+        orders = self.action_map.to_orders(self.sim, action)  # checks the action (meio.envs.spaces)
         result = self.sim.step(orders)
         self._last = result
         obs = self.observation_map(self.sim, self._obs)[0].copy()
@@ -138,8 +149,10 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         lines = [f"period {int(self.sim.t[0])}/{self.scenario.horizon}"]
         node_ip, _ = self.sim.positions()
         for j, name in enumerate(topo.node_names):
-            lines.append(f"  {name:>12}: on hand {self.sim.on_hand[0, j]:10.2f}  backorders "
-                         f"{self.sim.cust_bo[0, j]:8.2f}  position {node_ip[0, j]:10.2f}")
+            lines.append(
+                f"  {name:>12}: on hand {self.sim.on_hand[0, j]:10.2f}  backorders "
+                f"{self.sim.cust_bo[0, j]:8.2f}  position {node_ip[0, j]:10.2f}"
+            )
         if self._last is not None:
             split = ", ".join(f"{k} {v:.2f}" for k, v in zip(COST_NAMES, self._last.costs[0]))
             lines.append(f"  cost {self._last.costs[0].sum():.2f} ({split})")

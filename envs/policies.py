@@ -7,7 +7,8 @@ for every row of the :class:`~meio.envs.simulator.Simulator`. The evaluation cod
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -87,9 +88,14 @@ class BaseStockPolicy:
     for them, so they are simulated as given rather than refused.
     """
 
-    def __init__(self, topo: Topology, levels: Mapping[str, float] | np.ndarray,
-                 kind: Literal["installation", "echelon"] = "installation", name: str | None = None,
-                 reorder_points: Mapping[str, float] | np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        levels: Mapping[str, float] | np.ndarray,
+        kind: Literal["installation", "echelon"] = "installation",
+        name: str | None = None,
+        reorder_points: Mapping[str, float] | np.ndarray | None = None,
+    ) -> None:
         """``levels``: ``{node: level}``, or an array in topological order, ``(N,)`` or ``(n, N)``
         for one set of levels per simulator row (used to evaluate many candidates at once).
         ``reorder_points`` (same forms, installation only) turn the rule into (s, S): node ``j``
@@ -108,12 +114,15 @@ class BaseStockPolicy:
         names = topo.node_names
         several = topo.node_with_several_suppliers() if kind == "echelon" else None
         if several is not None:
-            raise ValueError(f"kind: echelon base-stock needs every node to have one supplier; {several!r} has "
-                             "several (use kind: installation)")
+            raise ValueError(
+                f"kind: echelon base-stock needs every node to have one supplier; {several!r} has "
+                "several (use kind: installation)"
+            )
         self.kind = kind
         self.levels = {n: level_by_node[..., j].tolist() for j, n in enumerate(names)}
-        self.reorder_points = (None if reorder_by_node is None
-                               else {n: reorder_by_node[..., j].tolist() for j, n in enumerate(names)})
+        self.reorder_points = (
+            None if reorder_by_node is None else {n: reorder_by_node[..., j].tolist() for j, n in enumerate(names)}
+        )
         self.name = name or ("s_S" if reorder_by_node is not None else f"base_stock_{kind}")
         self._topo = topo
         self._slots = primary_slots(topo)
@@ -133,12 +142,15 @@ class BaseStockPolicy:
         if isinstance(levels, Mapping):
             for node, value in levels.items():
                 if node not in names:
-                    raise ValueError(f"{field}.{node}: not a node of {topo.scenario.name}"
-                                     f"{did_you_mean(str(node), names)}; nodes: {', '.join(names)}")
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-                        or not np.isfinite(value):
-                    raise ValueError(f"{field}.{node}: {value!r} is not a finite number; base-stock levels are "
-                                     "finite numbers (negative ones allowed)")
+                    raise ValueError(
+                        f"{field}.{node}: not a node of {topo.scenario.name}"
+                        f"{did_you_mean(str(node), names)}; nodes: {', '.join(names)}"
+                    )
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+                    raise ValueError(
+                        f"{field}.{node}: {value!r} is not a finite number; base-stock levels are "
+                        "finite numbers (negative ones allowed)"
+                    )
             missing = [n for n in names if n not in levels]
             if missing:
                 raise ValueError(f"{field}: no level for {', '.join(missing)}; every node needs one")

@@ -29,7 +29,7 @@ RUN_SETTINGS: dict[str, tuple[int, int]] = {
     "seed": (0, 2**32 - 1),
     "search_periods": (1, 10**9),
     "search_replications": (1, 10**5),
-    "n": (1, 10**6),                # rows of a Simulator (copies stepped together)
+    "n": (1, 10**6),  # rows of a Simulator (copies stepped together)
 }
 
 #: Most ``replications x periods`` one evaluation records (two float64 arrays of that size: 1.6 GB).
@@ -63,5 +63,7 @@ def check_run_settings(**settings: Any) -> None:
         check_setting(name, value)
     periods, replications = settings.get("periods"), settings.get("replications")
     if periods is not None and replications is not None and periods * replications > MAX_RECORD:
-        raise ValueError(f"replications x periods: {replications} x {periods} = {replications * periods} is above "
-                         f"{MAX_RECORD:.0e}, the most one evaluation records (one cost per replication and period)")
+        raise ValueError(
+            f"replications x periods: {replications} x {periods} = {replications * periods} is above "
+            f"{MAX_RECORD:.0e}, the most one evaluation records (one cost per replication and period)"
+        )

@@ -30,19 +30,35 @@ episode too starts from the same stream values at any block size. So
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from meio.envs.distributions import DemandModel
-from meio.envs.dynamics import (COST_NAMES, OUT_NAMES, PARALLEL_ROWS, inventory_positions, inventory_positions_serial, order_up_to,
-                           step_kernel, step_kernel_serial)
+from meio.envs.dynamics import (
+    PARALLEL_ROWS,
+    KernelDraws,
+    KernelOut,
+    KernelParams,
+    KernelState,
+    as_struct,
+    inventory_positions,
+    inventory_positions_serial,
+    kernel_params,
+    new_draws,
+    new_out,
+    new_state,
+    order_up_to,
+    step_kernel,
+    step_kernel_serial,
+)
+from meio.envs.resolve import resolve
 from meio.envs.run_settings import check_setting
-from meio.envs.scenario import Scenario, load_scenario
+from meio.envs.scenario import Scenario
 from meio.envs.threads import Threads, numba_threads, resolve_threads, with_threads
-from meio.envs.topology import AGES, Topology, compile_topology
+from meio.envs.topology import Topology
 
 #: First entries of the spawn keys of a row's streams (see the module docstring).
 STREAM_RESET, STREAM_DEMAND, STREAM_COPULA, STREAM_LEAD_TIME, STREAM_OUTAGE = 0, 1, 2, 3, 4
@@ -56,10 +72,10 @@ MAX_CHUNK = 128
 class StepResult:
     """What one period produced, per row. Arrays are the simulator's buffers: copy to keep them."""
 
-    orders: np.ndarray      # (B, S) orders placed, after rounding and clipping at 0
-    costs: np.ndarray       # (B, len(COST_NAMES)) columns C_HOLD ... C_PIPE of meio.envs.dynamics
-    node_out: np.ndarray    # (B, D, len(OUT_NAMES)) per demand node: O_DEMAND, O_FILLED, O_SHORT
-    shipped: np.ndarray     # (B, S) units that left on each slot
+    orders: np.ndarray  # (B, S) orders placed, after rounding and clipping at 0
+    costs: np.ndarray  # (B, len(COST_NAMES)) columns C_HOLD ... C_PIPE of meio.envs.dynamics
+    node_out: np.ndarray  # (B, D, len(OUT_NAMES)) per demand node: O_DEMAND, O_FILLED, O_SHORT
+    shipped: np.ndarray  # (B, S) units that left on each slot
 
     @property
     def total_cost(self) -> np.ndarray:
@@ -75,32 +91,34 @@ class Simulator:
     of at least ``PARALLEL_ROWS`` rows spread over that many threads. The results are the same bit
     for bit. ``self.threads`` is the count resolved, ``self.parallel`` whether the parallel
     compilation runs.
+
+    The arrays are the fields of the kernels' structures (:mod:`meio.envs.dynamics`): ``params``
+    (:class:`~meio.envs.dynamics.KernelParams`), ``state`` (``KernelState``), ``draws``
+    (``KernelDraws``) and ``out`` (``KernelOut``). ``on_hand``, ``pipe``, ``t``, ``pos``,
+    ``last_costs``, ... name the same arrays; they are updated in place and cannot be rebound.
     """
 
-    def __init__(self, scenario: str | Path | Scenario, n: int = 1, chunk: int | None = None,
-                 threads: Threads = None) -> None:
+    def __init__(
+        self, scenario: str | Path | Scenario | Topology, n: int = 1, chunk: int | None = None, threads: Threads = None
+    ) -> None:
         n = check_setting("n", n)
-        self.scenario = load_scenario(scenario)
-        self.topology: Topology = compile_topology(self.scenario)
+        # A Topology is used as is (no second compilation): see meio.envs.resolve.
+        self.topology: Topology = resolve(scenario)
+        self.scenario: Scenario = self.topology.scenario
         topo = self.topology
         self.n = n
         self.chunk = int(chunk or min(topo.horizon, MAX_CHUNK))
         b, nn, s = n, topo.n_nodes, topo.n_slots
         n_rand = int((topo.slot_lt_rand >= 0).sum())
         n_dis = len(topo.dis_start)
-        self.on_hand = np.zeros((b, nn))
-        self.raw = np.zeros((b, topo.n_lanes))
-        self.cust_bo = np.zeros((b, nn))
-        self.owed = np.zeros((b, s, AGES))
-        self.owed_depth = np.zeros((b, s), dtype=np.int64)     # age buckets in use per slot
-        self.pipe = np.zeros((b, s, topo.pipe_len))
-        self.last_arr = np.zeros((b, s), dtype=np.int64)
-        self.down = np.zeros((b, n_dis), dtype=np.bool_)
-        self.t = np.zeros(b, dtype=np.int64)
-        self.pos = np.zeros(b, dtype=np.int64)
-        self.demand_chunk = np.zeros((b, self.chunk, topo.n_demand))
-        self.lt_chunk = np.zeros((b, self.chunk, max(n_rand, 1)), dtype=np.int64)
-        self.dis_chunk = np.zeros((b, self.chunk, max(n_dis, 1)))
+        # The kernels' structures (meio.envs.dynamics), built once: every state, draw and output
+        # array lives in them, and the attributes on_hand, pipe, pos, last_costs, ... read their fields.
+        self.params: KernelParams = kernel_params(topo)
+        self.state: KernelState = new_state(topo, n)
+        self.draws: KernelDraws = new_draws(topo, n, self.chunk)
+        self.out: KernelOut = new_out(topo, n)
+        # Their numba mirrors (the same arrays), which the kernels are called with (see as_struct).
+        self._structs = (as_struct(self.params), as_struct(self.state), as_struct(self.draws), as_struct(self.out))
         self.trace_offset = np.zeros((b, topo.n_demand), dtype=np.int64)
         # rngs[i] is row i's root generator: its seed sequence is the parent of the row's streams.
         self.rngs: list[np.random.Generator | None] = [None] * n
@@ -111,11 +129,8 @@ class Simulator:
         self._words = np.zeros(0, dtype=np.int64)
         self._varying = np.zeros(0, dtype=np.int64)
         self._stream_roots: list[np.random.Generator | None] = [None] * n
-        # The last period's results (the buffers StepResult points to).
+        # The last period's orders (with self.out, the buffers StepResult points to).
         self.last_orders = np.zeros((b, s))
-        self.last_costs = np.zeros((b, len(COST_NAMES)))
-        self.last_node_out = np.zeros((b, topo.n_demand, len(OUT_NAMES)))
-        self.last_shipped = np.zeros((b, s))
         self._node_ip = np.zeros((b, nn))
         self._slot_ip = np.zeros((b, s))
         self._n_rand = n_rand
@@ -133,23 +148,90 @@ class Simulator:
             self._positions_kernel = inventory_positions_serial
         self._demand_model = DemandModel(topo.demand_specs, topo.correlation_chol)
         self._n_dis = n_dis
-        self._topo_args = (
-            topo.holding, topo.penalty, topo.node_capacity, topo.is_assembly, topo.demand_nodes,
-            topo.lane_bom, topo.lane_is_component, topo.lane_raw_holding, topo.in_lane_ptr, topo.in_lanes,
-            topo.slot_lane, topo.slot_capacity, topo.slot_unit_cost, topo.slot_fixed_cost,
-            topo.slot_pipeline_cost, topo.slot_crossing, topo.slot_lt_const, topo.slot_lt_rand,
-            topo.slot_disruption, topo.out_ptr, topo.out_slots, topo.in_ptr, topo.in_slots,
-            topo.ext_slots, topo.dis_start, topo.dis_end,
-            topo.backorders, topo.proportional, topo.integer_orders,
-        )
-        self._state_args = (self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe,
-                            self.last_arr, self.down, self.t)
-        self._out_args = (self.last_costs, self.last_node_out, self.last_shipped)
         self.reset()
 
+    def __getstate__(self) -> dict:
+        # The numba mirrors hold native references that neither pickle nor deepcopy: rebuilt on load.
+        saved = self.__dict__.copy()
+        del saved["_structs"]
+        return saved
+
+    def __setstate__(self, saved: dict) -> None:
+        self.__dict__.update(saved)
+        for arr in self.params:  # copies come back writeable; the topology's are read-only
+            if isinstance(arr, np.ndarray):
+                arr.setflags(write=False)
+        self._structs = (as_struct(self.params), as_struct(self.state), as_struct(self.draws), as_struct(self.out))
+
+    # ---- fields of self.state, self.draws and self.out by their long-standing names -----------
+    @property
+    def on_hand(self) -> np.ndarray:
+        return self.state.on_hand
+
+    @property
+    def raw(self) -> np.ndarray:
+        return self.state.raw
+
+    @property
+    def cust_bo(self) -> np.ndarray:
+        return self.state.cust_bo
+
+    @property
+    def owed(self) -> np.ndarray:
+        return self.state.owed
+
+    @property
+    def owed_depth(self) -> np.ndarray:
+        return self.state.owed_depth
+
+    @property
+    def pipe(self) -> np.ndarray:
+        return self.state.pipe
+
+    @property
+    def last_arr(self) -> np.ndarray:
+        return self.state.last_arr
+
+    @property
+    def down(self) -> np.ndarray:
+        return self.state.down
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.state.t
+
+    @property
+    def demand_chunk(self) -> np.ndarray:
+        return self.draws.demand_chunk
+
+    @property
+    def lt_chunk(self) -> np.ndarray:
+        return self.draws.lt_chunk
+
+    @property
+    def dis_chunk(self) -> np.ndarray:
+        return self.draws.dis_chunk
+
+    @property
+    def pos(self) -> np.ndarray:
+        return self.draws.pos
+
+    @property
+    def last_costs(self) -> np.ndarray:
+        return self.out.costs
+
+    @property
+    def last_node_out(self) -> np.ndarray:
+        return self.out.node_out
+
+    @property
+    def last_shipped(self) -> np.ndarray:
+        return self.out.shipped
+
     # ---- reset and randomness -----------------------------------------------------------------
-    def reset(self, seeds: int | Sequence[int | None] | None = None,
-              rows: Sequence[int] | np.ndarray | None = None) -> None:
+    def reset(
+        self, seeds: int | Sequence[int | None] | None = None, rows: Sequence[int] | np.ndarray | None = None
+    ) -> None:
         """Reset ``rows`` (all by default) to the initial state and draw their first block.
 
         ``seeds``: one int for all rows (row ``i`` then gets ``seeds + i``, SB3's convention), one
@@ -168,16 +250,18 @@ class Simulator:
                 raise ValueError(f"seeds: {len(seed_list)} seeds for {len(rows)} rows")
             seed_list = [None if x is None else check_setting("seed", x) for x in seed_list]
         topo = self.topology
-        random_start = [d for d, spec in enumerate(topo.demand_specs)
-                        if spec.dist == "trace" and spec.trace_start == "random"]
+        random_start = [
+            d for d, spec in enumerate(topo.demand_specs) if spec.dist == "trace" and spec.trace_start == "random"
+        ]
         self.trace_offset[rows] = 0
         if self._streams is None:
             width = len(self._stream_keys())
             self._streams = np.empty((self.n, width), dtype=object)
             self._block_start = np.empty((self.n, width - 1), dtype=object)
             # 64-bit words per period of each block stream (0: varies, the stream needs snapshots)
-            self._words = np.array(self._demand_model.words_per_period + (1,) * (self._n_rand + self._n_dis),
-                                   dtype=np.int64)
+            self._words = np.array(
+                self._demand_model.words_per_period + (1,) * (self._n_rand + self._n_dis), dtype=np.int64
+            )
             self._varying = np.flatnonzero(self._words == 0)
         running = []
         for i, seed in zip(rows, seed_list):
@@ -195,19 +279,21 @@ class Simulator:
         for i in rows:
             for d in random_start:
                 self.trace_offset[i, d] = self._streams[i][0].integers(len(topo.demand_specs[d].trace))
-        self.on_hand[rows] = topo.initial_inventory
-        for arr in (self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe, self.last_arr, self.down, self.t):
+        for arr in self.state:  # every field, so a new state field is reset too
             arr[rows] = 0
+        self.state.on_hand[rows] = topo.initial_inventory
         self._draw(rows)
         self.last_node_out[rows] = 0.0
 
     def _stream_keys(self) -> list[tuple[int, ...]]:
         """Spawn keys of a row's streams, in the order reset, demand, lead times, outages."""
         dm = self._demand_model
-        return ([(STREAM_RESET,)]
-                + ([(STREAM_COPULA,)] if dm.chol is not None else [(STREAM_DEMAND, d) for d in dm.stream_nodes])
-                + [(STREAM_LEAD_TIME, r) for r in range(self._n_rand)]
-                + [(STREAM_OUTAGE, x) for x in range(self._n_dis)])
+        return (
+            [(STREAM_RESET,)]
+            + ([(STREAM_COPULA,)] if dm.chol is not None else [(STREAM_DEMAND, d) for d in dm.stream_nodes])
+            + [(STREAM_LEAD_TIME, r) for r in range(self._n_rand)]
+            + [(STREAM_OUTAGE, x) for x in range(self._n_dis)]
+        )
 
     def _row_streams(self, root: np.random.Generator) -> list[np.random.Generator]:
         """A row's streams (:meth:`_stream_keys`), children of ``root``'s seed sequence."""
@@ -215,9 +301,14 @@ class Simulator:
         if not isinstance(seq, np.random.SeedSequence):
             # A bit generator built without a seed sequence: seed the streams from the root's draws.
             seq = np.random.SeedSequence(root.integers(0, 2**63, size=4))
-        return [np.random.Generator(np.random.PCG64(
-                    np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key + key, pool_size=seq.pool_size)))
-                for key in self._stream_keys()]
+        return [
+            np.random.Generator(
+                np.random.PCG64(
+                    np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key + key, pool_size=seq.pool_size)
+                )
+            )
+            for key in self._stream_keys()
+        ]
 
     def spread_initial_stock(self, rows: Sequence[int] | np.ndarray, spread: float, scale: np.ndarray) -> None:
         """Exploring starts: replace the on-hand stock of ``rows`` (just reset) by independent draws,
@@ -267,8 +358,12 @@ class Simulator:
                         g.bit_generator.advance(-int(words[k]) * back)
                     else:
                         state, inc, has_uint32, uinteger = self._block_start[i, k]
-                        g.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": inc},
-                                                 "has_uint32": has_uint32, "uinteger": uinteger}
+                        g.bit_generator.state = {
+                            "bit_generator": "PCG64",
+                            "state": {"state": state, "inc": inc},
+                            "has_uint32": has_uint32,
+                            "uinteger": uinteger,
+                        }
             if redraw:
                 self._fill(sel, int(p), self.t[sel] - p)
 
@@ -287,11 +382,11 @@ class Simulator:
         periods = start[:, None] + np.arange(c)[None, :]
         demand = np.empty((n_rows, c, topo.n_demand))
         n_dem = self._demand_model.n_streams
-        self._demand_model.draw(streams[:, 1:1 + n_dem], periods, self.trace_offset[rows], demand)
+        self._demand_model.draw(streams[:, 1 : 1 + n_dem], periods, self.trace_offset[rows], demand)
         n_rand, n_dis = self._n_rand, self._n_dis
         u = np.empty((n_rows, c))
         lead = np.empty((n_rows, c, n_rand), dtype=np.int64)
-        for r in range(n_rand):                          # inverse distribution function per slot
+        for r in range(n_rand):  # inverse distribution function per slot
             for g, row in zip(streams[:, 1 + n_dem + r], u):
                 g.random(out=row)
             idx = np.searchsorted(topo.lt_cdf[r], u, side="right")
@@ -319,9 +414,9 @@ class Simulator:
             np.rint(o, out=o)
         if self.pos.max() >= self.chunk:
             self._draw(np.flatnonzero(self.pos >= self.chunk))
-        self._step_kernel(*self._topo_args, *self._state_args, o, self.demand_chunk, self.lt_chunk, self.dis_chunk,
-                          self.pos, *self._out_args)
-        return StepResult(orders=o, costs=self.last_costs, node_out=self.last_node_out, shipped=self.last_shipped)
+        params, state, draws, out = self._structs
+        self._step_kernel(params, state, o, draws, out)
+        return StepResult(orders=o, costs=self.out.costs, node_out=self.out.node_out, shipped=self.out.shipped)
 
     # ---- derived quantities -------------------------------------------------------------------
     def positions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -329,11 +424,7 @@ class Simulator:
 
         See :func:`meio.envs.dynamics.inventory_positions`. Buffers: copy to keep them.
         """
-        topo = self.topology
-        self._positions_kernel(self.on_hand, self.raw, self.cust_bo, self.owed, self.owed_depth, self.pipe,
-                               topo.slot_src, topo.slot_dst, topo.slot_lane, topo.lane_bom, topo.lane_is_component,
-                               topo.out_ptr, topo.out_slots, topo.in_ptr, topo.in_slots, topo.is_assembly,
-                               self._node_ip, self._slot_ip)
+        self._positions_kernel(self._structs[0], self._structs[1], self._node_ip, self._slot_ip)
         return self._node_ip, self._slot_ip
 
     def orders_up_to(self, targets: np.ndarray, reorder: np.ndarray | None = None) -> np.ndarray:
@@ -345,11 +436,9 @@ class Simulator:
         """
         _, slot_ip = self.positions()
         out = np.zeros_like(slot_ip)
-        topo = self.topology
         targets = np.broadcast_to(np.asarray(targets, dtype=float), out.shape)
         reorder = targets if reorder is None else np.broadcast_to(np.asarray(reorder, dtype=float), out.shape)
-        order_up_to(slot_ip, targets, reorder, topo.in_ptr, topo.in_slots, topo.out_ptr, topo.out_slots,
-                    topo.slot_lane, topo.lane_bom, topo.lane_is_component, out)
+        order_up_to(self._structs[0], slot_ip, targets, reorder, out)
         return out
 
     def echelon_positions(self) -> np.ndarray:

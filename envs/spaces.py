@@ -22,8 +22,8 @@ it reads 1, as the continuing state would in the next episode, and a policy run 
 an episode (a long-run evaluation) sees the values it was trained on, never values below ``1 /
 horizon``. With ``observe_time=False`` the feature is left out: a policy for the infinite-horizon
 problem, whose truncated episodes are bootstrapped (SB3 does so), has no use for the clock, and
-without it the same state always gets the same order. ``mu_j`` is the mean demand per period passing through node ``j``, ``L_j`` the longest mean lead
-time into it, ``b`` the lane's bill-of-materials ratio.
+without it the same state always gets the same order. ``mu_j`` is the mean demand per period
+passing through node ``j``, ``L_j`` the longest mean lead time into it, ``b`` the lane's bill-of-materials ratio.
 
 Actions are in ``[-1, 1]``, one per slot (lane and mode, in scenario order), mapped affinely to
 ``[0, max]``: order quantities (``order_quantity``; ``max`` is the mode's ``max_order``, by
@@ -68,18 +68,29 @@ class ObservationMap:
         feats: list[tuple[str, frozenset[int]]] = [(f"on_hand[{x}]", frozenset({j})) for j, x in enumerate(names)]
         if topo.backorders:
             feats += [(f"backorders[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
-        feats += [(f"owed[{x}]", frozenset({int(topo.slot_dst[q])} | ({int(topo.slot_src[q])} if topo.slot_src[q] >= 0
-                                                                      else set())))
-                  for q, x in enumerate(topo.slot_names)]
-        feats += [(f"pipeline[{x}][{k}]", frozenset({int(topo.slot_dst[q])})) for q, x in enumerate(topo.slot_names)
-                  for k in range(1, topo.slot_lt_max[q] + 1)]
-        lane_names = [f"{names[topo.lane_src[m]] if topo.lane_src[m] >= 0 else 'external'}->{names[topo.lane_dst[m]]}"
-                      for m in range(topo.n_lanes)]
+        feats += [
+            (
+                f"owed[{x}]",
+                frozenset({int(topo.slot_dst[q])} | ({int(topo.slot_src[q])} if topo.slot_src[q] >= 0 else set())),
+            )
+            for q, x in enumerate(topo.slot_names)
+        ]
+        feats += [
+            (f"pipeline[{x}][{k}]", frozenset({int(topo.slot_dst[q])}))
+            for q, x in enumerate(topo.slot_names)
+            for k in range(1, topo.slot_lt_max[q] + 1)
+        ]
+        lane_names = [
+            f"{names[topo.lane_src[m]] if topo.lane_src[m] >= 0 else 'external'}->{names[topo.lane_dst[m]]}"
+            for m in range(topo.n_lanes)
+        ]
         feats += [(f"components[{lane_names[m]}]", frozenset({int(topo.lane_dst[m])})) for m in self.component_lanes]
         feats += [(f"position[{x}]", frozenset({j})) for j, x in enumerate(names)]
         feats += [(f"last_demand[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
-        feats += [(f"outage[{lane_names[topo.slot_lane[q]]}]", frozenset({int(topo.slot_dst[q])}))
-                  for q in _first_slot_per_disruption(topo)]
+        feats += [
+            (f"outage[{lane_names[topo.slot_lane[q]]}]", frozenset({int(topo.slot_dst[q])}))
+            for q in _first_slot_per_disruption(topo)
+        ]
         if observe_time:
             feats.append(("periods_left", every))
         self.observe_time = bool(observe_time)
@@ -95,10 +106,29 @@ class ObservationMap:
     def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
         """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
         node_ip, _ = sim.positions()
-        (_observe if sim.parallel else _observe_serial)(sim.on_hand, sim.cust_bo, sim.owed, sim.owed_depth, sim.pipe, sim.raw, node_ip, sim.last_node_out,
-                 sim.down, sim.t,
-                 self.node_scale, self.slot_scale, self.lane_scale, self.component_lanes, self.pipe_len,
-                 self.demand_nodes, self.demand_scale, self.backorders, self.horizon, self.observe_time, out)
+        (_observe if sim.parallel else _observe_serial)(
+            sim.on_hand,
+            sim.cust_bo,
+            sim.owed,
+            sim.owed_depth,
+            sim.pipe,
+            sim.raw,
+            node_ip,
+            sim.last_node_out,
+            sim.down,
+            sim.t,
+            self.node_scale,
+            self.slot_scale,
+            self.lane_scale,
+            self.component_lanes,
+            self.pipe_len,
+            self.demand_nodes,
+            self.demand_scale,
+            self.backorders,
+            self.horizon,
+            self.observe_time,
+            out,
+        )
         np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
         return out
 
@@ -119,8 +149,29 @@ def _first_slot_per_disruption(topo: Topology) -> list[int]:
 
 
 @nb.njit(cache=True, parallel=True)
-def _observe(on_hand, cust_bo, owed, depth, pipe, raw, node_ip, node_out, down, t, node_scale, slot_scale, lane_scale,
-             component_lanes, pipe_len, demand_nodes, demand_scale, backorders, horizon, observe_time, out):
+def _observe(
+    on_hand,
+    cust_bo,
+    owed,
+    depth,
+    pipe,
+    raw,
+    node_ip,
+    node_out,
+    down,
+    t,
+    node_scale,
+    slot_scale,
+    lane_scale,
+    component_lanes,
+    pipe_len,
+    demand_nodes,
+    demand_scale,
+    backorders,
+    horizon,
+    observe_time,
+    out,
+):
     n_batch, n_nodes = on_hand.shape
     n_slots = owed.shape[1]
     for b in nb.prange(n_batch):
@@ -198,13 +249,17 @@ class ActionMap:
         s = len(self.high)
         if a.shape != (sim.n, s) and not (sim.n == 1 and a.shape == (s,)):
             alt = f" or ({s},)" if sim.n == 1 else ""
-            raise ValueError(f"action: shape {a.shape}; expected ({sim.n}, {s}){alt}, one entry per slot "
-                             f"({', '.join(self.slot_names)})")
+            raise ValueError(
+                f"action: shape {a.shape}; expected ({sim.n}, {s}){alt}, one entry per slot "
+                f"({', '.join(self.slot_names)})"
+            )
         finite = np.isfinite(a)
         if not finite.all():
             bad = tuple(int(i) for i in np.argwhere(~finite)[0])
-            raise ValueError(f"action[{', '.join(map(str, bad))}] (slot {self.slot_names[bad[-1]]}): {a[bad]} is "
-                             "not a finite number; actions are finite numbers (clipped to [-1, 1])")
+            raise ValueError(
+                f"action[{', '.join(map(str, bad))}] (slot {self.slot_names[bad[-1]]}): {a[bad]} is "
+                "not a finite number; actions are finite numbers (clipped to [-1, 1])"
+            )
         value = (np.clip(a.reshape(sim.n, s), -1.0, 1.0) + 1.0) * (0.5 * self.high)
         if self.mode == "order_quantity":
             return value

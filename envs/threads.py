@@ -30,8 +30,9 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -76,11 +77,11 @@ def free_cores() -> int:
     """
     try:
         cores = len(os.sched_getaffinity(0))
-    except AttributeError:                          # not on Linux
+    except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     try:
         load = max(os.getloadavg()[0], 0.0)
-    except (AttributeError, OSError):               # no load average (Windows): trust the core count
+    except (AttributeError, OSError):  # no load average (Windows): trust the core count
         load = 0.0
     return max(1, cores - int(math.floor(load + 0.5)))
 
@@ -133,9 +134,12 @@ def numba_threads(threads: int) -> int:
     pool's size, fixed when numba is imported), with a warning when fewer than asked."""
     cap = numba.config.NUMBA_NUM_THREADS
     if threads > cap:
-        warnings.warn(f"threads: {threads} asked for, but numba's pool has NUMBA_NUM_THREADS={cap} threads; "
-                      f"using {cap} (set NUMBA_NUM_THREADS before starting Python for more)",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"threads: {threads} asked for, but numba's pool has NUMBA_NUM_THREADS={cap} threads; "
+            f"using {cap} (set NUMBA_NUM_THREADS before starting Python for more)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return cap
     return threads
 

@@ -10,14 +10,15 @@ of the environments reads like the scenario file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from meio.envs.distributions import DemandSpec
 from meio.envs.dynamics import COST_NAMES  # noqa: F401  (re-exported: callers import it from here)
-from meio.envs.scenario import EXTERNAL, Scenario, check_sizes
+from meio.envs.graph import descendants, topological_order
+from meio.envs.scenario import Scenario, check_sizes
 
 #: Obligation age buckets: an upstream node serves what it owes oldest first, by the period the
 #: order was placed. Obligations older than ``AGES - 1`` periods share the last bucket and are
@@ -34,57 +35,57 @@ class Topology:
     """
 
     scenario: Scenario
-    node_names: tuple[str, ...]              # (N,) topological order
-    file_index: np.ndarray                   # (N,) position of each node in the scenario file
-    holding: np.ndarray                      # (N,) h_j, local holding cost rate
-    penalty: np.ndarray                      # (N,) p_j, backorder or lost-sales cost (0 if no demand)
-    node_capacity: np.ndarray                # (N,) units a node may ship per period (inf = none)
-    initial_inventory: np.ndarray            # (N,)
-    is_assembly: np.ndarray                  # (N,) bool: arrivals go to component stock, then kits
-    demand_col: np.ndarray                   # (N,) column of the node in the demand arrays, -1 if none
-    demand_nodes: np.ndarray                 # (D,) node index of each demand column
-    demand_specs: tuple[DemandSpec, ...]     # (D,) in scenario file order of the demand nodes
-    correlation_chol: np.ndarray | None      # (D, D) Cholesky factor of the demand correlation
+    node_names: tuple[str, ...]  # (N,) topological order
+    file_index: np.ndarray  # (N,) position of each node in the scenario file
+    holding: np.ndarray  # (N,) h_j, local holding cost rate
+    penalty: np.ndarray  # (N,) p_j, backorder or lost-sales cost (0 if no demand)
+    node_capacity: np.ndarray  # (N,) units a node may ship per period (inf = none)
+    initial_inventory: np.ndarray  # (N,)
+    is_assembly: np.ndarray  # (N,) bool: arrivals go to component stock, then kits
+    demand_col: np.ndarray  # (N,) column of the node in the demand arrays, -1 if none
+    demand_nodes: np.ndarray  # (D,) node index of each demand column
+    demand_specs: tuple[DemandSpec, ...]  # (D,) in scenario file order of the demand nodes
+    correlation_chol: np.ndarray | None  # (D, D) Cholesky factor of the demand correlation
     # lanes
-    lane_src: np.ndarray                     # (M,) node index, -1 for the external supplier
-    lane_dst: np.ndarray                     # (M,)
-    lane_bom: np.ndarray                     # (M,) units of the source's item per unit made at dst
-    lane_is_component: np.ndarray            # (M,) bool: arrivals go to the component stock at dst
-    lane_raw_holding: np.ndarray             # (M,) holding rate of component stock (source's h_j)
-    in_lane_ptr: np.ndarray                  # (N+1,) CSR: lanes into each node
+    lane_src: np.ndarray  # (M,) node index, -1 for the external supplier
+    lane_dst: np.ndarray  # (M,)
+    lane_bom: np.ndarray  # (M,) units of the source's item per unit made at dst
+    lane_is_component: np.ndarray  # (M,) bool: arrivals go to the component stock at dst
+    lane_raw_holding: np.ndarray  # (M,) holding rate of component stock (source's h_j)
+    in_lane_ptr: np.ndarray  # (N+1,) CSR: lanes into each node
     in_lanes: np.ndarray
     # slots (lane, mode)
-    slot_lane: np.ndarray                    # (S,)
-    slot_mode: np.ndarray                    # (S,) index of the mode within its lane
-    slot_src: np.ndarray                     # (S,) -1 for external
-    slot_dst: np.ndarray                     # (S,)
-    slot_capacity: np.ndarray                # (S,) units shipped per period (inf = none)
-    slot_unit_cost: np.ndarray               # (S,) per unit shipped
-    slot_fixed_cost: np.ndarray              # (S,) per period with a positive order
-    slot_pipeline_cost: np.ndarray           # (S,) per unit in transit per period
-    slot_crossing: np.ndarray                # (S,) bool: shipments may overtake each other
-    slot_lt_const: np.ndarray                # (S,) the lead time if constant, else -1
-    slot_lt_rand: np.ndarray                 # (S,) row in lt_values / lt_cdf if random, else -1
-    slot_lt_max: np.ndarray                  # (S,)
-    slot_lt_mean: np.ndarray                 # (S,)
-    slot_disruption: np.ndarray              # (S,) row in dis_start / dis_end, else -1
-    slot_names: tuple[str, ...]              # (S,) "src->dst" or "src->dst:mode"
-    out_ptr: np.ndarray                      # (N+1,) CSR: slots shipped by each node, priority order
+    slot_lane: np.ndarray  # (S,)
+    slot_mode: np.ndarray  # (S,) index of the mode within its lane
+    slot_src: np.ndarray  # (S,) -1 for external
+    slot_dst: np.ndarray  # (S,)
+    slot_capacity: np.ndarray  # (S,) units shipped per period (inf = none)
+    slot_unit_cost: np.ndarray  # (S,) per unit shipped
+    slot_fixed_cost: np.ndarray  # (S,) per period with a positive order
+    slot_pipeline_cost: np.ndarray  # (S,) per unit in transit per period
+    slot_crossing: np.ndarray  # (S,) bool: shipments may overtake each other
+    slot_lt_const: np.ndarray  # (S,) the lead time if constant, else -1
+    slot_lt_rand: np.ndarray  # (S,) row in lt_values / lt_cdf if random, else -1
+    slot_lt_max: np.ndarray  # (S,)
+    slot_lt_mean: np.ndarray  # (S,)
+    slot_disruption: np.ndarray  # (S,) row in dis_start / dis_end, else -1
+    slot_names: tuple[str, ...]  # (S,) "src->dst" or "src->dst:mode"
+    out_ptr: np.ndarray  # (N+1,) CSR: slots shipped by each node, priority order
     out_slots: np.ndarray
-    in_ptr: np.ndarray                       # (N+1,) CSR: slots into each node, file order
+    in_ptr: np.ndarray  # (N+1,) CSR: slots into each node, file order
     in_slots: np.ndarray
-    ext_slots: np.ndarray                    # slots supplied by the external supplier
-    lt_values: np.ndarray                    # (R, V) random lead-time supports (padded)
-    lt_cdf: np.ndarray                       # (R, V) their cumulative probabilities (padded with 1)
-    dis_start: np.ndarray                    # (X,) outage start probability per period
-    dis_end: np.ndarray                      # (X,) outage end probability per period
-    backorders: bool                         # unmet customer demand is backordered (else lost)
-    proportional: bool                       # allocation rule
+    ext_slots: np.ndarray  # slots supplied by the external supplier
+    lt_values: np.ndarray  # (R, V) random lead-time supports (padded)
+    lt_cdf: np.ndarray  # (R, V) their cumulative probabilities (padded with 1)
+    dis_start: np.ndarray  # (X,) outage start probability per period
+    dis_end: np.ndarray  # (X,) outage end probability per period
+    backorders: bool  # unmet customer demand is backordered (else lost)
+    proportional: bool  # allocation rule
     integer_orders: bool
     horizon: int
-    pipe_len: int                            # max lead time + 1
-    throughput: np.ndarray                   # (N,) mean units per period passing through each node
-    throughput_sd: np.ndarray                # (N,) their standard deviation (independence assumed)
+    pipe_len: int  # max lead time + 1
+    throughput: np.ndarray  # (N,) mean units per period passing through each node
+    throughput_sd: np.ndarray  # (N,) their standard deviation (independence assumed)
 
     @property
     def n_nodes(self) -> int:
@@ -106,17 +107,17 @@ class Topology:
         return self.node_names.index(name)
 
     def slots_into(self, j: int) -> np.ndarray:
-        return self.in_slots[self.in_ptr[j]:self.in_ptr[j + 1]]
+        return self.in_slots[self.in_ptr[j] : self.in_ptr[j + 1]]
 
     def slots_out_of(self, j: int) -> np.ndarray:
-        return self.out_slots[self.out_ptr[j]:self.out_ptr[j + 1]]
+        return self.out_slots[self.out_ptr[j] : self.out_ptr[j + 1]]
 
-    def demand_through(self, moments: Callable[[DemandSpec], tuple[float, float]]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def demand_through(self, moments: Callable[[DemandSpec], tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
         """``throughput`` and ``throughput_sd`` with each demand node's (mean, sd) given by
         ``moments`` instead of the simulated distribution's (the analytic baselines' convention)."""
-        return _throughput(self.node_names, self.lane_src, self.lane_dst, self.lane_bom, self.demand_col,
-                           self.demand_specs, moments)
+        return _throughput(
+            self.node_names, self.lane_src, self.lane_dst, self.lane_bom, self.demand_col, self.demand_specs, moments
+        )
 
     def node_with_several_suppliers(self) -> str | None:
         """The first node (topological order) with more than one lane in, or an assembly node; ``None``
@@ -128,11 +129,12 @@ class Topology:
 
     def descendants(self) -> np.ndarray:
         """(N, N) 0/1 matrix: ``E[j, k] = 1`` if ``k`` is ``j`` or downstream of ``j``."""
-        n = self.n_nodes
-        e = np.eye(n)
-        for j in reversed(range(n)):              # children come later in topological order
-            for lane in np.flatnonzero(self.lane_src == j):
-                e[j] = np.maximum(e[j], e[self.lane_dst[lane]])
+        names = self.node_names
+        edges = [(names[s], names[d]) for s, d in zip(self.lane_src, self.lane_dst) if s >= 0]
+        e = np.eye(self.n_nodes)
+        for j, name in enumerate(names):
+            below = descendants(names, edges, name)
+            e[j, [k for k, other in enumerate(names) if other in below]] = 1.0
         return e
 
     def lead_in(self) -> np.ndarray:
@@ -151,24 +153,11 @@ def _csr(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _topological_order(scenario: Scenario) -> list[int]:
-    """Kahn's algorithm, always taking the earliest-in-file ready node (a stable order)."""
+    """File positions of the nodes in topological order, ties in file order (see :mod:`meio.envs.graph`)."""
     ids = scenario.node_ids
-    indeg = {n: 0 for n in ids}
-    for lane in scenario.lanes:
-        if not lane.is_external:
-            indeg[lane.target] += 1
-    order: list[int] = []
-    ready = [i for i, n in enumerate(ids) if indeg[n] == 0]
-    while ready:
-        ready.sort()
-        i = ready.pop(0)
-        order.append(i)
-        for lane in scenario.lanes:
-            if lane.source == ids[i]:
-                indeg[lane.target] -= 1
-                if indeg[lane.target] == 0:
-                    ready.append(ids.index(lane.target))
-    return order
+    position = {name: i for i, name in enumerate(ids)}
+    edges = [(lane.source, lane.target) for lane in scenario.lanes if not lane.is_external]
+    return [position[name] for name in topological_order(ids, edges)]
 
 
 def _readonly(**arrays: np.ndarray) -> dict[str, np.ndarray]:
@@ -233,10 +222,25 @@ def compile_topology(scenario: Scenario) -> Topology:
                     disruptions.append((lane.disruption.start_probability, lane.disruption.end_probability))
                 dis = dis_row[k]
             label = f"{lane.source}->{lane.target}" + (f":{mode.name}" if len(lane.modes) > 1 else "")
-            rows.append(dict(lane=k, mode=mi, src=lane_src[k], dst=lane_dst[k], cap=mode.capacity,
-                             unit=mode.unit_cost, fixed=mode.fixed_cost, pipe=mode.pipeline_holding_cost,
-                             cross=mode.order_crossing, const=lt.values[0] if lt.is_constant else -1,
-                             rand=rand, ltmax=lt.max, ltmean=lt.mean, dis=dis, name=label))
+            rows.append(
+                dict(
+                    lane=k,
+                    mode=mi,
+                    src=lane_src[k],
+                    dst=lane_dst[k],
+                    cap=mode.capacity,
+                    unit=mode.unit_cost,
+                    fixed=mode.fixed_cost,
+                    pipe=mode.pipeline_holding_cost,
+                    cross=mode.order_crossing,
+                    const=lt.values[0] if lt.is_constant else -1,
+                    rand=rand,
+                    ltmax=lt.max,
+                    ltmean=lt.mean,
+                    dis=dis,
+                    name=label,
+                )
+            )
     s = len(rows)
     col = lambda key, dtype: np.array([r[key] for r in rows], dtype=dtype)  # noqa: E731
     file_index = np.array(order, dtype=np.int64)
@@ -253,44 +257,77 @@ def compile_topology(scenario: Scenario) -> Topology:
     lt_values = np.zeros((max(len(rand_tables), 1), vmax), dtype=np.int64)
     lt_cdf = np.ones((max(len(rand_tables), 1), vmax))
     for r, (vals, cdf) in enumerate(rand_tables):
-        lt_values[r, :len(vals)] = vals
-        lt_values[r, len(vals):] = vals[-1]
-        lt_cdf[r, :len(vals)] = cdf
+        lt_values[r, : len(vals)] = vals
+        lt_values[r, len(vals) :] = vals[-1]
+        lt_cdf[r, : len(vals)] = cdf
 
     throughput, throughput_sd = _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs)
     arrays = _readonly(
-        file_index=file_index, holding=holding,
+        file_index=file_index,
+        holding=holding,
         penalty=np.array([nd.penalty_cost for nd in nodes]),
         node_capacity=np.array([nd.capacity for nd in nodes]),
         initial_inventory=np.array([nd.initial_inventory for nd in nodes]),
-        is_assembly=is_assembly, demand_col=demand_col, demand_nodes=demand_nodes,
-        lane_src=lane_src, lane_dst=lane_dst, lane_bom=lane_bom, lane_is_component=lane_is_component,
-        lane_raw_holding=lane_raw_holding, in_lane_ptr=in_lane_ptr, in_lanes=in_lanes,
-        slot_lane=col("lane", np.int64), slot_mode=col("mode", np.int64), slot_src=slot_src,
-        slot_dst=slot_dst, slot_capacity=col("cap", float), slot_unit_cost=col("unit", float),
-        slot_fixed_cost=col("fixed", float), slot_pipeline_cost=col("pipe", float),
-        slot_crossing=col("cross", bool), slot_lt_const=col("const", np.int64),
-        slot_lt_rand=col("rand", np.int64), slot_lt_max=col("ltmax", np.int64),
-        slot_lt_mean=col("ltmean", float), slot_disruption=col("dis", np.int64),
-        out_ptr=out_ptr, out_slots=out_slots, in_ptr=in_ptr, in_slots=in_slots,
+        is_assembly=is_assembly,
+        demand_col=demand_col,
+        demand_nodes=demand_nodes,
+        lane_src=lane_src,
+        lane_dst=lane_dst,
+        lane_bom=lane_bom,
+        lane_is_component=lane_is_component,
+        lane_raw_holding=lane_raw_holding,
+        in_lane_ptr=in_lane_ptr,
+        in_lanes=in_lanes,
+        slot_lane=col("lane", np.int64),
+        slot_mode=col("mode", np.int64),
+        slot_src=slot_src,
+        slot_dst=slot_dst,
+        slot_capacity=col("cap", float),
+        slot_unit_cost=col("unit", float),
+        slot_fixed_cost=col("fixed", float),
+        slot_pipeline_cost=col("pipe", float),
+        slot_crossing=col("cross", bool),
+        slot_lt_const=col("const", np.int64),
+        slot_lt_rand=col("rand", np.int64),
+        slot_lt_max=col("ltmax", np.int64),
+        slot_lt_mean=col("ltmean", float),
+        slot_disruption=col("dis", np.int64),
+        out_ptr=out_ptr,
+        out_slots=out_slots,
+        in_ptr=in_ptr,
+        in_slots=in_slots,
         ext_slots=np.flatnonzero(slot_src < 0).astype(np.int64),
-        lt_values=lt_values, lt_cdf=lt_cdf,
+        lt_values=lt_values,
+        lt_cdf=lt_cdf,
         dis_start=np.array([d[0] for d in disruptions], dtype=float),
         dis_end=np.array([d[1] for d in disruptions], dtype=float),
-        throughput=throughput, throughput_sd=throughput_sd,
+        throughput=throughput,
+        throughput_sd=throughput_sd,
     )
     return Topology(
-        scenario=scenario, node_names=names, demand_specs=specs, correlation_chol=chol,
+        scenario=scenario,
+        node_names=names,
+        demand_specs=specs,
+        correlation_chol=chol,
         slot_names=tuple(r["name"] for r in rows),
         backorders=scenario.unmet_demand == "backorder",
         proportional=scenario.allocation == "proportional",
-        integer_orders=scenario.integer_orders, horizon=scenario.horizon,
-        pipe_len=int(max(r["ltmax"] for r in rows)) + 1, **arrays,
+        integer_orders=scenario.integer_orders,
+        horizon=scenario.horizon,
+        pipe_len=int(max(r["ltmax"] for r in rows)) + 1,
+        **arrays,
     )
 
 
-def _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs,
-                moments: Callable[[DemandSpec], tuple[float, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _throughput(
+    nodes,
+    lane_src,
+    lane_dst,
+    lane_bom,
+    demand_col,
+    specs,
+    moments: Callable[[DemandSpec], tuple[float, float]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd of the units per period each node passes on (its own demand plus its customers').
 
     A node with several suppliers is counted in full at each of them: this sets scales for
@@ -304,11 +341,10 @@ def _throughput(nodes, lane_src, lane_dst, lane_bom, demand_col, specs,
             spec = specs[demand_col[j]]
             m, s = (spec.base_mean(), spec.base_sd()) if moments is None else moments(spec)
             mu[j] += m
-            var[j] += s ** 2
+            var[j] += s**2
         for k in np.flatnonzero(lane_dst == j):
             src = lane_src[k]
             if src >= 0:
                 mu[src] += lane_bom[k] * mu[j]
                 var[src] += lane_bom[k] ** 2 * var[j]
     return mu, np.sqrt(var)
-

@@ -23,7 +23,6 @@ batches of at least ``meio.envs.dynamics.PARALLEL_ROWS`` rows.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -31,8 +30,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from meio.envs.multi_echelon import check_spread, resolve_scenario, step_info
-from meio.envs.scenario import Scenario
+from meio.envs.multi_echelon import check_spread, resolve_topology, step_info
+from meio.envs.resolve import ScenarioLike
 from meio.envs.simulator import Simulator
 from meio.envs.spaces import ActionMap, ObservationMap
 from meio.envs.threads import Threads
@@ -42,15 +41,24 @@ from meio.envs.topology import COST_NAMES
 class MultiEchelonVecEnv(VecEnv):
     """``n_envs`` copies of a scenario in one :class:`~meio.envs.simulator.Simulator`."""
 
-    def __init__(self, scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 action_mode: str | None = None, horizon: int | None = None, step_infos: bool = False,
-                 observe_time: bool = True, initial_stock_spread: float = 0.0, threads: Threads = None) -> None:
+    def __init__(
+        self,
+        scenario: ScenarioLike,
+        n_envs: int = 8,
+        seed: int | None = None,
+        action_mode: str | None = None,
+        horizon: int | None = None,
+        step_infos: bool = False,
+        observe_time: bool = True,
+        initial_stock_spread: float = 0.0,
+        threads: Threads = None,
+    ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
-        self.scenario = resolve_scenario(scenario, horizon)
-        self.sim = Simulator(self.scenario, n=int(n_envs), threads=threads)
-        topo = self.sim.topology
+        topo = resolve_topology(scenario, horizon)
         self.topology = topo
+        self.scenario = topo.scenario
+        self.sim = Simulator(topo, n=int(n_envs), threads=threads)
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode)
         self.observation_map = ObservationMap(topo, observe_time=observe_time)
@@ -105,7 +113,8 @@ class MultiEchelonVecEnv(VecEnv):
         self._ep_costs += result.costs
         dones = self.sim.t >= self.scenario.horizon
         infos: list[dict[str, Any]] = (
-            [step_info(result, i) for i in range(self.num_envs)] if self.step_infos
+            [step_info(result, i) for i in range(self.num_envs)]
+            if self.step_infos
             else [{} for _ in range(self.num_envs)]
         )
         obs = self.observation_map(self.sim, self._obs)
@@ -150,7 +159,6 @@ class MultiEchelonVecEnv(VecEnv):
         return [False for _ in self._indices(indices)]
 
 
-def make_vec_env(scenario: str | Path | Scenario, n_envs: int = 8, seed: int | None = None,
-                 **kwargs: Any) -> MultiEchelonVecEnv:
+def make_vec_env(scenario: ScenarioLike, n_envs: int = 8, seed: int | None = None, **kwargs: Any) -> MultiEchelonVecEnv:
     """The batched SB3 ``VecEnv`` of a scenario; row ``i`` is seeded ``seed + i`` at its first reset."""
     return MultiEchelonVecEnv(scenario, n_envs=n_envs, seed=seed, **kwargs)

@@ -7,9 +7,12 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:                     # the commands import what they use, so that --help stays fast
+if TYPE_CHECKING:  # the commands import what they use, so that --help stays fast
+    from meio.agents.train import TrainResult
     from meio.envs.distributions import DemandSpec, LeadTimeSpec
     from meio.envs.scenario import Scenario
 
@@ -19,7 +22,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from meio.envs.policies import BaseStockPolicy, parse_levels
     from meio.envs.simulator import Simulator
 
-    check_evaluation(args.periods, args.warmup, args.replications, args.seed)    # before any allocation
+    check_evaluation(args.periods, args.warmup, args.replications, args.seed)  # before any allocation
     sim = Simulator(args.scenario, n=args.replications)
     if args.policy == "base-stock":
         if not args.levels:
@@ -27,13 +30,22 @@ def _simulate(args: argparse.Namespace) -> int:
         # NODE=LEVEL,... splits at ',' and '=' and trims blanks: an id with them cannot be written.
         unnameable = [n for n in sim.topology.node_names if "," in n or "=" in n or n != n.strip()]
         if unnameable:
-            raise ValueError(f"--levels: node {unnameable[0]!r} of {sim.scenario.name} cannot be written as "
-                             "NODE=LEVEL (its id has ',', '=' or blanks at an end); rename it in the scenario file")
+            raise ValueError(
+                f"--levels: node {unnameable[0]!r} of {sim.scenario.name} cannot be written as "
+                "NODE=LEVEL (its id has ',', '=' or blanks at an end); rename it in the scenario file"
+            )
         policy = BaseStockPolicy(sim.topology, parse_levels(args.levels), kind=args.kind)
     else:
         raise ValueError(f"--policy: {args.policy!r} is not supported")
-    result = evaluate(sim, policy, periods=args.periods, warmup=args.warmup, replications=args.replications,
-                      seed=args.seed, progress=not args.json)
+    result = evaluate(
+        sim,
+        policy,
+        periods=args.periods,
+        warmup=args.warmup,
+        replications=args.replications,
+        seed=args.seed,
+        progress=not args.json,
+    )
     if args.json:
         payload = result.to_dict()
         payload["policy"] = {"name": policy.name, "kind": policy.kind, "levels": policy.levels}
@@ -47,52 +59,172 @@ def _baselines(args: argparse.Namespace) -> int:
     from meio.baselines.run import BASELINE_NAMES, run_baselines
 
     include = tuple(x.strip() for x in args.include.split(",")) if args.include else BASELINE_NAMES
-    report = run_baselines(args.scenario, periods=args.periods, warmup=args.warmup,
-                           replications=args.replications, seed=args.seed, search_periods=args.search_periods,
-                           search_replications=args.search_replications, include=include,
-                           progress=not args.json)
+    report = run_baselines(
+        args.scenario,
+        periods=args.periods,
+        warmup=args.warmup,
+        replications=args.replications,
+        seed=args.seed,
+        search_periods=args.search_periods,
+        search_replications=args.search_replications,
+        include=include,
+        progress=not args.json,
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from meio.agents.config import load_config
-    from meio.agents.train import train
+#: Training algorithms of ``meio train --algo``, the default first: PPO (``meio.agents.train``) and
+#: HDPO (``meio.agents.hdpo``); each reads its configs from ``configs/ALGO/``. The names of the saved
+#: agents ``meio.agents.policy.AGENT_KINDS`` loads (kept here so that parsing imports no torch).
+ALGOS = ("ppo", "hdpo")
 
-    run_dir = args.run_dir or f"runs/{args.scenario if '/' not in args.scenario else 'scenario'}-ppo-seed{args.seed}"
-    if args.resume:
+
+def _algo(text: str) -> str:
+    """The argparse ``type=`` of ``--algo``: a name of :data:`ALGOS`, else a hint."""
+    if text not in ALGOS:
+        from meio.envs.hints import did_you_mean
+
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a training algorithm; choose from {', '.join(ALGOS)}{did_you_mean(text, ALGOS)}"
+        )
+    return text
+
+
+def _config_fields(algo: str) -> frozenset[str]:
+    if algo == "hdpo":
+        from meio.agents.hdpo import HDPOConfig
+
+        return frozenset(HDPOConfig.model_fields)
+    from meio.agents.config import PPOConfig
+
+    return frozenset(PPOConfig.model_fields)
+
+
+def _load_algo_config(algo: str, name: str) -> Any:
+    """The training config ``name`` (``configs/ALGO/NAME.yaml``, or a path) of ``algo``. A config
+    whose unknown keys all belong to the other algorithm gets a first line saying so."""
+    from meio.agents.config import ConfigError
+
+    if algo == "hdpo":
+        from meio.agents.hdpo import load_hdpo_config as load
+    else:
+        from meio.agents.config import load_config as load
+    try:
+        return load(name)
+    except ConfigError as exc:
+        unknown = {field for field, message in exc.errors if "unknown key" in message}
+        for other in ALGOS:
+            if other != algo and unknown and unknown <= _config_fields(other):
+                hint = (
+                    f"config: {name} holds {other} settings ({', '.join(sorted(unknown))}); train it with "
+                    f"--algo {other}, or give a config of configs/{algo}/"
+                )
+                raise ConfigError(errors=[("config", hint), *exc.errors]) from None
+        raise
+
+
+def _train(args: argparse.Namespace) -> int:
+    resume = args.resume is not None
+    if args.resume and args.run_dir and Path(args.resume) != Path(args.run_dir):
+        raise ValueError(f"--resume: {args.resume!r} and --run-dir {args.run_dir!r} name two folders; give one")
+    scenario_part = args.scenario if "/" not in args.scenario else "scenario"
+    run_dir = args.resume or args.run_dir or f"runs/{scenario_part}-{args.algo or 'ppo'}-seed{args.seed}"
+    algo = args.algo or "ppo"
+    if resume:
+        # the run's config.yaml says which algorithm made it, so resuming needs no --algo
+        from meio.agents.policy import run_algo
+
+        try:
+            saved = run_algo(run_dir)
+        except ValueError as exc:
+            raise ValueError(f"--resume: {exc}") from None
+        if saved is not None and args.algo is not None and args.algo != saved:
+            raise ValueError(
+                f"--algo: {args.algo!r}, but {run_dir} was trained with {saved} (its config.yaml "
+                "says so); leave --algo out to resume it"
+            )
+        algo = saved or algo
+    result: TrainResult
+    if algo == "hdpo":
+        result = _train_hdpo(args, run_dir, resume)
+    elif resume:
+        from meio.agents.train import train
+
         # the run's own config.yaml holds its settings and total; a --config other than the default
         # is checked against it
-        cfg = None if args.config == "default" else load_config(args.config)
-        result = train(args.scenario, cfg, run_dir, resume=True, progress=True, total_steps=args.total_steps,
-                       threads=args.threads)
-        if result.steps_this_call == 0:
-            print(f"run folder: {result.run_dir} is at {result.steps} steps; nothing was trained")
-            return 0
+        cfg = None if args.config == "default" else _load_algo_config("ppo", args.config)
+        result = train(
+            args.scenario, cfg, run_dir, resume=True, progress=True, total_steps=args.total_steps, threads=args.threads
+        )
     else:
-        cfg = load_config(args.config).replace(total_steps=args.total_steps, threads=args.threads)
+        from meio.agents.train import train
+
+        cfg = _load_algo_config("ppo", args.config).replace(total_steps=args.total_steps, threads=args.threads)
         result = train(args.scenario, cfg, run_dir, seed=args.seed, progress=True)
+    unit = "iterations" if algo == "hdpo" else "steps"
+    if resume and result.steps_this_call == 0:
+        print(f"run folder: {result.run_dir} is at {result.steps} {unit}; nothing was trained")
+        return 0
     gap = ""
     if result.baseline_cost is not None and result.best_eval_cost is not None:
-        gap = (f"; best baseline {result.baseline_name} {result.baseline_cost:.4f}, gap "
-               f"{100 * (result.best_eval_cost - result.baseline_cost) / result.baseline_cost:+.2f}%")
+        gap = (
+            f"; best baseline {result.baseline_name} {result.baseline_cost:.4f}, gap "
+            f"{100 * (result.best_eval_cost - result.baseline_cost) / result.baseline_cost:+.2f}%"
+        )
     best = f"{result.best_eval_cost:.4f}" if result.best_eval_cost is not None else "-"
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s; best evaluation cost {best}{gap}")
+    print(f"trained {result.steps} {unit} ({algo}) in {result.seconds:.0f} s; best evaluation cost {best}{gap}")
     print(f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})")
     return 0
 
 
+def _train_hdpo(args: argparse.Namespace, run_dir: str, resume: bool) -> TrainResult:
+    """``meio train --algo hdpo``: ``--config`` names a file in ``configs/hdpo/`` (or a path) and
+    ``--total-steps`` sets its ``iterations`` (HDPO counts gradient steps, not environment steps)."""
+    import yaml
+
+    from meio.agents.hdpo import HDPOConfig, train_hdpo
+
+    cfg = None if resume and args.config == "default" else _load_algo_config("hdpo", args.config)
+    if resume and cfg is None and (args.total_steps is not None or args.threads is not None):
+        # the run's own settings with the new total or speed (train_hdpo checks that only those
+        # differ); a missing or broken config.yaml is left to train_hdpo, which names the problem
+        from meio.envs.scenario import read_yaml
+
+        path = Path(run_dir) / "config.yaml"
+        try:
+            saved = read_yaml(path.read_text(), str(path))
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+            saved = None
+        if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+            cfg = HDPOConfig.from_dict(saved["config"])
+    if cfg is not None:
+        cfg = cfg.replace(iterations=args.total_steps, threads=args.threads)
+    if resume:
+        return train_hdpo(args.scenario, cfg, run_dir, progress=True, resume=True)
+    return train_hdpo(args.scenario, cfg, run_dir, seed=args.seed, progress=True)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from meio.agents.policy import PPOPolicy, find_saved_agent
+    from meio.agents.policy import find_saved_agent, load_agent, saved_agent_algo
     from meio.envs.metrics import evaluate
     from meio.envs.simulator import Simulator
 
     folder = find_saved_agent(args.model)
-    policy = PPOPolicy.load(folder, name=f"ppo:{folder}")
+    policy = load_agent(folder, name=f"{saved_agent_algo(folder)}:{folder}")
     sim = Simulator(args.scenario, n=args.replications)
-    policy.check(sim)                  # a scenario of another shape is refused before any simulation
-    result = evaluate(sim, policy, periods=args.periods, warmup=args.warmup, replications=args.replications,
-                      seed=args.seed, progress=not args.json)
+    check = getattr(policy, "check", None)
+    if check is not None:
+        check(sim)  # a scenario of another shape is refused before any simulation
+    result = evaluate(
+        sim,
+        policy,
+        periods=args.periods,
+        warmup=args.warmup,
+        replications=args.replications,
+        seed=args.seed,
+        progress=not args.json,
+    )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
     return 0
 
@@ -103,9 +235,17 @@ def _benchmark(args: argparse.Namespace) -> int:
     from meio.benchmark import markdown_table, run_benchmark, summary_columns, write_report
 
     started = time.perf_counter()
-    result = run_benchmark(args.scenario, models=args.models or (), periods=args.periods, warmup=args.warmup,
-                           replications=args.replications, seed=args.seed, search_periods=args.search_periods,
-                           search_replications=args.search_replications, progress=True)
+    result = run_benchmark(
+        args.scenario,
+        models=args.models or (),
+        periods=args.periods,
+        warmup=args.warmup,
+        replications=args.replications,
+        seed=args.seed,
+        search_periods=args.search_periods,
+        search_replications=args.search_replications,
+        progress=True,
+    )
     out = args.out or f"runs/benchmark-{result.scenario.name}"
     files = write_report(result, out, frontier=not args.no_frontier)
     print(markdown_table(summary_columns(result.table)))
@@ -121,9 +261,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
     baselines = tuple(x.strip() for x in args.baselines.split(",")) if args.baselines else None
     kwargs = {"baselines": baselines} if baselines else {}
-    result = run_sweep(args.scenario, args.param, parse_values(args.values), models=args.models or (),
-                       periods=args.periods, warmup=args.warmup, replications=args.replications, seed=args.seed,
-                       progress=True, **kwargs)
+    result = run_sweep(
+        args.scenario,
+        args.param,
+        parse_values(args.values),
+        models=args.models or (),
+        periods=args.periods,
+        warmup=args.warmup,
+        replications=args.replications,
+        seed=args.seed,
+        progress=True,
+        **kwargs,
+    )
     out = args.out or f"runs/sweep-{args.param.replace('/', '_')}"
     files = write_sweep(result, out)
     cols = [c for c in ("value", "policy", "cost_mean", "cost_ci95", "fill_rate") if c in result.table]
@@ -131,6 +280,81 @@ def _sweep(args: argparse.Namespace) -> int:
     for name, why in result.skipped.items():
         print(f"skipped {name}: {why}")
     print(f"table and plot: {files['md']}, {files['png']}")
+    return 0
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    from meio.baselines.run import BASELINE_NAMES
+    from meio.benchmark import markdown_table, run_benchmark
+    from meio.frontier import DEFAULT_TARGETS, cost_service_frontier, parse_targets, policy_points, write_frontier
+
+    targets = parse_targets(args.targets) if args.targets else DEFAULT_TARGETS
+    none = args.baselines is not None and args.baselines.strip() == "none"
+    baselines = () if none else tuple(b.strip() for b in args.baselines.split(",")) if args.baselines else None
+    unknown = [b for b in baselines or () if b not in BASELINE_NAMES]
+    if unknown:  # before any search
+        raise ValueError(
+            f"--baselines: {unknown[0]!r} is not a baseline; choose from {', '.join(BASELINE_NAMES)} or none"
+        )
+    settings = {
+        "periods": args.periods,
+        "warmup": args.warmup,
+        "replications": args.replications,
+        "seed": args.seed,
+        "search_periods": args.search_periods,
+        "search_replications": args.search_replications,
+    }
+    df = cost_service_frontier(args.scenario, targets, node=args.node, progress=True, **settings)
+    points: dict[str, tuple[float, float, float]] = {}
+    if baselines != () or args.models:
+        # The policies are measured on the frontier's evaluation seeds (common random numbers).
+        kwargs = {} if baselines is None else {"baselines": baselines}
+        result = run_benchmark(args.scenario, models=args.models or (), progress=True, **settings, **kwargs)
+        points = policy_points({p: result.evaluations[p] for p in result.table.policy}, result.topology, args.node)
+    name = str(df.attrs["scenario"])
+    files = write_frontier(df, points, args.out or f"runs/frontier-{name}", name, settings)
+    cols = [
+        "target",
+        "fill_rate",
+        "fill_rate_ci95",
+        "investment_on_hand",
+        "investment_on_hand_ci95",
+        "cost_of_service",
+        "dominated_by",
+    ]
+    print(markdown_table(df[cols]))
+    print(f"frontier: {files['csv']}, {files['md']}, {files['png']}")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from meio.benchmark import markdown_table
+    from meio.experiment import load_spec, run_experiment
+
+    if args.cpus is not None and args.cpus < 1:
+        raise ValueError(f"--cpus: {args.cpus} is not a CPU count; use an integer >= 1")
+    spec = load_spec(args.spec)  # every field checked before Ray starts
+    out = args.out or f"runs/experiment-{spec.name}"
+    files = run_experiment(spec, out, address=args.address, cpus=args.cpus, resume=args.resume)
+    table = pd.read_csv(files["csv"])
+    cols = [
+        "scenario",
+        "method",
+        "cell",
+        "seeds",
+        "cost_mean",
+        "cost_ci95",
+        "gap_pct",
+        "gap_ci95_pct",
+        "gap_iqm_pct",
+        "reference",
+        "train_seconds",
+        "stopped",
+    ]
+    print(markdown_table(table[cols]))
+    print(f"results: {files['md']}, {files['csv']}, {files['png']}; tensorboard --logdir {out}")
     return 0
 
 
@@ -147,6 +371,30 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"  {message}", file=sys.stderr)
         return 2
     print(_scenario_summary(scenario))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    """The JSON Schema (draft 2020-12) of scenario files or of training configs, for editors."""
+    if args.kind == "config":
+        try:
+            from meio.agents.config import config_json_schema
+        except ImportError as exc:
+            raise ValueError(f"kind: the config schema is not available in this version ({exc})") from None
+        schema = config_json_schema()
+    else:
+        from meio.envs.scenario_model import json_schema
+
+        schema = json_schema()
+    text = json.dumps(schema, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text)
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write {args.out!r}: {exc.strerror or exc}") from None
+    print(f"{args.kind} schema: {args.out}")
     return 0
 
 
@@ -177,12 +425,12 @@ def _scenario_summary(scenario: Scenario) -> str:
     import math
 
     from meio.baselines.run import applicability
-    from meio.envs.topology import compile_topology
+    from meio.envs.resolve import resolve
 
     def cap(x: float) -> str:
         return "unlimited" if math.isinf(x) else f"{x:g}"
 
-    topo = compile_topology(scenario)
+    topo = resolve(scenario)
     through = dict(zip(topo.node_names, topo.throughput))
     # A node with alternative suppliers counts in full at each of them: then the flows are upper bounds.
     approx = "<= " if any(n.sourcing == "alternative" for n in scenario.nodes) else ""
@@ -196,36 +444,61 @@ def _scenario_summary(scenario: Scenario) -> str:
     ]
     for node in sc.nodes:
         customers = len(sc.lanes_from(node.id))
-        role = ("demand node" if customers == 0 else "demand and supply node") if node.demand is not None \
+        role = (
+            ("demand node" if customers == 0 else "demand and supply node")
+            if node.demand is not None
             else "supply node"
+        )
         if node.sourcing == "assembly":
             role += ", assembles " + " + ".join(f"{r:g} {p}" for p, r in node.bom)
         elif node.sourcing == "alternative":
             role += ", alternative suppliers"
         costs = f"h {node.holding_cost:g}" + (f", {sc.penalty_name} {node.penalty_cost:g}" if node.demand else "")
-        extra = "".join([f", capacity {cap(node.capacity)}" if math.isfinite(node.capacity) else "",
-                         f", initial {node.initial_inventory:g}" if node.initial_inventory else "",
-                         f", fill-rate target {node.service_target:g}" if node.service_target is not None else ""])
-        lines.append(f"  {node.id}: {role}; {costs}{extra}; mean flow through it {approx}{through[node.id]:.4g} per period")
+        extra = "".join(
+            [
+                f", capacity {cap(node.capacity)}" if math.isfinite(node.capacity) else "",
+                f", initial {node.initial_inventory:g}" if node.initial_inventory else "",
+                f", fill-rate target {node.service_target:g}" if node.service_target is not None else "",
+                f", segment {node.segment}" if node.segment is not None else "",
+            ]
+        )
+        lines.append(
+            f"  {node.id}: {role}; {costs}{extra}; mean flow through it {approx}{through[node.id]:.4g} per period"
+        )
         if node.demand is not None:
             lines.append(f"      demand {_describe_demand(node.demand)}")
     if sc.demand_correlation is not None:
-        lines.append("  demand correlation: " + "; ".join(" ".join(f"{x:g}" for x in row) for row in sc.demand_correlation))
+        lines.append(
+            "  demand correlation: " + "; ".join(" ".join(f"{x:g}" for x in row) for row in sc.demand_correlation)
+        )
     lines.append("lanes (file order):")
     for i, lane in enumerate(sc.lanes):
-        outage = (f"; outages start w.p. {lane.disruption.start_probability:g}, last {lane.disruption.mean_duration:g} "
-                  "periods on average" if lane.disruption else "")
+        outage = (
+            f"; outages start w.p. {lane.disruption.start_probability:g}, last {lane.disruption.mean_duration:g} "
+            "periods on average"
+            if lane.disruption
+            else ""
+        )
         for k, m in enumerate(lane.modes):
             head = f"  lanes[{i}] {lane.source} -> {lane.target}" if k == 0 else " " * (len(f"  lanes[{i}] ") - 2)
             name = f" [{m.name}]" if len(lane.modes) > 1 else ""
-            costs = ", ".join(f"{label} {getattr(m, key):g}" for key, label in
-                              (("unit_cost", "unit cost"), ("fixed_cost", "fixed cost"),
-                               ("pipeline_holding_cost", "pipeline holding")) if getattr(m, key))
-            lines.append(f"{head}{name}: {_describe_lead_time(m.lead_time)}, capacity {cap(m.capacity)}"
-                         + (f", {costs}" if costs else "") + (", crossing allowed" if m.order_crossing else "")
-                         + (outage if k == 0 else ""))
+            costs = ", ".join(
+                f"{label} {getattr(m, key):g}"
+                for key, label in (
+                    ("unit_cost", "unit cost"),
+                    ("fixed_cost", "fixed cost"),
+                    ("pipeline_holding_cost", "pipeline holding"),
+                )
+                if getattr(m, key)
+            )
+            lines.append(
+                f"{head}{name}: {_describe_lead_time(m.lead_time)}, capacity {cap(m.capacity)}"
+                + (f", {costs}" if costs else "")
+                + (", crossing allowed" if m.order_crossing else "")
+                + (outage if k == 0 else "")
+            )
     lines.append("baselines (meio baselines):")
-    for name, why in applicability(sc).items():
+    for name, why in applicability(topo).items():
         lines.append(f"  {name:<24} {'applies' if why is None else 'skipped: ' + why}")
     return "\n".join(lines)
 
@@ -249,62 +522,94 @@ def _setting(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(problem)
         return int(text)
 
-    parse.__name__ = name                # argparse names the type in some messages
+    parse.__name__ = name  # argparse names the type in some messages
     return parse
 
 
 def _evaluation_args(parser: argparse.ArgumentParser, periods: int, warmup: int, replications: int) -> None:
     """--scenario, --periods, --warmup, --replications, --seed: how every command simulates."""
     parser.add_argument("--scenario", required=True, help=SCENARIO_HELP)
-    parser.add_argument("--periods", type=_setting("periods"), default=periods,
-                        help=f"periods per replication after the warm-up (default {periods})")
-    parser.add_argument("--warmup", type=_setting("warmup"), default=warmup,
-                        help=f"periods discarded at the start (default {warmup})")
-    parser.add_argument("--replications", type=_setting("replications"), default=replications,
-                        help=f"independent copies, seeds SEED, SEED+1, ... (default {replications})")
+    parser.add_argument(
+        "--periods",
+        type=_setting("periods"),
+        default=periods,
+        help=f"periods per replication after the warm-up (default {periods})",
+    )
+    parser.add_argument(
+        "--warmup", type=_setting("warmup"), default=warmup, help=f"periods discarded at the start (default {warmup})"
+    )
+    parser.add_argument(
+        "--replications",
+        type=_setting("replications"),
+        default=replications,
+        help=f"independent copies, seeds SEED, SEED+1, ... (default {replications})",
+    )
     parser.add_argument("--seed", type=_setting("seed"), default=0, help="seed of the first copy (default 0)")
     _threads_arg(parser)
 
 
 def _threads_arg(parser: argparse.ArgumentParser) -> None:
     """--threads: how many threads the simulators of the command step with (``meio.envs.threads``)."""
-    parser.add_argument("--threads", metavar="N|auto",
-                        help="threads of the batched step: an integer >= 1, or 'auto' for the cores not busy now; "
-                             "more than one only pays for batches of >= 128 copies on an idle machine "
-                             "(default: $MEIO_THREADS, else 1)")
+    parser.add_argument(
+        "--threads",
+        metavar="N|auto",
+        help="threads of the batched step: an integer >= 1, or 'auto' for the cores not busy now; "
+        "more than one only pays for batches of >= 128 copies on an idle machine "
+        "(default: $MEIO_THREADS, else 1)",
+    )
 
 
 def _search_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--search-periods", type=_setting("search_periods"), default=1000,
-                        help="periods per search replication (default 1000)")
-    parser.add_argument("--search-replications", type=_setting("search_replications"), default=8,
-                        help="search replications (default 8)")
+    parser.add_argument(
+        "--search-periods",
+        type=_setting("search_periods"),
+        default=1000,
+        help="periods per search replication (default 1000)",
+    )
+    parser.add_argument(
+        "--search-replications", type=_setting("search_replications"), default=8, help="search replications (default 8)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies.")
+        prog="meio", description="Multi-echelon inventory optimisation: simulate, optimise and learn policies."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = sub.add_parser(
-        "simulate", help="run a scenario under a policy and print its KPIs",
+        "simulate",
+        help="run a scenario under a policy and print its KPIs",
         description="Run a scenario under a policy for --replications independent copies of --periods periods "
-                    "(after --warmup) and print cost per period with a 95% confidence interval (over replications, or from 20 batch means with one replication), its split, fill "
-                    "rate, cycle service level, mean stock, turnover and order-variance ratio per node.")
+        "(after --warmup) and print cost per period with a 95% confidence interval (over replications, or "
+        "from 20 batch means with one replication), its split, fill rate (with its CI) against the node's "
+        "service_target, cycle service level, mean stock, turnover "
+        "and order-variance ratio per node, service per segment, and the inventory investment on hand "
+        "and in transit beside the penalty cost.",
+    )
     _evaluation_args(sim, periods=10_000, warmup=100, replications=1)
-    sim.add_argument("--policy", choices=["base-stock"], default="base-stock", help="policy family (default: base-stock)")
-    sim.add_argument("--kind", choices=["installation", "echelon"], default="installation",
-                     help="base-stock positions: installation (local) or echelon (default: installation)")
+    sim.add_argument(
+        "--policy", choices=["base-stock"], default="base-stock", help="policy family (default: base-stock)"
+    )
+    sim.add_argument(
+        "--kind",
+        choices=["installation", "echelon"],
+        default="installation",
+        help="base-stock positions: installation (local) or echelon (default: installation)",
+    )
     sim.add_argument("--levels", help="base-stock levels, one per node: NODE=LEVEL,NODE=LEVEL,...")
     sim.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     sim.set_defaults(func=_simulate)
 
     base = sub.add_parser(
-        "baselines", help="compute and simulate the classical policies that apply to a scenario",
+        "baselines",
+        help="compute and simulate the classical policies that apply to a scenario",
         description="Compute every applicable baseline (Clark-Scarf and Shang-Song for serial chains with "
-                    "backorders, the guaranteed-service model for spanning trees, the local heuristic for any network, simulation-optimised installation and "
-                    "echelon base-stock levels), print its levels and analytic cost, and simulate each on the same "
-                    "seeds (95% CI over replications). Baselines that do not apply are listed with the reason.")
+        "backorders, the guaranteed-service model for spanning trees, the local heuristic for any network, "
+        "simulation-optimised installation and "
+        "echelon base-stock levels), print its levels and analytic cost, and simulate each on the same "
+        "seeds (95% CI over replications). Baselines that do not apply are listed with the reason.",
+    )
     _evaluation_args(base, periods=10_000, warmup=200, replications=10)
     _search_args(base)
     base.add_argument("--only", dest="include", help="comma-separated baseline names to compute (default: all)")
@@ -312,36 +617,64 @@ def build_parser() -> argparse.ArgumentParser:
     base.set_defaults(func=_baselines)
 
     tr = sub.add_parser(
-        "train", help="train a PPO agent on a scenario (TensorBoard, checkpoints, evaluation)",
-        description="Train stable-baselines3 PPO over the batched environment with the hyper-parameters of a "
-                    "config (configs/ppo/NAME.yaml or a path). Logs to TensorBoard under RUN_DIR/tb, evaluates on "
-                    "fixed seeds against the best applicable baseline, keeps the best model and writes checkpoints; "
-                    "--resume continues an interrupted run to the same total.")
+        "train",
+        help="train a PPO or HDPO agent on a scenario (TensorBoard, checkpoints, evaluation)",
+        description="Train an agent with --algo: stable-baselines3 PPO over the batched environment (default), or "
+        "HDPO, gradient descent through the differentiable twin, with the hyper-parameters of a config "
+        "(configs/ALGO/NAME.yaml or a path). Logs to TensorBoard under RUN_DIR/tb, evaluates on fixed "
+        "seeds against the best applicable baseline, keeps the best agent and writes checkpoints; "
+        "--resume continues an interrupted run to the same total, with the algorithm it was trained "
+        "with.",
+    )
     tr.add_argument("--scenario", required=True, help=SCENARIO_HELP)
-    tr.add_argument("--config", default="default",
-                    help="training config: shipped name (configs/ppo/NAME.yaml) or YAML path (default: default)")
-    tr.add_argument("--seed", type=_setting("seed"), default=0,
-                    help="seed of PPO and of the first env copy (default 0)")
-    tr.add_argument("--total-steps", type=int, help="environment steps in total (overrides the config)")
-    tr.add_argument("--run-dir", help="output folder (default runs/SCENARIO-ppo-seedSEED)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    tr.add_argument(
+        "--algo",
+        type=_algo,
+        metavar="|".join(ALGOS),
+        help="training algorithm (default ppo; with --resume, the run's own)",
+    )
+    tr.add_argument(
+        "--config",
+        default="default",
+        help="training config: shipped name (configs/ALGO/NAME.yaml) or YAML path (default: default)",
+    )
+    tr.add_argument(
+        "--seed", type=_setting("seed"), default=0, help="seed of the agent and of the first env copy (default 0)"
+    )
+    tr.add_argument(
+        "--total-steps",
+        type=int,
+        help="training total, overriding the config: environment steps (ppo) or gradient iterations (hdpo)",
+    )
+    tr.add_argument("--run-dir", help="output folder (default runs/SCENARIO-ALGO-seedSEED)")
+    tr.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (or --run-dir) from its latest checkpoint",
+    )
     _threads_arg(tr)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser(
-        "evaluate", help="measure a trained agent like meio simulate measures a base-stock policy",
+        "evaluate",
+        help="measure a trained agent like meio simulate measures a base-stock policy",
         description="Load the agent of a run folder (best/, else final/, else the latest checkpoint) and print "
-                    "the KPIs of meio simulate for it.")
+        "the KPIs of meio simulate for it.",
+    )
     ev.add_argument("--model", required=True, help="run folder, or a saved agent folder")
     _evaluation_args(ev, periods=10_000, warmup=100, replications=10)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_evaluate)
 
     bm = sub.add_parser(
-        "benchmark", help="compare every applicable baseline and given PPO models on common random numbers",
+        "benchmark",
+        help="compare every applicable baseline and given PPO models on common random numbers",
         description="Evaluate every applicable baseline and each --models run on the same seeds; write results.csv, "
-                    "results.md, plots (cost-service frontier, stock positioning, bullwhip, learning curves) and "
-                    "report.md to --out, and print the table.")
+        "results.md, plots (cost-service frontier, stock positioning, bullwhip, learning curves) and "
+        "report.md to --out, and print the table.",
+    )
     _evaluation_args(bm, periods=10_000, warmup=200, replications=10)
     _search_args(bm)
     bm.add_argument("--models", nargs="*", help="run folders of trained agents (meio train --run-dir)")
@@ -350,10 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
     bm.set_defaults(func=_benchmark)
 
     sw = sub.add_parser(
-        "sweep", help="what if: change one scenario parameter over values, re-optimise and compare",
+        "sweep",
+        help="what if: change one scenario parameter over values, re-optimise and compare",
         description="For each value of --param (a path into the scenario file such as nodes[retailer].demand.mean, "
-                    "lanes[plant->dc].lead_time or nodes[0].holding_cost), re-optimise the baselines and re-evaluate "
-                    "the given models on common random numbers; write sweep.csv, sweep.md and sweep.png.")
+        "lanes[plant->dc].lead_time or nodes[0].holding_cost), re-optimise the baselines and re-evaluate "
+        "the given models on common random numbers; write sweep.csv, sweep.md and sweep.png.",
+    )
     _evaluation_args(sw, periods=5000, warmup=200, replications=8)
     sw.add_argument("--param", required=True, help="path of the parameter to change")
     sw.add_argument("--values", required=True, help="comma-separated values")
@@ -362,22 +697,97 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="output folder (default runs/sweep-PARAM)")
     sw.set_defaults(func=_sweep)
 
+    fr = sub.add_parser(
+        "frontier",
+        help="the cost-service frontier: the cheapest base-stock policy for each fill-rate target",
+        description="For each fill-rate target (network-wide, or at one demand node or segment while the others "
+        "keep their service targets), search the installation base-stock policy of least cost of "
+        "service that meets it (re-optimised per target on common random numbers), check it on the "
+        "evaluation seeds and make the frontier monotone (docs/frontier.md); plot investment on hand "
+        "against fill rate with 95% CI bars, every applicable baseline and each --models agent as a "
+        "labelled point; write frontier.csv, frontier.md and frontier.png to --out.",
+    )
+    _evaluation_args(fr, periods=2000, warmup=200, replications=8)
+    _search_args(fr)
+    fr.add_argument(
+        "--targets", help="comma-separated fill-rate targets in (0, 1), increasing (default 0.8,0.9,0.95,0.98,0.99)"
+    )
+    fr.add_argument("--node", help="a demand node or segment whose target varies (default: the network's fill rate)")
+    fr.add_argument("--models", nargs="*", help="run folders of trained agents to plot as points")
+    fr.add_argument(
+        "--baselines", help="comma-separated baseline names to plot as points, or 'none' (default: all that apply)"
+    )
+    fr.add_argument("--out", help="output folder (default runs/frontier-SCENARIO)")
+    fr.set_defaults(func=_frontier)
+
+    ex = sub.add_parser(
+        "experiment",
+        help="train learned methods over scenarios x configs x seeds on Ray Tune, with a results table",
+        description="Run the experiment of a spec (docs/experiments.md): every scenario x method x config x seed "
+        "as Ray Tune trials (grid, random or Optuna search, ASHA or median early stopping), then "
+        "compare each trained agent with the classical policies on common random numbers; write "
+        "results.csv, results.md and gaps.png to --out, with every run's TensorBoard log under it.",
+    )
+    ex.add_argument("spec", metavar="SPEC", help="experiment spec (YAML), e.g. configs/experiments/suite.yaml")
+    ex.add_argument("--address", help="join a running Ray cluster: auto, or ray://HOST:PORT (default: a local Ray)")
+    ex.add_argument("--cpus", type=int, help="CPUs of the local Ray (default: the machine's cores)")
+    ex.add_argument("--out", help="output folder (default runs/experiment-NAME)")
+    ex.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped experiment in --out: finished trials are kept, the others resume",
+    )
+    ex.set_defaults(func=_experiment)
+
     va = sub.add_parser(
-        "validate", help="check a scenario file: every error at once, or a summary of the network",
+        "validate",
+        help="check a scenario file: every error at once, or a summary of the network",
         description="Load a scenario and check every rule (docs/scenarios.md). A broken file: every error, one per "
-                    "line with its field path, and exit status 2. A valid one: a one-screen summary (nodes with "
-                    "their role, demand and costs, lanes with modes, lead times and capacities, the unmet-demand "
-                    "and allocation rules, and which baselines apply) and exit status 0.")
+        "line with its field path, and exit status 2. A valid one: a one-screen summary (nodes with "
+        "their role, demand and costs, lanes with modes, lead times and capacities, the unmet-demand "
+        "and allocation rules, and which baselines apply) and exit status 0.",
+    )
     va.add_argument("scenario", metavar="SCENARIO", help=SCENARIO_HELP)
     va.set_defaults(func=_validate)
+
+    sc = sub.add_parser(
+        "schema",
+        help="write the JSON Schema of scenario files (or training configs) for editors",
+        description="Print (or write to --out) the JSON Schema, draft 2020-12, of scenario files (default) or of "
+        "training config files: every key with its type, bounds and description, unknown keys refused. "
+        "Editors use it to complete and check the files (docs/scenarios.md).",
+    )
+    sc.add_argument(
+        "kind",
+        nargs="?",
+        choices=("scenario", "config"),
+        default="scenario",
+        help="which files: scenario (default) or config",
+    )
+    sc.add_argument("--out", help="file to write (default: standard output)")
+    sc.set_defaults(func=_schema)
     return parser
 
 
 #: API fields whose value only ever comes from the option of the same name: a message about one of
 #: them is about that option. (``total_steps`` or ``threads`` may come from a config file instead,
 #: so their messages keep the config's field name.)
-_OPTION_FIELDS = frozenset({"periods", "warmup", "replications", "seed", "search_periods", "search_replications",
-                            "levels", "kind", "scenario", "include"})
+_OPTION_FIELDS = frozenset(
+    {
+        "periods",
+        "warmup",
+        "replications",
+        "seed",
+        "search_periods",
+        "search_replications",
+        "levels",
+        "kind",
+        "scenario",
+        "include",
+        "targets",
+        "node",
+    }
+)
 
 
 def _as_option(parser: argparse.ArgumentParser, command: str, message: str) -> str:
@@ -401,17 +811,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:            # argparse printed usage and the error (2), or the help (0)
+    except SystemExit as exc:  # argparse printed usage and the error (2), or the help (0)
         return exc.code if isinstance(exc.code, int) else 2
     try:
         from meio.envs.threads import default_threads
 
         with default_threads(getattr(args, "threads", None), "--threads"):
             return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:   # messages name the field and the rule
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # messages name the field and the rule
         print(f"meio {args.command}: error: {_as_option(parser, args.command, str(exc))}", file=sys.stderr)
         return 2
-    except BrokenPipeError:              # the reader went away (`meio ... --json | head`): not an error of ours
+    except BrokenPipeError:  # the reader went away (`meio ... --json | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 

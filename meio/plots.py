@@ -1,10 +1,14 @@
-"""Plots of the benchmark report (matplotlib, PNG, no display needed)."""
+"""Plots of the benchmark report (matplotlib, PNG, no display needed). The learning curves read the
+runs' ``evaluations.csv``, so they need neither TensorBoard nor its event files."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,48 +16,72 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from meio.baselines.search import local_levels, simulate_candidates  # noqa: E402
-from meio.envs.metrics import fill_rate  # noqa: E402
-from meio.envs.topology import compile_topology  # noqa: E402
-
-#: Service levels that trace the base-stock family's cost-service frontier.
-FRONTIER_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999)
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def frontier_points(scenario, periods: int, warmup: int, replications: int, seed: int,
-                    levels: Sequence[float] = FRONTIER_LEVELS) -> np.ndarray:
-    """(service level, fill rate, cost) of the local base-stock rule at each service level, all
-    simulated on the same seeds. Every node's target is set to the level."""
-    topo = compile_topology(scenario)
-    rows = []
-    for alpha in levels:
-        sc = replace(scenario, nodes=tuple(replace(n, service_target=alpha) for n in scenario.nodes))
-        b = local_levels(sc)
-        rows.append([b.levels[n] for n in topo.node_names])
-    res = simulate_candidates(scenario, np.array(rows), "installation", periods, warmup, replications, seed)
-    fill = fill_rate(res.filled, res.demand, axis=(1, 2))
-    return np.column_stack([np.array(levels), fill, res.cost.mean(axis=1)])
-
-
-def plot_frontier(points: np.ndarray, policies: dict[str, tuple[float, float]], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(points[:, 1], points[:, 2], "o-", color="0.5", label="base-stock family (local rule)")
-    for (alpha, x, y) in points:
-        ax.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color="0.4")
-    for k, (name, (fill, cost)) in enumerate(policies.items()):
-        ax.plot(fill, cost, "s", markersize=8, label=name, color=f"C{k}")
-    ax.set_xlabel("fill rate (network)")
-    ax.set_ylabel("cost per period")
+def plot_cost_service_frontier(
+    df: pd.DataFrame, points: dict[str, tuple[float, float, float]], path: Path, title: str, note: str = ""
+) -> None:
+    """Inventory investment on hand against fill rate: the frontier of
+    :func:`meio.frontier.cost_service_frontier` (``df``, one point per target with its 95% CI bars
+    on both axes, labelled with the target) and each policy of ``points``, ``{label: (fill rate,
+    investment, investment ci95)}`` (``nan`` ci: no bar), in colour ``C0, C1, ...`` in the order
+    given (the order of the report's other plots); ``note`` (the settings) under the axes."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    group = str(df["group"].iloc[0]) if len(df) else "network"
+    col = {
+        c: df[c].to_numpy(dtype=float)
+        for c in ("fill_rate", "investment_on_hand", "fill_rate_ci95", "investment_on_hand_ci95")
+    }
+    ax.errorbar(
+        col["fill_rate"],
+        col["investment_on_hand"],
+        xerr=col["fill_rate_ci95"],
+        yerr=col["investment_on_hand_ci95"],
+        fmt="o-",
+        color="0.3",
+        capsize=3,
+        markersize=5,
+        label="frontier: cheapest base-stock policy per target",
+    )
+    for target, x, y in zip(df["target"], df["fill_rate"], df["investment_on_hand"]):
+        ax.annotate(
+            f">= {target:g}", (x, y), textcoords="offset points", xytext=(-6, 8), ha="right", fontsize=7, color="0.3"
+        )
+    for k, (label, (fill, invest, ci)) in enumerate(points.items()):
+        # Labelled in the legend: policies near the frontier crowd each other, and text on them would not read.
+        ax.errorbar(
+            [fill],
+            [invest],
+            yerr=None if not math.isfinite(ci) else [ci],
+            fmt="s",
+            color=f"C{k}",
+            capsize=3,
+            markersize=7,
+            label=label,
+        )
+    ax.set_xlabel(f"fill rate ({group}; fraction of demand filled from stock, 95% CI)")
+    ax.set_ylabel("inventory investment on hand\n(holding cost per period, 95% CI)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    if note:
+        fig.subplots_adjust(bottom=0.17)
+        fig.text(0.01, 0.01, note, fontsize=7, color="0.3", wrap=True, va="bottom")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_grouped(values: dict[str, dict[str, float]], nodes: Sequence[str], path: Path, ylabel: str,
-                 title: str, hline: float | None = None) -> None:
+def plot_grouped(
+    values: dict[str, dict[str, float]],
+    nodes: Sequence[str],
+    path: Path,
+    ylabel: str,
+    title: str,
+    hline: float | None = None,
+) -> None:
     """Bars per node (x) and policy (colour)."""
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(nodes) * max(1, len(values)) / 3 + 3), 4.5))
     width = 0.8 / max(len(values), 1)
@@ -72,43 +100,94 @@ def plot_grouped(values: dict[str, dict[str, float]], nodes: Sequence[str], path
     plt.close(fig)
 
 
-def learning_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(steps, eval/cost) from a run's TensorBoard logs, and its eval/baseline_cost."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+@dataclass(frozen=True)
+class LearningCurve:
+    """A run's evaluations while training, oldest first: at environment step ``steps[i]`` the
+    deterministic policy cost ``cost[i]`` per period on the fixed evaluation seeds (95% CI half-width
+    ``ci95[i]``); ``baseline_cost`` is the run's reference on the same seeds, ``None`` without one."""
 
-    steps, costs, base = [], [], None
-    for f in sorted((run_dir / "tb").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        acc.Reload()
-        tags = acc.Tags()["scalars"]
-        if "eval/cost" in tags:
-            for e in acc.Scalars("eval/cost"):
-                steps.append(e.step)
-                costs.append(e.value)
-        if "eval/baseline_cost" in tags:
-            base = acc.Scalars("eval/baseline_cost")[-1].value
-    order = np.argsort(steps)
-    return np.array(steps)[order], np.array(costs)[order], base
+    steps: np.ndarray
+    cost: np.ndarray
+    ci95: np.ndarray
+    baseline_cost: float | None
+
+
+def _number(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path}: line {line}: {column}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: line {line}: {column}: {text!r} is not a finite number")
+    return value
+
+
+def learning_curve(run_dir: Path) -> LearningCurve:
+    """The learning curve of a run folder, read from the ``evaluations.csv`` training writes (one row
+    per evaluation, ``meio.agents.train.EVAL_COLUMNS``; a resumed run has dropped the rows it trained
+    again). A run without the file has an empty curve; a file without the columns, or with a
+    value that is no number, is refused naming the file, the line and the column."""
+    path = Path(run_dir) / "evaluations.csv"
+    if not path.is_file():
+        return LearningCurve(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), None)
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("steps", "cost", "cost_ci95", "baseline_cost") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: no column {', '.join(missing)}; expected the evaluations.csv a training run "
+                "writes (steps, seconds, cost, cost_ci95, ...)"
+            )
+        rows = [(reader.line_num, r) for r in reader]
+    steps, cost, ci95, base = [], [], [], None
+    for line, r in rows:
+        step = _number(path, line, "steps", r["steps"])
+        if step != int(step) or step < 0:
+            raise ValueError(f"{path}: line {line}: steps: {r['steps']!r} is not a step count (an integer >= 0)")
+        steps.append(int(step))
+        cost.append(_number(path, line, "cost", r["cost"]))
+        ci95.append(_number(path, line, "cost_ci95", r["cost_ci95"]))
+        if r["baseline_cost"] not in ("", "None"):  # a run with no applicable baseline writes none
+            base = _number(path, line, "baseline_cost", r["baseline_cost"])
+    order = np.argsort(steps, kind="stable")
+    return LearningCurve(np.array(steps, dtype=np.int64)[order], np.array(cost)[order], np.array(ci95)[order], base)
+
+
+#: What the ``steps`` column of a run's ``evaluations.csv`` counts, by the run's algorithm.
+STEP_UNITS = {"ppo": "environment steps", "hdpo": "gradient iterations (HDPO)"}
 
 
 def plot_learning_curves(runs: dict[str, Path], path: Path, title: str) -> bool:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for k, (name, run) in enumerate(runs.items()):
-        steps, costs, base = learning_curve(run)
-        if steps.size == 0:
+    """Evaluation cost against training progress, one line per run with its 95% CI band, and the
+    run's baseline cost dashed; ``False`` (and no file) if no run has an evaluation. PPO counts
+    environment steps and HDPO gradient iterations (:data:`STEP_UNITS`), so the runs of each
+    algorithm (``algo`` of the run's ``config.yaml``) share a panel of their own, side by side."""
+    from meio.agents.policy import run_algo
+
+    curves = {name: (run_algo(run) or "ppo", learning_curve(run)) for name, run in runs.items()}
+    algos = list(dict.fromkeys(algo for algo, curve in curves.values() if curve.steps.size))
+    if not algos:
+        return False
+    fig, axes = plt.subplots(1, len(algos), figsize=(7 * len(algos), 4.5), squeeze=False)
+    for k, (name, (algo, curve)) in enumerate(curves.items()):  # colour k: the run's place in `runs`
+        if curve.steps.size == 0:
             continue
-        drawn = True
-        ax.plot(steps, costs, "o-", color=f"C{k}", label=f"{name} eval/cost")
-        if base is not None:
-            ax.axhline(base, color=f"C{k}", linestyle="--", linewidth=0.8, label=f"{name} eval/baseline_cost")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation cost per period")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if drawn:
+        ax = axes[0, algos.index(algo)]
+        ax.fill_between(
+            curve.steps, curve.cost - curve.ci95, curve.cost + curve.ci95, color=f"C{k}", alpha=0.2, linewidth=0
+        )
+        ax.plot(curve.steps, curve.cost, "o-", color=f"C{k}", label=f"{name} eval/cost")
+        if curve.baseline_cost is not None:
+            ax.axhline(
+                curve.baseline_cost, color=f"C{k}", linestyle="--", linewidth=0.8, label=f"{name} eval/baseline_cost"
+            )
+    for algo, ax in zip(algos, axes[0]):
+        ax.set_xlabel(STEP_UNITS.get(algo, "training steps"))
+        ax.set_ylabel("evaluation cost per period (95% CI)")
+        ax.set_title(title if len(algos) == 1 else f"{title} ({algo})")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return drawn
+    return True

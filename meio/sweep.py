@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -21,14 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from meio.agents.policy import PPOPolicy, find_saved_agent  # noqa: E402
 from meio.baselines.run import BASELINE_NAMES, run_baselines  # noqa: E402
+from meio.benchmark import service_columns  # noqa: E402
 from meio.envs.hints import did_you_mean  # noqa: E402
 from meio.envs.metrics import evaluate  # noqa: E402
-from meio.envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
+from meio.envs.resolve import ScenarioLike, resolve  # noqa: E402
+from meio.envs.scenario import Scenario, ScenarioError  # noqa: E402
 from meio.envs.simulator import Simulator  # noqa: E402
 from meio.envs.spaces import ObservationMap  # noqa: E402
-from meio.envs.topology import compile_topology  # noqa: E402
 
 _STEP = re.compile(r"([A-Za-z_]\w*)(?:\[([^\]]+)\])?")
 
@@ -40,12 +41,23 @@ def _select(items: list, key: str, kind: str, path: str) -> Any:
             raise ValueError(f"--param {path}: {kind}[{key}] is out of range; there are {len(items)} {kind}")
         return items[i]
     for item in items:
-        ident = item.get("id") if kind == "nodes" else (
-            f"{item.get('from')}->{item.get('to')}" if kind == "lanes" else item.get("name"))
+        ident = (
+            item.get("id")
+            if kind == "nodes"
+            else (f"{item.get('from')}->{item.get('to')}" if kind == "lanes" else item.get("name"))
+        )
         if ident == key:
             return item
-    idents = [str(item.get("id") if kind == "nodes" else f"{item.get('from')}->{item.get('to')}" if kind == "lanes"
-                  else item.get("name")) for item in items]
+    idents = [
+        str(
+            item.get("id")
+            if kind == "nodes"
+            else f"{item.get('from')}->{item.get('to')}"
+            if kind == "lanes"
+            else item.get("name")
+        )
+        for item in items
+    ]
     raise ValueError(f"--param {path}: no {kind[:-1]} {key!r}{did_you_mean(key, idents)}; {kind}: {', '.join(idents)}")
 
 
@@ -82,37 +94,81 @@ class SweepResult:
     skipped: dict[str, str]
 
 
-def run_sweep(scenario: str | Path | Scenario, param: str, values: Sequence[Any], models: Sequence[str | Path] = (),
-              periods: int = 5000, warmup: int = 200, replications: int = 8, seed: int = 0,
-              baselines: Sequence[str] = BASELINE_NAMES, progress: bool = False) -> SweepResult:
-    """Re-optimise the baselines and re-evaluate the models at each value of ``param``."""
-    base = load_scenario(scenario)
+def run_sweep(
+    scenario: ScenarioLike,
+    param: str,
+    values: Sequence[Any],
+    models: Sequence[str | Path] = (),
+    periods: int = 5000,
+    warmup: int = 200,
+    replications: int = 8,
+    seed: int = 0,
+    baselines: Sequence[str] = BASELINE_NAMES,
+    progress: bool = False,
+) -> SweepResult:
+    """Re-optimise the baselines and re-evaluate the models at each value of ``param``.
+
+    Each value makes a new scenario, compiled once and passed as its :class:`~meio.envs.topology.Topology`
+    to the baselines and the simulator."""
+    base_topo = resolve(scenario)
+    base = base_topo.scenario
     data = base.to_dict()
     base_dir = Path(base.source).parent if base.source else None
-    loaded = {f"ppo:{Path(m).resolve().name}": PPOPolicy.load(find_saved_agent(m)) for m in models}
-    base_obs = ObservationMap(compile_topology(base)).size
+    from meio.agents.policy import PPOPolicy, agent_label, load_agent  # torch only when agents are swept
+
+    labels = [agent_label(m) for m in models]  # ALGO:RUN
+    loaded = {label: load_agent(m, name=label) for label, m in zip(labels, models)}
+    base_obs = ObservationMap(base_topo).size
     rows, skipped = [], {}
     for value in values:
         try:
-            sc = Scenario.from_dict(set_param(data, param, value), base_dir=base_dir, source=base.source)
+            topo = resolve(Scenario.from_dict(set_param(data, param, value), base_dir=base_dir, source=base.source))
         except ScenarioError as exc:
             raise ValueError(f"--values {value!r}: {exc}") from None
-        report = run_baselines(sc, periods=periods, warmup=warmup, replications=replications, seed=seed,
-                               include=tuple(baselines), progress=progress)
+        report = run_baselines(
+            topo,
+            periods=periods,
+            warmup=warmup,
+            replications=replications,
+            seed=seed,
+            include=tuple(baselines),
+            progress=progress,
+        )
         for name, why in report.skipped.items():
             skipped[name] = why
         for b, ev in report.results:
-            rows.append({"value": value, "policy": b.name, "cost_mean": ev.cost_mean, "cost_ci95": ev.cost_ci95,
-                         "fill_rate": ev.fill_rate["network"],
-                         **{f"level_{k}": v for k, v in b.levels.items()}})
-        sim = Simulator(sc, n=replications)
+            rows.append(
+                {
+                    "value": value,
+                    "policy": b.name,
+                    "cost_mean": ev.cost_mean,
+                    "cost_ci95": ev.cost_ci95,
+                    "fill_rate": ev.fill_rate["network"],
+                    **service_columns(ev),
+                    **{f"level_{k}": v for k, v in b.levels.items()},
+                }
+            )
+        sim = Simulator(topo, n=replications)
         for label, policy in loaded.items():
-            if ObservationMap(sim.topology).size != base_obs:
+            if isinstance(policy, PPOPolicy) and ObservationMap(topo).size != base_obs:
                 skipped[f"{label} at {value}"] = "the observation has another size (e.g. a longer lead time)"
                 continue
+            try:  # any agent: its network must fit the new scenario
+                getattr(policy, "check", lambda _: None)(sim)
+            except ValueError as exc:
+                skipped[f"{label} at {value}"] = f"the agent does not fit the scenario at this value: {exc}"
+                continue
             ev = evaluate(sim, policy, periods=periods, warmup=warmup, replications=replications, seed=seed)
-            rows.append({"value": value, "policy": label, "cost_mean": ev.cost_mean, "cost_ci95": ev.cost_ci95,
-                         "fill_rate": ev.fill_rate["network"]})
+            rows.append(
+                {
+                    "value": value,
+                    "policy": label,
+                    "cost_mean": ev.cost_mean,
+                    "cost_ci95": ev.cost_ci95,
+                    "fill_rate": ev.fill_rate["network"],
+                    **service_columns(ev),
+                }
+            )
     return SweepResult(param=param, table=pd.DataFrame(rows), skipped=skipped)
 
 
@@ -133,8 +189,13 @@ def write_sweep(result: SweepResult, out_dir: str | Path) -> dict[str, Path]:
     t = result.table
     files = {"csv": out / "sweep.csv", "md": out / "sweep.md", "png": out / "sweep.png"}
     t.to_csv(files["csv"], index=False)
-    files["md"].write_text(f"# Sweep of `{result.param}`\n\n" + markdown_table(t) + "\n"
-                           + "".join(f"\n- skipped `{k}`: {v}" for k, v in result.skipped.items()) + "\n")
+    files["md"].write_text(
+        f"# Sweep of `{result.param}`\n\n"
+        + markdown_table(t)
+        + "\n"
+        + "".join(f"\n- skipped `{k}`: {v}" for k, v in result.skipped.items())
+        + "\n"
+    )
     level_cols = [c for c in t.columns if c.startswith("level_")]
     fig, axes = plt.subplots(1, 3 if level_cols else 2, figsize=(15 if level_cols else 10, 4.2))
     numeric = pd.api.types.is_numeric_dtype(t["value"])

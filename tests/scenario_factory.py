@@ -27,7 +27,7 @@ class _Builder:
         self.integer = integer
         self.names: list[str] = []
         self.parents: dict[str, list[str]] = {}
-        self.sourcing: dict[str, str] = {}       # "", "assembly" (with bom), "alternative"
+        self.sourcing: dict[str, str] = {}  # "", "assembly" (with bom), "alternative"
         self.demand: set[str] = set()
 
     def add(self, parents: list[str]) -> str:
@@ -56,7 +56,7 @@ def _lead_time(rng: np.random.Generator):
         if p[-1] <= 0:
             p = [_r(1.0 / n, 6)] * (n - 1)
             p.append(1.0 - sum(p))
-        order = rng.permutation(n)                      # the parser sorts them back
+        order = rng.permutation(n)  # the parser sorts them back
         return {"dist": "discrete", "values": [values[i] for i in order], "probs": [p[i] for i in order]}
     lo = int(rng.integers(0, 3))
     return {"dist": "uniform_int", "low": lo, "high": lo + int(rng.integers(0, 4))}
@@ -102,7 +102,7 @@ def _multi_sourcing(b: _Builder, name: str, rng: np.random.Generator) -> None:
     elif k < 0.7:
         b.sourcing[name] = "bom"
     else:
-        b.sourcing[name] = ""                    # assembly by default, ratios 1
+        b.sourcing[name] = ""  # assembly by default, ratios 1
 
 
 def random_scenario(seed: int, shape: str | None = None) -> dict:
@@ -183,8 +183,9 @@ def random_scenario(seed: int, shape: str | None = None) -> dict:
         elif src == "bom":
             nd["bom"] = {p: _ratio(rng, integer) for p in b.parents[name]}
         elif src == "bom1":
-            nd["bom"] = {b.parents[name][0]: float(rng.choice([0.5, 2.0, 3.0])) if not integer
-                         else int(rng.choice([2, 3]))}
+            nd["bom"] = {
+                b.parents[name][0]: float(rng.choice([0.5, 2.0, 3.0])) if not integer else int(rng.choice([2, 3]))
+            }
         nodes.append(nd)
 
     lanes = []
@@ -194,30 +195,34 @@ def random_scenario(seed: int, shape: str | None = None) -> dict:
             if rng.random() < 0.25:
                 n_modes = int(rng.integers(2, 4))
                 lane["modes"] = [{"name": f"m{i}", **_mode_body(rng, integer)} for i in range(n_modes)]
-                if rng.random() < 0.3:                 # a lane-level default inherited by the modes
+                if rng.random() < 0.3:  # a lane-level default inherited by the modes
                     lane["unit_cost"] = _r(rng.uniform(0, 1))
                     for m in lane["modes"]:
                         m.pop("unit_cost", None)
             else:
                 lane.update(_mode_body(rng, integer))
             if p == "external" and rng.random() < 0.3:
-                lane["disruption"] = {"start_probability": _r(rng.uniform(0.05, 0.5)),
-                                      "mean_duration": _r(rng.uniform(1.0, 4.0))}
+                lane["disruption"] = {
+                    "start_probability": _r(rng.uniform(0.05, 0.5)),
+                    "mean_duration": _r(rng.uniform(1.0, 4.0)),
+                }
             lanes.append(lane)
 
     if rng.random() < 0.5:
         nodes = [nodes[i] for i in rng.permutation(len(nodes))]
     if rng.random() < 0.5:
         lanes = [lanes[i] for i in rng.permutation(len(lanes))]
-    return _stable({
-        "name": f"random_{shape}_{seed}",
-        "unmet_demand": unmet,
-        "allocation": "proportional" if rng.random() < 0.4 else "fcfs_index",
-        "horizon": 52,
-        "integer_orders": integer,
-        "nodes": nodes,
-        "lanes": lanes,
-    })
+    return _stable(
+        {
+            "name": f"random_{shape}_{seed}",
+            "unmet_demand": unmet,
+            "allocation": "proportional" if rng.random() < 0.4 else "fcfs_index",
+            "horizon": 52,
+            "integer_orders": integer,
+            "nodes": nodes,
+            "lanes": lanes,
+        }
+    )
 
 
 def _stable(d: dict) -> dict:
@@ -244,7 +249,7 @@ def _stable(d: dict) -> dict:
                     d["nodes"][index]["capacity"] *= 2
                 elif path != f"nodes[{index}]":
                     raise
-                else:                                 # alternative suppliers, together too small
+                else:  # alternative suppliers, together too small
                     target = d["nodes"][index]["id"]
                     for lane in d["lanes"]:
                         if lane["to"] == target:

@@ -12,11 +12,21 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from meio.agents.config import ConfigError, PPOConfig, load_config
 from meio.agents.policy import PPOPolicy, find_saved_agent
 from meio.agents.train import train
-from meio.envs.simulator import Simulator
 from meio.cli import main
+from meio.envs.simulator import Simulator
 
-SMALL = dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=2, total_steps=1024, eval_every=512,
-             eval_periods=60, eval_warmup=10, eval_replications=2, checkpoint_every=512)
+SMALL = dict(
+    n_envs=4,
+    n_steps=64,
+    batch_size=64,
+    n_epochs=2,
+    total_steps=1024,
+    eval_every=512,
+    eval_periods=60,
+    eval_warmup=10,
+    eval_replications=2,
+    checkpoint_every=512,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +55,26 @@ def _tags(run_dir: Path) -> dict[str, list]:
 
 def test_training_writes_the_promised_tensorboard_tags(run):
     tags = _tags(run)
-    expected = ["cost/total", "cost/holding", "cost/backorder", "cost/lost_sales", "cost/ordering", "cost/transport",
-                "service/fill_rate/retailer", "service/cycle_service_level/retailer",
-                "inventory/on_hand/retailer", "inventory/on_hand/dc", "inventory/on_hand/plant",
-                "eval/cost", "eval/baseline_cost", "eval/gap_pct", "time/fps", "train/value_loss",
-                "train/approx_kl", "train/entropy_loss"]
+    expected = [
+        "cost/total",
+        "cost/holding",
+        "cost/backorder",
+        "cost/lost_sales",
+        "cost/ordering",
+        "cost/transport",
+        "service/fill_rate/retailer",
+        "service/cycle_service_level/retailer",
+        "inventory/on_hand/retailer",
+        "inventory/on_hand/dc",
+        "inventory/on_hand/plant",
+        "eval/cost",
+        "eval/baseline_cost",
+        "eval/gap_pct",
+        "time/fps",
+        "train/value_loss",
+        "train/approx_kl",
+        "train/entropy_loss",
+    ]
     for tag in expected:
         assert tag in tags, f"{tag} missing; have {sorted(tags)}"
     assert any("hyperparameters" in t for t in tags["__text__"])
@@ -77,12 +102,12 @@ def test_run_folder_has_config_checkpoints_best_and_final(run):
 def test_resume_continues_to_the_same_total(tmp_path):
     cfg = PPOConfig.from_dict({**SMALL, "total_steps": 512, "eval_every": 0})
     run_dir = tmp_path / "r"
-    first = train("ex61", cfg, run_dir, seed=1, progress=False)       # stands in for a killed run
+    first = train("ex61", cfg, run_dir, seed=1, progress=False)  # stands in for a killed run
     assert first.steps == 512
     resumed = train("ex61", cfg.replace(total_steps=1280), run_dir, resume=True, progress=False)
     assert resumed.steps == 1280
     again = train("ex61", cfg.replace(total_steps=1280), run_dir, resume=True, progress=False)
-    assert again.steps == 1280                                        # nothing left to do
+    assert again.steps == 1280  # nothing left to do
     with pytest.raises(FileExistsError, match="not empty"):
         train("ex61", cfg, run_dir, progress=False)
 
@@ -107,8 +132,9 @@ def test_saved_policy_gives_identical_actions_after_reload(run, tmp_path):
 
 
 def test_a_clockless_agent_keeps_its_observation_layout_through_save_and_reload(tmp_path):
-    cfg = PPOConfig.from_dict({**SMALL, "total_steps": 256, "eval_every": 0, "checkpoint_every": 0,
-                               "observe_time": False})
+    cfg = PPOConfig.from_dict(
+        {**SMALL, "total_steps": 256, "eval_every": 0, "checkpoint_every": 0, "observe_time": False}
+    )
     train("ex61", cfg, tmp_path / "r", seed=0, progress=False)
     agent = PPOPolicy.load(tmp_path / "r" / "final")
     assert agent.observe_time is False
@@ -117,13 +143,14 @@ def test_a_clockless_agent_keeps_its_observation_layout_through_save_and_reload(
     sim.reset(seeds=0)
     obs_map, _, _ = agent._for(sim)
     assert "periods_left" not in obs_map.labels and obs_map.size == agent.obs_mean.size
-    sim.step(agent.act(sim))                      # the network accepts the clockless rows
+    sim.step(agent.act(sim))  # the network accepts the clockless rows
     assert json.loads((tmp_path / "r" / "final" / "meta.json").read_text())["observe_time"] is False
 
 
 def test_meio_evaluate_prints_the_simulate_report(run, capsys):
-    code = main(["evaluate", "--model", str(run), "--scenario", "ex61", "--periods", "200", "--replications", "2",
-                 "--json"])
+    code = main(
+        ["evaluate", "--model", str(run), "--scenario", "ex61", "--periods", "200", "--replications", "2", "--json"]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert set(out["cost_per_period"]) == {"mean", "ci95", "ci_method"}
@@ -132,16 +159,19 @@ def test_meio_evaluate_prints_the_simulate_report(run, capsys):
     assert out["policy"].startswith("ppo")
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"n_envs": 0}, "n_envs: 0 is not an integer >= 1"),
-    ({"learning_rat": 0.1}, "learning_rat: unknown key (did you mean 'learning_rate'?)"),
-    ({"gamma": 1.5}, "gamma: 1.5 is out of range"),
-    ({"action_mode": "orders"}, "action_mode: 'orders' is not one of order_up_to, order_quantity"),
-    ({"net_arch": [64, 0]}, "net_arch: [64, 0] is not a non-empty list of layer sizes"),
-    ({"n_envs": 2, "n_steps": 8, "batch_size": 64}, "batch_size: 64 exceeds the rollout size"),
-    ({"observe_time": "no"}, "observe_time: 'no' is not true or false"),
-    ({"initial_stock_spread": -1}, "initial_stock_spread: -1 is out of range; it must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"n_envs": 0}, "n_envs: 0 is not an integer >= 1"),
+        ({"learning_rat": 0.1}, "learning_rat: unknown key (did you mean 'learning_rate'?)"),
+        ({"gamma": 1.5}, "gamma: 1.5 is out of range"),
+        ({"action_mode": "orders"}, "action_mode: 'orders' is not one of order_up_to, order_quantity"),
+        ({"net_arch": [64, 0]}, "net_arch: [64, 0] is not a non-empty list of layer sizes"),
+        ({"n_envs": 2, "n_steps": 8, "batch_size": 64}, "batch_size: 64 exceeds the rollout size"),
+        ({"observe_time": "no"}, "observe_time: 'no' is not true or false"),
+        ({"initial_stock_spread": -1}, "initial_stock_spread: -1 is out of range; it must be >= 0"),
+    ],
+)
 def test_malformed_configs_are_refused_naming_the_field(data, message):
     with pytest.raises(ConfigError) as info:
         PPOConfig.from_dict(data)
@@ -155,8 +185,9 @@ def test_config_files_load_by_path_and_unknown_names_are_refused(tmp_path, capsy
     assert cfg.n_envs == 8 and cfg.net_arch == (32, 32)
     with pytest.raises(ConfigError, match="neither a file nor a shipped config"):
         load_config("no_such_config")
-    code = main(["train", "--scenario", "ex61", "--config", str(tmp_path / "missing.yaml"), "--run-dir",
-                 str(tmp_path / "x")])
+    code = main(
+        ["train", "--scenario", "ex61", "--config", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path / "x")]
+    )
     assert code == 2
     assert "neither a file nor a shipped config" in capsys.readouterr().err
 

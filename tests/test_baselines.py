@@ -11,10 +11,10 @@ from meio.baselines.analytic import clark_scarf_baseline, shang_song_baseline
 from meio.baselines.base import NotApplicable, serial_stages
 from meio.baselines.run import run_baselines
 from meio.baselines.search import local_levels, optimise_base_stock, simulate_levels
+from meio.cli import main
 from meio.envs.metrics import evaluate
 from meio.envs.scenario import Scenario, load_scenario
 from meio.envs.simulator import Simulator
-from meio.cli import main
 
 SERIAL = ["ex61", "serial4", "beer_game_basic"]
 
@@ -40,10 +40,10 @@ def test_clark_scarf_levels_beat_their_neighbours_in_simulation():
     x = np.array([b.levels[n] for n in names])
     cands = [x] + [x + d * np.eye(len(x))[j] for j in range(len(x)) for d in (-1, 1)]
     costs = simulate_levels(sc, np.array(cands), "echelon", periods=3000, warmup=100, replications=8, seed=5)
-    diffs = costs[1:] - costs[0]                              # paired differences, per replication
+    diffs = costs[1:] - costs[0]  # paired differences, per replication
     mean = diffs.mean(axis=1)
     se = diffs.std(axis=1, ddof=1) / np.sqrt(diffs.shape[1])
-    assert (mean > -2 * se).all(), (mean, se)                 # no neighbour cheaper beyond noise
+    assert (mean > -2 * se).all(), (mean, se)  # no neighbour cheaper beyond noise
     assert (mean > 0).sum() >= len(mean) - 1
 
 
@@ -54,13 +54,16 @@ def test_shang_song_is_close_to_clark_scarf():
     assert cs.levels == pytest.approx({"retailer": 6.49, "dc": 12.02, "plant": 22.71}, abs=0.01)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("beer_game", "lead time into 'retailer' is random"),
-    ("lost_sales", "unmet demand is lost"),
-    ("disruption", "has outages"),
-    ("distribution", "not a serial chain: 3 nodes face demand"),
-    ("assembly", "not a serial chain"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("beer_game", "lead time into 'retailer' is random"),
+        ("lost_sales", "unmet demand is lost"),
+        ("disruption", "has outages"),
+        ("distribution", "not a serial chain: 3 nodes face demand"),
+        ("assembly", "not a serial chain"),
+    ],
+)
 def test_clark_scarf_says_why_it_does_not_apply(name, reason):
     with pytest.raises(NotApplicable, match=reason):
         clark_scarf_baseline(load_scenario(name))
@@ -69,7 +72,7 @@ def test_clark_scarf_says_why_it_does_not_apply(name, reason):
 def test_simulation_optimised_installation_lands_within_half_a_percent_of_clark_scarf():
     sc = load_scenario("ex61")
     cs = clark_scarf_baseline(sc)
-    start = local_levels(sc).levels                          # a poor start: the search must do the work
+    start = local_levels(sc).levels  # a poor start: the search must do the work
     found, trace = optimise_base_stock(sc, "installation", start, periods=2000, warmup=100, replications=8)
     assert trace.path[-1] < trace.path[0]
     sim = Simulator(sc, n=10)
@@ -86,6 +89,7 @@ def test_local_levels_use_critical_ratios_where_no_service_target_is_set():
     assert base.kind == "installation"
     # the retailer's critical ratio p / (p + h) = 37.12 / 44.12 over one period of N(5, 1)
     from scipy import stats
+
     assert base.levels["retailer"] == pytest.approx(5 + stats.norm.ppf(37.12 / 44.12), rel=1e-6)
     higher = local_levels(sc, default_service=0.999)
     assert higher.levels["retailer"] == base.levels["retailer"]
@@ -98,8 +102,12 @@ def test_local_levels_use_each_nodes_service_target():
 
     sc = load_scenario("dual_sourcing")
     levels = local_levels(sc).levels
-    for shop, mu, sd in (("shop_poisson", 6.0, 6.0 ** 0.5), ("shop_normal", 8.0, 2.5), ("shop_negbin", 5.0, 3.0),
-                         ("shop_gamma", 7.0, 3.0)):
+    for shop, mu, sd in (
+        ("shop_poisson", 6.0, 6.0**0.5),
+        ("shop_normal", 8.0, 2.5),
+        ("shop_negbin", 5.0, 3.0),
+        ("shop_gamma", 7.0, 3.0),
+    ):
         node = sc.node(shop)
         assert node.service_target is not None
         assert node.service_target != pytest.approx(node.penalty_cost / (node.penalty_cost + node.holding_cost))
@@ -109,12 +117,23 @@ def test_local_levels_use_each_nodes_service_target():
 
 def fill_target_scenario(target: float) -> Scenario:
     """One shop, lead time 1, Poisson(5) demand, h = p = 1, a fill-rate target."""
-    return Scenario.from_dict({
-        "name": "fill_target", "integer_orders": True,
-        "nodes": [{"id": "shop", "holding_cost": 1.0, "backorder_cost": 1.0, "service_target": target,
-                   "demand": {"dist": "poisson", "mean": 5}, "initial_inventory": 15}],
-        "lanes": [{"from": "external", "to": "shop", "lead_time": 1}],
-    })
+    return Scenario.from_dict(
+        {
+            "name": "fill_target",
+            "integer_orders": True,
+            "nodes": [
+                {
+                    "id": "shop",
+                    "holding_cost": 1.0,
+                    "backorder_cost": 1.0,
+                    "service_target": target,
+                    "demand": {"dist": "poisson", "mean": 5},
+                    "initial_inventory": 15,
+                }
+            ],
+            "lanes": [{"from": "external", "to": "shop", "lead_time": 1}],
+        }
+    )
 
 
 def test_service_target_baseline_meets_a_binding_target_on_the_evaluation_seeds():
@@ -150,21 +169,27 @@ def test_service_target_baseline_meets_a_binding_target_on_the_evaluation_seeds(
     assert found.levels["shop"] == s_target
     # evaluation seeds 0..7, none of them the search's
     assert SEARCH_SEED > 8
-    res = simulate_candidates(sc, np.array([[found.levels["shop"]], [s_star]]), "installation", periods=3000,
-                              warmup=100, replications=8, seed=0)
+    res = simulate_candidates(
+        sc,
+        np.array([[found.levels["shop"]], [s_star]]),
+        "installation",
+        periods=3000,
+        warmup=100,
+        replications=8,
+        seed=0,
+    )
     fill, half = mean_ci95(res.filled[0, :, 0] / res.demand[0, :, 0])
-    assert fill + half >= target                                  # the target is met within the 95% CI
+    assert fill + half >= target  # the target is met within the 95% CI
     assert abs(fill - beta(s_target)) <= half
     paired, paired_half = mean_ci95(res.cost[0] - res.cost[1])
-    assert paired - paired_half > 0                               # meeting the target costs more ...
-    assert paired == pytest.approx(cost(s_target) - cost(s_star), abs=paired_half)   # ... by the analytic amount
+    assert paired - paired_half > 0  # meeting the target costs more ...
+    assert paired == pytest.approx(cost(s_target) - cost(s_star), abs=paired_half)  # ... by the analytic amount
     with pytest.raises(ValueError, match="no fill-rate target for demand node 'retailer'"):
         optimise_service_target(load_scenario("ex61"), {"retailer": 6, "dc": 6, "plant": 11})
 
 
 def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
-    report = run_baselines("general", periods=400, warmup=50, replications=3, search_periods=200,
-                           search_replications=3)
+    report = run_baselines("general", periods=400, warmup=50, replications=3, search_periods=200, search_replications=3)
     names = [b.name for b, _ in report.results]
     assert names == ["local", "optimised_installation", "dual_index", "tailored_base_surge", "fixed_split"]
     assert "spanning tree" in report.skipped["gsm"]
@@ -179,8 +204,20 @@ def test_run_baselines_skips_with_reasons_and_evaluates_on_common_seeds():
 
 
 def test_meio_baselines_json(capsys):
-    code = main(["baselines", "--scenario", "ex61", "--only", "clark_scarf,local,gsm", "--periods", "500",
-                 "--replications", "3", "--json"])
+    code = main(
+        [
+            "baselines",
+            "--scenario",
+            "ex61",
+            "--only",
+            "clark_scarf,local,gsm",
+            "--periods",
+            "500",
+            "--replications",
+            "3",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert set(out) == {"clark_scarf", "local", "gsm", "skipped"}
@@ -214,6 +251,7 @@ def test_gsm_places_safety_stock_and_runs_in_the_simulator():
     assert b.levels["dc"] == 0.0
     # The retailer covers its net lead time SI + T - S = 1 + 1 - 0 = 2 periods of N(5, 1) demand.
     from scipy import stats
+
     z = stats.norm.ppf(37.12 / 44.12)
     assert b.levels["retailer"] == pytest.approx(5 * 2 + z * 1.0 * np.sqrt(2), rel=1e-6)
     sim = Simulator(sc, n=4)
@@ -234,7 +272,7 @@ def test_s_S_search_beats_base_stock_when_orders_have_fixed_costs():
     sim = Simulator(sc, n=4)
     a = evaluate(sim, bs.policy(sim.topology), periods=3000, warmup=100, replications=4, seed=0)
     b = evaluate(sim, ss.policy(sim.topology), periods=3000, warmup=100, replications=4, seed=0)
-    assert b.cost_mean < 0.7 * a.cost_mean                       # ordering less often pays
+    assert b.cost_mean < 0.7 * a.cost_mean  # ordering less often pays
     assert b.cost_split["ordering"] < a.cost_split["ordering"]
 
 
@@ -242,12 +280,19 @@ def test_service_target_search_meets_the_target_at_less_holding_cost():
     from meio.baselines.search import optimise_service_target, simulate_candidates
 
     sc = load_scenario("fixed_cost")
-    start = {"shop": 20.0, "depot": 20.0}                        # over-stocked start
+    start = {"shop": 20.0, "depot": 20.0}  # over-stocked start
     found, _ = optimise_service_target(sc, start, periods=800, replications=6)
     sim = Simulator(sc)
     names = sim.topology.node_names
-    res = simulate_candidates(sc, np.array([[start[n] for n in names], [found.levels[n] for n in names]]),
-                              "installation", 800, 100, 6, seed=1_000_003)   # the search's own seeds
+    res = simulate_candidates(
+        sc,
+        np.array([[start[n] for n in names], [found.levels[n] for n in names]]),
+        "installation",
+        800,
+        100,
+        6,
+        seed=1_000_003,
+    )  # the search's own seeds
     assert res.fill_rate[1, 0] >= 0.95
     assert res.holding[1].mean() < res.holding[0].mean()
     with pytest.raises(ValueError, match="no fill-rate target for demand node 'retailer'"):

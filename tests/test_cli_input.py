@@ -18,17 +18,17 @@ from hypothesis import strategies as st
 
 from meio.baselines import run as baselines_run
 from meio.baselines.run import run_baselines
+from meio.benchmark import run_benchmark, write_report
+from meio.cli import main
 from meio.envs.metrics import evaluate
 from meio.envs.multi_echelon import MultiEchelonEnv
 from meio.envs.policies import BaseStockPolicy
 from meio.envs.scenario import Scenario
 from meio.envs.simulator import Simulator
 from meio.envs.vec_env import make_vec_env
-from meio.benchmark import run_benchmark, write_report
-from meio.cli import main
 
 EX61_NODES = ("retailer", "dc", "plant")
-EX61_OPTIMAL = {"retailer": 6.49, "dc": 12.02, "plant": 22.71}      # Snyder & Shen Example 6.1, echelon
+EX61_OPTIMAL = {"retailer": 6.49, "dc": 12.02, "plant": 22.71}  # Snyder & Shen Example 6.1, echelon
 EX61_LEVELS = ",".join(f"{k}={v}" for k, v in EX61_OPTIMAL.items())
 
 
@@ -51,15 +51,18 @@ class FixedOrders:
 
 
 # ---- command-line arguments -------------------------------------------------------------------
-@pytest.mark.parametrize("option, value, words", [
-    ("--replications", "0", "0 is below 1"),
-    ("--replications", "-3", "-3 is below 1"),
-    ("--periods", "-5", "-5 is below 1"),
-    ("--periods", "1e12", "'1e12' is not an integer"),
-    ("--warmup", "-1", "-1 is below 0"),
-    ("--seed", "-1", "-1 is below 0"),
-    ("--seed", "4294967296", "4294967296 is above 4294967295"),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--replications", "0", "0 is below 1"),
+        ("--replications", "-3", "-3 is below 1"),
+        ("--periods", "-5", "-5 is below 1"),
+        ("--periods", "1e12", "'1e12' is not an integer"),
+        ("--warmup", "-1", "-1 is below 0"),
+        ("--seed", "-1", "-1 is below 0"),
+        ("--seed", "4294967296", "4294967296 is above 4294967295"),
+    ],
+)
 def test_a_bad_count_is_refused_by_argparse_naming_the_option(option, value, words):
     argv = ["simulate", "--scenario", "ex61", "--levels", EX61_LEVELS, "--periods", "40", option, value]
     code, out, err = run_cli(argv)
@@ -74,15 +77,17 @@ def test_search_periods_zero_is_refused_not_accepted():
 
 
 def test_a_node_named_twice_in_levels_is_refused_with_its_name():
-    code, _, err = run_cli(["simulate", "--scenario", "ex61", "--periods", "40",
-                            "--levels", "retailer=6,dc=12,retailer=7,plant=22"])
+    code, _, err = run_cli(
+        ["simulate", "--scenario", "ex61", "--periods", "40", "--levels", "retailer=6,dc=12,retailer=7,plant=22"]
+    )
     assert code == 2
     assert "--levels retailer: given twice (6 and 7)" in err
 
 
 def test_an_unknown_node_in_levels_gets_a_hint_and_the_valid_ids():
-    code, _, err = run_cli(["simulate", "--scenario", "ex61", "--periods", "40",
-                            "--levels", "retailr=6,dc=12,plant=22"])
+    code, _, err = run_cli(
+        ["simulate", "--scenario", "ex61", "--periods", "40", "--levels", "retailr=6,dc=12,plant=22"]
+    )
     assert code == 2
     assert "--levels retailr: not a node of ex61 (did you mean 'retailer'?)" in err
     assert "nodes: plant, dc, retailer" in err
@@ -90,9 +95,11 @@ def test_an_unknown_node_in_levels_gets_a_hint_and_the_valid_ids():
 
 def test_a_node_id_that_levels_cannot_write_is_named(tmp_path):
     path = tmp_path / "comma.yaml"
-    path.write_text("name: comma\nunmet_demand: backorder\nnodes:\n"
-                    "  - {id: 'shop,east', holding_cost: 1, backorder_cost: 9, demand: {dist: poisson, mean: 4}}\n"
-                    "lanes:\n  - {from: external, to: 'shop,east', lead_time: 1}\n")
+    path.write_text(
+        "name: comma\nunmet_demand: backorder\nnodes:\n"
+        "  - {id: 'shop,east', holding_cost: 1, backorder_cost: 9, demand: {dist: poisson, mean: 4}}\n"
+        "lanes:\n  - {from: external, to: 'shop,east', lead_time: 1}\n"
+    )
     code, _, err = run_cli(["simulate", "--scenario", str(path), "--periods", "40", "--levels", "shop,east=8"])
     assert code == 2
     assert "'shop,east'" in err
@@ -102,8 +109,9 @@ def test_a_node_id_that_levels_cannot_write_is_named(tmp_path):
 
 def test_an_api_field_in_a_command_error_is_named_as_its_option():
     # One replication needs 20 periods for its batch means: a rule of evaluate(), named --periods here.
-    code, _, err = run_cli(["simulate", "--scenario", "ex61", "--levels", EX61_LEVELS, "--periods", "5",
-                            "--replications", "1"])
+    code, _, err = run_cli(
+        ["simulate", "--scenario", "ex61", "--levels", EX61_LEVELS, "--periods", "5", "--replications", "1"]
+    )
     assert code == 2
     assert "meio simulate: error: --periods: 5 is too few" in err
 
@@ -160,10 +168,13 @@ def malformed_command(draw: st.DrawFn) -> tuple[list[str], str]:
 @given(malformed_command())
 def test_a_malformed_command_line_exits_2_naming_the_option_or_gives_a_finite_result(case):
     argv, option = case
-    code, out, err = run_cli(argv)                  # any exception fails the test: never a traceback
+    code, out, err = run_cli(argv)  # any exception fails the test: never a traceback
     if code == 0:
-        cost = json.loads(out)["cost_per_period"]["mean"] if argv[0] == "simulate" else \
-            json.loads(out)["local"]["simulated_cost"]["mean"]
+        cost = (
+            json.loads(out)["cost_per_period"]["mean"]
+            if argv[0] == "simulate"
+            else json.loads(out)["local"]["simulated_cost"]["mean"]
+        )
         assert math.isfinite(cost)
     else:
         assert code == 2, err
@@ -173,13 +184,16 @@ def test_a_malformed_command_line_exits_2_naming_the_option_or_gives_a_finite_re
 
 
 # ---- the Python API ---------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, words", [
-    ({"replications": 0}, "replications: 0 is below 1"),
-    ({"periods": -10}, "periods: -10 is below 1"),
-    ({"warmup": 2.5}, "warmup: 2.5 is not an integer"),
-    ({"seed": -1}, "seed: -1 is below 0"),
-    ({"periods": "100"}, "periods: '100' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"replications": 0}, "replications: 0 is below 1"),
+        ({"periods": -10}, "periods: -10 is below 1"),
+        ({"warmup": 2.5}, "warmup: 2.5 is not an integer"),
+        ({"seed": -1}, "seed: -1 is below 0"),
+        ({"periods": "100"}, "periods: '100' is not an integer"),
+    ],
+)
 def test_evaluate_names_a_bad_setting(kwargs, words):
     run_kwargs = {"periods": 40, "warmup": 0, "replications": 2, "seed": 0, **kwargs}
     policy = BaseStockPolicy(Simulator("ex61").topology, EX61_OPTIMAL, kind="echelon")
@@ -235,7 +249,7 @@ def test_a_policy_that_supplies_less_than_demand_is_flagged_with_its_growth(repl
     assert ev.backlog_growth["retailer"] == pytest.approx(1.0, abs=0.1)
     text = ev.format()
     assert "cost not meaningful: backlog at retailer grows by" in text
-    assert "cost per period:" not in text                   # the cost is not presented as a long-run cost
+    assert "cost per period:" not in text  # the cost is not presented as a long-run cost
     d = json.loads(json.dumps(ev.to_dict()))
     assert d["unstable"] is True and d["unstable_nodes"] == ["retailer"]
     assert d["backlog_growth_per_period"]["retailer"] == pytest.approx(1.0, abs=0.1)
@@ -248,26 +262,37 @@ def test_the_optimal_ex61_policy_is_never_flagged(replications):
     policy = BaseStockPolicy(sim.topology, EX61_OPTIMAL, kind="echelon")
     for seed in range(0, 60, 10):
         ev = evaluate(sim, policy, periods=1000, warmup=50, replications=replications, seed=seed)
-        assert "retailer" in ev.backlog_growth                  # assessed, and found stable
+        assert "retailer" in ev.backlog_growth  # assessed, and found stable
         assert not ev.unstable, (seed, ev.backlog_growth)
         assert "cost per period:" in ev.format()
 
 
 def test_lost_sales_cannot_grow_a_backlog_so_nothing_is_assessed():
-    sc = Scenario.from_dict({
-        "name": "shop", "unmet_demand": "lost_sales",
-        "nodes": [{"id": "shop", "holding_cost": 1.0, "lost_sales_cost": 9.0,
-                   "demand": {"dist": "poisson", "mean": 5}}],
-        "lanes": [{"from": "external", "to": "shop", "lead_time": 1}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "shop",
+            "unmet_demand": "lost_sales",
+            "nodes": [
+                {"id": "shop", "holding_cost": 1.0, "lost_sales_cost": 9.0, "demand": {"dist": "poisson", "mean": 5}}
+            ],
+            "lanes": [{"from": "external", "to": "shop", "lead_time": 1}],
+        }
+    )
     ev = evaluate(sc, FixedOrders(4.0), periods=400, warmup=10, replications=2, seed=0)
     assert not ev.unstable and ev.backlog_growth == {}
     assert ev.to_dict()["unstable"] is False
 
 
 def test_the_benchmark_marks_an_unstable_policy_and_never_measures_gaps_against_it(tmp_path):
-    res = run_benchmark("ex61", baselines=("local",), periods=400, warmup=20, replications=2, seed=0,
-                        extra_policies={"short": FixedOrders(4.0)})
+    res = run_benchmark(
+        "ex61",
+        baselines=("local",),
+        periods=400,
+        warmup=20,
+        replications=2,
+        seed=0,
+        extra_policies={"short": FixedOrders(4.0)},
+    )
     row = res.table.set_index("policy")
     assert row.loc["short", "unstable"].startswith("backlog at retailer grows by")
     assert row.loc["local", "unstable"] == ""
@@ -279,8 +304,9 @@ def test_the_benchmark_marks_an_unstable_policy_and_never_measures_gaps_against_
     assert "| unstable |" in files["md"].read_text()
 
 
-@pytest.mark.parametrize("n, message", [("3", "n: '3' is not an integer"), (0, "n: 0 is below 1"),
-                                        (2.5, "n: 2.5 is not an integer")])
+@pytest.mark.parametrize(
+    "n, message", [("3", "n: '3' is not an integer"), (0, "n: 0 is below 1"), (2.5, "n: 2.5 is not an integer")]
+)
 def test_simulator_rows_are_checked_naming_n(n, message):
     with pytest.raises(ValueError, match=message):
         Simulator("ex61", n=n)

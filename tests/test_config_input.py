@@ -15,9 +15,31 @@ FIELDS = list(PPOConfig().to_dict())
 SHIPPED = sorted(p.stem for p in configs_dir().glob("*.yaml"))
 
 BAD = st.one_of(
-    st.sampled_from([math.nan, math.inf, -math.inf, -1, 0, -0.5, 1e300, 10**12, 10**400, True, None, "", "x",
-                     [], [0], [64, -1], {"a": 1}, "auto", 1.5, 2**63]),
-    st.integers(min_value=-10**15, max_value=10**15),
+    st.sampled_from(
+        [
+            math.nan,
+            math.inf,
+            -math.inf,
+            -1,
+            0,
+            -0.5,
+            1e300,
+            10**12,
+            10**400,
+            True,
+            None,
+            "",
+            "x",
+            [],
+            [0],
+            [64, -1],
+            {"a": 1},
+            "auto",
+            1.5,
+            2**63,
+        ]
+    ),
+    st.integers(min_value=-(10**15), max_value=10**15),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=5),
 )
@@ -36,19 +58,22 @@ def test_a_mutated_config_is_refused_naming_a_field_it_changed_or_is_valid(base,
         related = set(edits) | {"batch_size", "n_steps", "eval_periods"}
         assert set(named) & related, (edits, str(exc))
         return
-    for name, value in cfg.to_dict().items():      # what is accepted is what its rule says
+    for name, value in cfg.to_dict().items():  # what is accepted is what its rule says
         if isinstance(value, float):
             assert math.isfinite(value), (name, value)
     assert cfg.n_steps * cfg.n_envs <= 10**7 and cfg.batch_size <= cfg.n_steps * cfg.n_envs
 
 
-@pytest.mark.parametrize("edit, message", [
-    ({"n_envs": 10**9}, "n_envs: 1000000000 is above 1,000,000"),
-    ({"n_steps": 10**6, "n_envs": 100}, "n_steps: 1000000 x n_envs 100 = 100,000,000 steps per rollout is above"),
-    ({"eval_periods": 10**8, "eval_replications": 10}, "eval_periods, eval_replications: replications x periods"),
-    ({"net_arch": [10**6]}, "net_arch: [1000000] is not a non-empty list of layer sizes (integers 1..65,536)"),
-    ({"gama": 0.9}, "gama: unknown key (did you mean 'gamma'?)"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"n_envs": 10**9}, "n_envs: 1000000000 is above 1,000,000"),
+        ({"n_steps": 10**6, "n_envs": 100}, "n_steps: 1000000 x n_envs 100 = 100,000,000 steps per rollout is above"),
+        ({"eval_periods": 10**8, "eval_replications": 10}, "eval_periods, eval_replications: replications x periods"),
+        ({"net_arch": [10**6]}, "net_arch: [1000000] is not a non-empty list of layer sizes (integers 1..65,536)"),
+        ({"gama": 0.9}, "gama: unknown key (did you mean 'gamma'?)"),
+    ],
+)
 def test_sizes_beyond_memory_are_refused_before_anything_is_built(edit, message):
     with pytest.raises(ConfigError) as info:
         PPOConfig.from_dict(edit)

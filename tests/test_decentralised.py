@@ -28,10 +28,10 @@ def test_node_views_hold_only_local_features(name):
         assert f"on_hand[{node}]" in labels and f"position[{node}]" in labels and "periods_left" in labels
         others = [x for x in vec.topology.node_names if x != node]
         assert not any(f"on_hand[{x}]" in labels for x in others)
-        row = local[1 * n + j]                                  # copy 1, node j
+        row = local[1 * n + j]  # copy 1, node j
         k = labels.index(f"on_hand[{node}]")
         assert row[k] == obs[1, vec.observation_labels.index(f"on_hand[{node}]")]
-        np.testing.assert_array_equal(row[view.obs_len:], np.eye(n)[j])
+        np.testing.assert_array_equal(row[view.obs_len :], np.eye(n)[j])
 
 
 @pytest.mark.parametrize("name", ["ex61", "general"])
@@ -43,13 +43,13 @@ def test_node_agents_reproduce_the_network_env(name):
     cen.reset()
     dec.reset()
     rng = np.random.default_rng(1)
-    for _ in range(15):                                          # crosses an episode end
+    for _ in range(15):  # crosses an episode end
         full = rng.uniform(-1, 1, (n_copies, cen.action_space.shape[0])).astype(np.float32)
         node_actions = np.zeros((n_copies * view.n_nodes, view.act_len), dtype=np.float32)
         for c in range(n_copies):
             for j in range(view.n_nodes):
                 slots = view.act_slots[j][view.act_slots[j] >= 0]
-                node_actions[c * view.n_nodes + j, :len(slots)] = full[c, slots]
+                node_actions[c * view.n_nodes + j, : len(slots)] = full[c, slots]
         np.testing.assert_array_equal(view.network_action(node_actions), full)
         obs, rew, done, info = cen.step(full)
         lobs, lrew, ldone, linfo = dec.step(node_actions)
@@ -76,9 +76,21 @@ class RandomOrders:
 
 
 def test_decentralised_training_beats_random_orders_and_each_node_acts_on_its_own_view(tmp_path):
-    cfg = PPOConfig.from_dict(dict(control="decentralised", n_envs=4, n_steps=64, batch_size=64, n_epochs=2,
-                                   total_steps=768, eval_every=384, eval_periods=60, eval_warmup=10,
-                                   eval_replications=2, checkpoint_every=0))
+    cfg = PPOConfig.from_dict(
+        dict(
+            control="decentralised",
+            n_envs=4,
+            n_steps=64,
+            batch_size=64,
+            n_epochs=2,
+            total_steps=768,
+            eval_every=384,
+            eval_periods=60,
+            eval_warmup=10,
+            eval_replications=2,
+            checkpoint_every=0,
+        )
+    )
     result = train("ex61", cfg, tmp_path / "run", seed=0, progress=False)
     assert result.steps >= 768
     assert (tmp_path / "run" / "evaluations.csv").read_text().count("\n") >= 2
@@ -90,8 +102,14 @@ def test_decentralised_training_beats_random_orders_and_each_node_acts_on_its_ow
     reps = 4
     sim = Simulator("ex61", n=reps)
     ev = evaluate(sim, policy, periods=100, warmup=10, replications=reps, seed=0)
-    rnd = evaluate(sim, RandomOrders(ActionMap(sim.topology, policy.action_mode), seed=7), periods=100, warmup=10,
-                   replications=reps, seed=0)
+    rnd = evaluate(
+        sim,
+        RandomOrders(ActionMap(sim.topology, policy.action_mode), seed=7),
+        periods=100,
+        warmup=10,
+        replications=reps,
+        seed=0,
+    )
     diff = rnd.per_period_cost.mean(axis=1) - ev.per_period_cost.mean(axis=1)
     mean, half = mean_ci95(diff)
     assert mean - half > 0, (ev.cost_mean, rnd.cost_mean, half)

@@ -12,8 +12,10 @@ from meio.envs.simulator import Simulator
 
 def one_node(demand: dict, lead_time: object = 1, extra: dict | None = None, n: int = 400) -> Simulator:
     d = {
-        "name": "t", "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": demand}],
-        "lanes": [{"from": "external", "to": "a", "lead_time": lead_time}], "horizon": 100,
+        "name": "t",
+        "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": demand}],
+        "lanes": [{"from": "external", "to": "a", "lead_time": lead_time}],
+        "horizon": 100,
     }
     d.update(extra or {})
     sim = Simulator(Scenario.from_dict(d), n=n)
@@ -21,19 +23,22 @@ def one_node(demand: dict, lead_time: object = 1, extra: dict | None = None, n: 
     return sim
 
 
-@pytest.mark.parametrize("demand", [
-    {"dist": "poisson", "mean": 7.5},
-    {"dist": "poisson", "mean": 0.3},
-    {"dist": "normal", "mean": 10, "sd": 3},
-    {"dist": "normal", "mean": 1, "sd": 2},                # heavily censored at 0
-    {"dist": "gamma", "mean": 4, "sd": 6},
-    {"dist": "negative_binomial", "mean": 6, "sd": 4},
-    {"dist": "uniform_int", "low": 2, "high": 9},
-    {"dist": "discrete", "values": [0, 3, 10], "probs": [0.5, 0.3, 0.2]},
-])
+@pytest.mark.parametrize(
+    "demand",
+    [
+        {"dist": "poisson", "mean": 7.5},
+        {"dist": "poisson", "mean": 0.3},
+        {"dist": "normal", "mean": 10, "sd": 3},
+        {"dist": "normal", "mean": 1, "sd": 2},  # heavily censored at 0
+        {"dist": "gamma", "mean": 4, "sd": 6},
+        {"dist": "negative_binomial", "mean": 6, "sd": 4},
+        {"dist": "uniform_int", "low": 2, "high": 9},
+        {"dist": "discrete", "values": [0, 3, 10], "probs": [0.5, 0.3, 0.2]},
+    ],
+)
 def test_demand_draws_have_the_specified_mean_and_sd(demand):
     sim = one_node(demand)
-    x = sim.demand_chunk.ravel()                            # 400 rows x 100 periods
+    x = sim.demand_chunk.ravel()  # 400 rows x 100 periods
     spec = sim.topology.demand_specs[0]
     se = spec.base_sd() / np.sqrt(x.size)
     assert abs(x.mean() - spec.base_mean()) < 5 * se
@@ -41,11 +46,14 @@ def test_demand_draws_have_the_specified_mean_and_sd(demand):
     assert (x >= 0).all()
 
 
-@pytest.mark.parametrize("demand, dist", [
-    ({"dist": "poisson", "mean": 12}, stats.poisson(12)),
-    ({"dist": "negative_binomial", "mean": 5, "sd": 3}, stats.nbinom(5**2 / (9 - 5), 5 / 9)),
-    ({"dist": "uniform_int", "low": 0, "high": 8}, stats.randint(0, 9)),
-])
+@pytest.mark.parametrize(
+    "demand, dist",
+    [
+        ({"dist": "poisson", "mean": 12}, stats.poisson(12)),
+        ({"dist": "negative_binomial", "mean": 5, "sd": 3}, stats.nbinom(5**2 / (9 - 5), 5 / 9)),
+        ({"dist": "uniform_int", "low": 0, "high": 8}, stats.randint(0, 9)),
+    ],
+)
 def test_integer_demand_matches_its_pmf(demand, dist):
     sim = one_node(demand)
     x = sim.demand_chunk.ravel().astype(int)
@@ -72,26 +80,36 @@ def test_trend_grows_the_mean():
 
 def test_correlated_demand_has_the_requested_correlation():
     d = {
-        "name": "c", "demand_correlation": 0.6, "horizon": 100,
-        "nodes": [{"id": "w", "holding_cost": 1},
-                  {"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "normal", "mean": 20, "sd": 4}},
-                  {"id": "b", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 15}}],
-        "lanes": [{"from": "external", "to": "w", "lead_time": 1}, {"from": "w", "to": "a", "lead_time": 1},
-                  {"from": "w", "to": "b", "lead_time": 1}],
+        "name": "c",
+        "demand_correlation": 0.6,
+        "horizon": 100,
+        "nodes": [
+            {"id": "w", "holding_cost": 1},
+            {"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "normal", "mean": 20, "sd": 4}},
+            {"id": "b", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 15}},
+        ],
+        "lanes": [
+            {"from": "external", "to": "w", "lead_time": 1},
+            {"from": "w", "to": "a", "lead_time": 1},
+            {"from": "w", "to": "b", "lead_time": 1},
+        ],
     }
     sim = Simulator(Scenario.from_dict(d), n=300)
     sim.reset(seeds=0)
     a, b = sim.demand_chunk[:, :, 0].ravel(), sim.demand_chunk[:, :, 1].ravel()
-    assert np.corrcoef(a, b)[0, 1] == pytest.approx(0.6, abs=0.03)   # Poisson(15) barely bends it
+    assert np.corrcoef(a, b)[0, 1] == pytest.approx(0.6, abs=0.03)  # Poisson(15) barely bends it
     assert a.mean() == pytest.approx(20, rel=0.01) and b.mean() == pytest.approx(15, rel=0.01)
     assert b.var() == pytest.approx(15, rel=0.05)
 
 
 def test_trace_demand_is_read_as_given(tmp_path):
     (tmp_path / "t.csv").write_text("week,demand\n" + "\n".join(f"{i},{v}" for i, v in enumerate([3, 1, 4, 1, 5])))
-    d = {"name": "tr", "horizon": 12,
-         "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "trace", "file": "t.csv"}}],
-         "lanes": [{"from": "external", "to": "a", "lead_time": 0}]}
+    d = {
+        "name": "tr",
+        "horizon": 12,
+        "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "trace", "file": "t.csv"}}],
+        "lanes": [{"from": "external", "to": "a", "lead_time": 0}],
+    }
     sim = Simulator(Scenario.from_dict(d, base_dir=tmp_path), n=2)
     sim.reset(seeds=0)
     np.testing.assert_array_equal(sim.demand_chunk[0, :, 0], [3, 1, 4, 1, 5, 3, 1, 4, 1, 5, 3, 1])
@@ -99,7 +117,7 @@ def test_trace_demand_is_read_as_given(tmp_path):
     sim = Simulator(Scenario.from_dict(d, base_dir=tmp_path), n=50)
     sim.reset(seeds=0)
     firsts = {int(x) for x in sim.demand_chunk[:, 0, 0]}
-    assert firsts == {1, 3, 4, 5}                            # every start row occurs
+    assert firsts == {1, 3, 4, 5}  # every start row occurs
 
 
 def _arrival_periods(sim: Simulator, periods: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +132,7 @@ def _arrival_periods(sim: Simulator, periods: int) -> tuple[np.ndarray, np.ndarr
         before = sim.pipe[:, 0].copy()
         drawn[:, t] = sim.lt_chunk[np.arange(sim.n), sim.pos, 0]
         res = sim.step(np.ones((sim.n, 1)))
-        assert (res.shipped[:, 0] == 1.0).all()                  # an uncapacitated external lane ships it
+        assert (res.shipped[:, 0] == 1.0).all()  # an uncapacitated external lane ships it
         new = sim.pipe[:, 0].copy()
         new[:, :-1] -= before[:, 1:]
         rows, ks = np.nonzero(np.abs(new) > 1e-9)
@@ -131,11 +149,20 @@ def test_random_lead_times_follow_their_distribution_and_do_not_cross():
     freq = [(draws == v).mean() for v in (1, 2, 5)]
     np.testing.assert_allclose(freq, [0.2, 0.5, 0.3], atol=0.01)
     for crossing in (False, True):
-        sim = Simulator(Scenario.from_dict({
-            "name": "t", "horizon": 100,
-            "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
-            "lanes": [{"from": "external", "to": "a", "lead_time": lt, "order_crossing": crossing}]}),
-            n=200, chunk=41)                                          # one block of draws covers the run
+        sim = Simulator(
+            Scenario.from_dict(
+                {
+                    "name": "t",
+                    "horizon": 100,
+                    "nodes": [
+                        {"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}
+                    ],
+                    "lanes": [{"from": "external", "to": "a", "lead_time": lt, "order_crossing": crossing}],
+                }
+            ),
+            n=200,
+            chunk=41,
+        )  # one block of draws covers the run
         sim.reset(seeds=1)
         arrivals, drawn = _arrival_periods(sim, 40)
         if not crossing:
@@ -149,10 +176,19 @@ def test_random_lead_times_follow_their_distribution_and_do_not_cross():
 
 
 def test_outages_start_and_end_at_the_given_rates():
-    d = {"name": "o", "horizon": 100,
-         "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
-         "lanes": [{"from": "external", "to": "a", "lead_time": 1,
-                    "disruption": {"start_probability": 0.1, "mean_duration": 5}}]}
+    d = {
+        "name": "o",
+        "horizon": 100,
+        "nodes": [{"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
+        "lanes": [
+            {
+                "from": "external",
+                "to": "a",
+                "lead_time": 1,
+                "disruption": {"start_probability": 0.1, "mean_duration": 5},
+            }
+        ],
+    }
     sim = Simulator(Scenario.from_dict(d), n=200)
     sim.reset(seeds=2)
     states = []

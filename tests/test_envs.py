@@ -19,8 +19,19 @@ SCENARIOS = envs.list_scenarios()
 
 
 def test_shipped_scenarios_are_the_promised_ones():
-    expected = {"ex61", "beer_game", "beer_game_basic", "distribution", "assembly", "general", "lost_sales",
-                "orgym_invmgmt", "orgym_invmgmt_backlog", "geevers_divergent", "disruption"}
+    expected = {
+        "ex61",
+        "beer_game",
+        "beer_game_basic",
+        "distribution",
+        "assembly",
+        "general",
+        "lost_sales",
+        "orgym_invmgmt",
+        "orgym_invmgmt_backlog",
+        "geevers_divergent",
+        "disruption",
+    }
     assert expected <= set(SCENARIOS)
 
 
@@ -73,7 +84,7 @@ def test_row_i_of_vec_env_equals_single_env_seeded_seed_plus_i(name, action_mode
     for i, env in enumerate(singles):
         o, _ = env.reset(seed=seed + i)
         np.testing.assert_array_equal(obs[i], o)
-    for t in range(horizon + 5):                 # crosses an auto-reset
+    for _ in range(horizon + 5):  # crosses an auto-reset
         actions = rng.uniform(-1.2, 1.2, (n, vec.action_space.shape[0])).astype(np.float32)
         obs, rew, dones, infos = vec.step(actions)
         for i, env in enumerate(singles):
@@ -102,8 +113,8 @@ def test_vec_env_follows_sb3_truncation_conventions():
         assert info["episode"]["l"] == horizon
         assert info["episode"]["r"] == pytest.approx(total[i], rel=1e-5)
         assert sum(info["episode_cost_split"].values()) == pytest.approx(-total[i], rel=1e-5)
-        assert info["terminal_observation"][-1] == pytest.approx(1.0)          # a new cycle of the horizon
-    assert obs[:, -1] == pytest.approx(1.0)                                     # the new episode starts
+        assert info["terminal_observation"][-1] == pytest.approx(1.0)  # a new cycle of the horizon
+    assert obs[:, -1] == pytest.approx(1.0)  # the new episode starts
     # a fresh episode of a row restarts from the initial state (not the seeded first one: new draws)
     np.testing.assert_array_equal(obs[:, :3], first[:, :3])
 
@@ -212,7 +223,7 @@ def test_periods_left_stays_in_its_training_range_in_long_runs():
     assert seen[h - 1] == pytest.approx(1.0) and seen[h] == pytest.approx((h - 1) / h)
 
 
-@pytest.mark.parametrize("n_envs", [3, 130])             # serial and parallel observation kernels
+@pytest.mark.parametrize("n_envs", [3, 130])  # serial and parallel observation kernels
 def test_observe_time_false_drops_only_the_clock(n_envs):
     with_clock = envs.make_vec_env("general", n_envs=n_envs, seed=4, threads=2)
     clockless = envs.make_vec_env("general", n_envs=n_envs, seed=4, observe_time=False, threads=2)
@@ -236,17 +247,17 @@ def test_exploring_starts_draw_stock_per_row_and_match_the_single_env():
     top = spread * vec.observation_map.node_scale
     stock = vec.sim.on_hand.copy()
     assert np.all(stock >= 0) and np.all(stock <= top + 0.5)
-    assert np.array_equal(stock, np.round(stock))                   # integer scenario: whole units
-    assert len({tuple(r) for r in stock}) == 6                       # every row its own draw
+    assert np.array_equal(stock, np.round(stock))  # integer scenario: whole units
+    assert len({tuple(r) for r in stock}) == 6  # every row its own draw
     plain = envs.make_vec_env("distribution", n_envs=6, seed=11)
     plain.reset()
     assert not np.array_equal(stock, plain.sim.on_hand)
     single = MultiEchelonEnv("distribution", initial_stock_spread=spread)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (2 * vec.scenario.horizon + 3, 6, vec.action_space.shape[0]))
-    o, _ = single.reset(seed=13)                                     # row 2 of the vector env
+    o, _ = single.reset(seed=13)  # row 2 of the vector env
     np.testing.assert_array_equal(o, obs[2])
-    for t, act in enumerate(actions):                                # across two automatic resets
+    for act in actions:  # across two automatic resets
         obs, rew, done, infos = vec.step(act)
         o, r, _, truncated, _ = single.step(act[2])
         if truncated:

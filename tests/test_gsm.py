@@ -35,38 +35,85 @@ def pat(*parts: str) -> str:
 # sqrt(6) + 3 + 2 sqrt(2) + 0 = 8.2779 (the book's example, reproduced digit for digit as
 # 8.277916867529369 in the documentation of stockpyl, the book's companion package by Snyder:
 # docs/tutorial/tutorial_meio.rst).
-EX65 = dict(nodes=["1", "2", "3", "4"], edges=[("1", "3"), ("3", "2"), ("3", "4")],
-            processing_times={"1": 2, "2": 1, "3": 1, "4": 1},
-            holding_costs={"1": 1.0, "2": 3.0, "3": 2.0, "4": 3.0},
-            demand_mean={"2": 0.0, "4": 0.0}, demand_sd={"2": 1.0, "4": 1.0}, service_level=Z1,
-            max_service_time={"4": 1}, external_service_time={"1": 1})
+EX65 = dict(
+    nodes=["1", "2", "3", "4"],
+    edges=[("1", "3"), ("3", "2"), ("3", "4")],
+    processing_times={"1": 2, "2": 1, "3": 1, "4": 1},
+    holding_costs={"1": 1.0, "2": 3.0, "3": 2.0, "4": 3.0},
+    demand_mean={"2": 0.0, "4": 0.0},
+    demand_sd={"2": 1.0, "4": 1.0},
+    service_level=Z1,
+    max_service_time={"4": 1},
+    external_service_time={"1": 1},
+)
 
 # Snyder & Shen (2019), Example 6.3 (serial, Inderfurth's DP): 3 -> 2 -> 1, local holding costs
 # (7, 4, 2) for stages (1, 2, 3), T = (1, 0, 1), z = 1, sd 1 at stage 1, s_1 = 1, si_3 = 1.
 # Published optimum: S = (1, 0, 0) for stages (1, 2, 3), cost 2 sqrt(2) = 2.8284 (stockpyl's
 # documentation, as above: ({3: 0, 2: 0, 1: 1}, 2.8284271247461903)).
-EX63 = dict(nodes=["1", "2", "3"], edges=[("3", "2"), ("2", "1")],
-            processing_times={"1": 1, "2": 0, "3": 1}, holding_costs={"1": 7.0, "2": 4.0, "3": 2.0},
-            demand_mean={"1": 0.0}, demand_sd={"1": 1.0}, service_level=Z1,
-            max_service_time={"1": 1}, external_service_time={"3": 1})
+EX63 = dict(
+    nodes=["1", "2", "3"],
+    edges=[("3", "2"), ("2", "1")],
+    processing_times={"1": 1, "2": 0, "3": 1},
+    holding_costs={"1": 7.0, "2": 4.0, "3": 2.0},
+    demand_mean={"1": 0.0},
+    demand_sd={"1": 1.0},
+    service_level=Z1,
+    max_service_time={"1": 1},
+    external_service_time={"3": 1},
+)
 
 # Snyder & Shen (2019), Figure 6.14: the digital-camera assembly network (after Graves & Willems),
 # customer demand with sd 10 at Build_Test_Pack, 95% service everywhere. The optimal service
 # times and costs for several customer service times s are those of stockpyl's test suite
 # (LarrySnyder/stockpyl, tests/test_gsm_tree.py, TestOptimizeCommittedServiceTimes).
-CAMERA_T = {"Raw_Material": 2, "Process_Wafers": 3, "Package_Test_Wafers": 2, "Imager_Base": 4,
-            "Imager_Assembly": 2, "Ship_to_Final_Assembly": 3, "Camera": 6, "Circuit_Board": 4,
-            "Other_Parts": 3, "Build_Test_Pack": 2}
-CAMERA_H = {"Raw_Material": 0.01, "Process_Wafers": 0.03, "Package_Test_Wafers": 0.04,
-            "Imager_Base": 0.06, "Imager_Assembly": 0.12, "Ship_to_Final_Assembly": 0.13,
-            "Camera": 0.20, "Circuit_Board": 0.08, "Other_Parts": 0.04, "Build_Test_Pack": 0.50}
-CAMERA_EDGES = [("Raw_Material", "Process_Wafers"), ("Process_Wafers", "Package_Test_Wafers"),
-                ("Package_Test_Wafers", "Imager_Assembly"), ("Imager_Base", "Imager_Assembly"),
-                ("Imager_Assembly", "Ship_to_Final_Assembly"), ("Camera", "Build_Test_Pack"),
-                ("Ship_to_Final_Assembly", "Build_Test_Pack"), ("Circuit_Board", "Build_Test_Pack"),
-                ("Other_Parts", "Build_Test_Pack")]
-_CAMERA_ORDER = ["Raw_Material", "Process_Wafers", "Package_Test_Wafers", "Imager_Base", "Imager_Assembly",
-                 "Ship_to_Final_Assembly", "Camera", "Circuit_Board", "Other_Parts", "Build_Test_Pack"]
+CAMERA_T = {
+    "Raw_Material": 2,
+    "Process_Wafers": 3,
+    "Package_Test_Wafers": 2,
+    "Imager_Base": 4,
+    "Imager_Assembly": 2,
+    "Ship_to_Final_Assembly": 3,
+    "Camera": 6,
+    "Circuit_Board": 4,
+    "Other_Parts": 3,
+    "Build_Test_Pack": 2,
+}
+CAMERA_H = {
+    "Raw_Material": 0.01,
+    "Process_Wafers": 0.03,
+    "Package_Test_Wafers": 0.04,
+    "Imager_Base": 0.06,
+    "Imager_Assembly": 0.12,
+    "Ship_to_Final_Assembly": 0.13,
+    "Camera": 0.20,
+    "Circuit_Board": 0.08,
+    "Other_Parts": 0.04,
+    "Build_Test_Pack": 0.50,
+}
+CAMERA_EDGES = [
+    ("Raw_Material", "Process_Wafers"),
+    ("Process_Wafers", "Package_Test_Wafers"),
+    ("Package_Test_Wafers", "Imager_Assembly"),
+    ("Imager_Base", "Imager_Assembly"),
+    ("Imager_Assembly", "Ship_to_Final_Assembly"),
+    ("Camera", "Build_Test_Pack"),
+    ("Ship_to_Final_Assembly", "Build_Test_Pack"),
+    ("Circuit_Board", "Build_Test_Pack"),
+    ("Other_Parts", "Build_Test_Pack"),
+]
+_CAMERA_ORDER = [
+    "Raw_Material",
+    "Process_Wafers",
+    "Package_Test_Wafers",
+    "Imager_Base",
+    "Imager_Assembly",
+    "Ship_to_Final_Assembly",
+    "Camera",
+    "Circuit_Board",
+    "Other_Parts",
+    "Build_Test_Pack",
+]
 CAMERA_OPTIMA = {  # s -> (cost, service times in _CAMERA_ORDER)
     2: (18.8240044725922, (0, 3, 5, 4, 7, 0, 0, 0, 0, 2)),
     5: (12.4686888061037, (0, 3, 5, 4, 0, 3, 3, 3, 3, 5)),
@@ -99,8 +146,16 @@ def test_example_6_3_serial():
 @pytest.mark.parametrize("s", sorted(CAMERA_OPTIMA))
 def test_camera_network_figure_6_14(s):
     cost, times = CAMERA_OPTIMA[s]
-    sol = optimize_gsm(list(CAMERA_T), CAMERA_EDGES, CAMERA_T, CAMERA_H, {"Build_Test_Pack": 0.0},
-                       {"Build_Test_Pack": 10.0}, 0.95, max_service_time={"Build_Test_Pack": s})
+    sol = optimize_gsm(
+        list(CAMERA_T),
+        CAMERA_EDGES,
+        CAMERA_T,
+        CAMERA_H,
+        {"Build_Test_Pack": 0.0},
+        {"Build_Test_Pack": 10.0},
+        0.95,
+        max_service_time={"Build_Test_Pack": s},
+    )
     assert sol.expected_cost == pytest.approx(cost, rel=1e-12)
     assert tuple(sol.service_times[x] for x in _CAMERA_ORDER) == times
 
@@ -119,8 +174,9 @@ def random_tree(rng: np.random.Generator, n: int, shape: str) -> tuple[list[str]
     return [names[i] for i in order], [edges[i] for i in rng.permutation(len(edges))]
 
 
-def random_instance(rng: np.random.Generator, n: int, shape: str, t_max: int = 2,
-                    extras: bool = True) -> dict[str, Any]:
+def random_instance(
+    rng: np.random.Generator, n: int, shape: str, t_max: int = 2, extras: bool = True
+) -> dict[str, Any]:
     nodes, edges = random_tree(rng, n, shape)
     has_succ = {u for u, _ in edges}
     has_pred = {v for _, v in edges}
@@ -128,19 +184,24 @@ def random_instance(rng: np.random.Generator, n: int, shape: str, t_max: int = 2
     if extras:
         demand += [x for x in nodes if x in has_succ and rng.random() < 0.2]  # internal demand
     inst: dict[str, Any] = dict(
-        nodes=nodes, edges=edges,
+        nodes=nodes,
+        edges=edges,
         processing_times={x: int(rng.integers(0, t_max + 1)) for x in nodes},
-        holding_costs={x: float(rng.choice([0.0, rng.uniform(0.1, 3.0)], p=[0.1, 0.9])) if extras
-                       else float(rng.uniform(0.1, 3.0)) for x in nodes},
+        holding_costs={
+            x: float(rng.choice([0.0, rng.uniform(0.1, 3.0)], p=[0.1, 0.9])) if extras else float(rng.uniform(0.1, 3.0))
+            for x in nodes
+        },
         demand_mean={x: float(rng.uniform(0.0, 10.0)) for x in demand},
         demand_sd={x: float(rng.uniform(0.1, 3.0)) for x in demand},
         service_level={x: float(rng.uniform(0.5, 0.99)) for x in nodes},
     )
     if extras:
-        inst["external_service_time"] = {x: int(rng.integers(0, 2)) for x in nodes
-                                         if x not in has_pred and rng.random() < 0.5}
-        inst["max_service_time"] = {x: int(rng.integers(0, 5)) for x in nodes
-                                    if rng.random() < (0.6 if x in demand else 0.2)}
+        inst["external_service_time"] = {
+            x: int(rng.integers(0, 2)) for x in nodes if x not in has_pred and rng.random() < 0.5
+        }
+        inst["max_service_time"] = {
+            x: int(rng.integers(0, 5)) for x in nodes if rng.random() < (0.6 if x in demand else 0.2)
+        }
     return inst
 
 
@@ -177,8 +238,7 @@ def brute_force(inst: dict[str, Any]) -> tuple[float, int]:
     col = {x: i for i, x in enumerate(topo)}
     rows = np.zeros((1, 0), dtype=np.int64)
     for x in topo:
-        si = (rows[:, [col[p] for p in preds[x]]].max(axis=1) if preds[x]
-              else np.full(len(rows), ref["ext"].get(x, 0)))
+        si = rows[:, [col[p] for p in preds[x]]].max(axis=1) if preds[x] else np.full(len(rows), ref["ext"].get(x, 0))
         ub = si + inst["processing_times"][x]
         if ref["limit"][x] is not None:
             ub = np.minimum(ub, ref["limit"][x])
@@ -188,8 +248,7 @@ def brute_force(inst: dict[str, Any]) -> tuple[float, int]:
         rows = np.column_stack([rows, np.arange(len(rows)) - start])
     cost = np.zeros(len(rows))
     for x in topo:
-        si = (rows[:, [col[p] for p in preds[x]]].max(axis=1) if preds[x]
-              else np.full(len(rows), ref["ext"].get(x, 0)))
+        si = rows[:, [col[p] for p in preds[x]]].max(axis=1) if preds[x] else np.full(len(rows), ref["ext"].get(x, 0))
         tau = si + inst["processing_times"][x] - rows[:, col[x]]
         assert (tau >= 0).all()
         cost += inst["holding_costs"][x] * ref["z"][x] * ref["sigma"][x] * np.sqrt(tau)
@@ -232,9 +291,24 @@ def test_dp_matches_brute_force_on_small_trees(shape):
         assert_feasible_and_consistent(inst, sol)
         # The recursion's own optimum (the relaxation SI_j >= max S_i) is the same number, and
         # evaluating the returned service times reproduces the solution.
-        relaxed, _ = _dp(_build(**{k: inst.get(k) for k in (
-            "nodes", "edges", "processing_times", "holding_costs", "demand_mean", "demand_sd",
-            "service_level", "max_service_time", "external_service_time")}))
+        relaxed, _ = _dp(
+            _build(
+                **{
+                    k: inst.get(k)
+                    for k in (
+                        "nodes",
+                        "edges",
+                        "processing_times",
+                        "holding_costs",
+                        "demand_mean",
+                        "demand_sd",
+                        "service_level",
+                        "max_service_time",
+                        "external_service_time",
+                    )
+                }
+            )
+        )
         assert relaxed == pytest.approx(best, rel=1e-12, abs=1e-12)
         again = evaluate_gsm(**inst, service_times=sol.service_times)
         assert again.method == "evaluation"
@@ -296,17 +370,24 @@ def test_feasible_and_locally_optimal_on_larger_trees():
 
 def test_risk_pooling_and_base_stock_levels():
     """A warehouse feeding two retailers sees the summed means and sqrt of the summed variances."""
-    inst = dict(nodes=["w", "r1", "r2"], edges=[("w", "r1"), ("w", "r2")],
-                processing_times={"w": 4, "r1": 1, "r2": 2}, holding_costs={"w": 1.0, "r1": 2.0, "r2": 2.0},
-                demand_mean={"r1": 10.0, "r2": 6.0}, demand_sd={"r1": 3.0, "r2": 4.0}, service_level=0.95)
+    inst = dict(
+        nodes=["w", "r1", "r2"],
+        edges=[("w", "r1"), ("w", "r2")],
+        processing_times={"w": 4, "r1": 1, "r2": 2},
+        holding_costs={"w": 1.0, "r1": 2.0, "r2": 2.0},
+        demand_mean={"r1": 10.0, "r2": 6.0},
+        demand_sd={"r1": 3.0, "r2": 4.0},
+        service_level=0.95,
+    )
     z = float(stats.norm.ppf(0.95))
     sol = evaluate_gsm(**inst, service_times={"w": 1, "r1": 0, "r2": 0})
     assert sol.net_lead_times == {"w": 3, "r1": 2, "r2": 3}
     assert sol.safety_stock["w"] == pytest.approx(z * 5.0 * math.sqrt(3), rel=1e-12)
     assert sol.base_stock_levels["w"] == pytest.approx(16.0 * 3 + z * 5.0 * math.sqrt(3), rel=1e-12)
     assert sol.base_stock_levels["r2"] == pytest.approx(6.0 * 3 + z * 4.0 * math.sqrt(3), rel=1e-12)
-    assert sol.expected_cost == pytest.approx(z * (5 * math.sqrt(3) + 2 * 3 * math.sqrt(2)
-                                                   + 2 * 4 * math.sqrt(3)), rel=1e-12)
+    assert sol.expected_cost == pytest.approx(
+        z * (5 * math.sqrt(3) + 2 * 3 * math.sqrt(2) + 2 * 4 * math.sqrt(3)), rel=1e-12
+    )
     # Optimal: pooling makes stock at the warehouse (sigma 5 < 3 + 4) worth keeping.
     best = optimize_gsm(**inst)
     assert best.service_times == {"w": 0, "r1": 0, "r2": 0}
@@ -314,8 +395,7 @@ def test_risk_pooling_and_base_stock_levels():
 
 
 def test_single_node():
-    sol = optimize_gsm(["a"], [], {"a": 3}, {"a": 2.0}, {"a": 5.0}, {"a": 2.0}, Z1,
-                       external_service_time={"a": 1})
+    sol = optimize_gsm(["a"], [], {"a": 3}, {"a": 2.0}, {"a": 5.0}, {"a": 2.0}, Z1, external_service_time={"a": 1})
     assert sol.service_times == {"a": 0} and sol.net_lead_times == {"a": 4}
     assert sol.expected_cost == pytest.approx(2.0 * 2.0 * 2.0, rel=1e-12)
     assert sol.base_stock_levels["a"] == pytest.approx(5.0 * 4 + 4.0, rel=1e-12)
@@ -331,53 +411,70 @@ def test_result_is_frozen():
 # Input errors
 # =================================================================================================
 def with_(**changes: Any) -> dict[str, Any]:
-    d = {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
-         for k, v in EX65.items()}
+    d = {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v for k, v in EX65.items()}
     d.update(changes)
     return d
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (with_(edges=[("1", "3"), ("3", "2"), ("3", "4"), ("4", "1")]),
-     pat("edges[3]: ('4', '1') closes the cycle 4 - 3 - 1 - 4", "spanning tree")),
-    (with_(edges=[("1", "3"), ("3", "2"), ("2", "3")]),
-     pat("edges[2]: ('2', '3') reverses edges[1]", "cycle 2 - 3 - 2")),
-    (with_(edges=[("1", "3"), ("3", "2"), ("1", "3")]), pat("edges[2]: ('1', '3') repeats edges[0]")),
-    (with_(edges=[("1", "3"), ("3", "3")]), pat("edges[1]: ('3', '3') is a self-loop")),
-    (with_(edges=[("1", "3"), ("2", "4")]),
-     pat("edges: the network is disconnected", "2 parts", "{1, 3} and {2, 4}", "connected")),
-    (with_(edges=[("1", "3"), ("3", "2"), ("3", "44")]),
-     pat("edges[2]: '44' is not a node", "did you mean '4'?")),
-    (with_(edges=[("1", "3", "2")]), pat("edges[0]: ('1', '3', '2') is not an (upstream, downstream) pair")),
-    (with_(nodes=["1", "2", "3", "3"]), pat("nodes[3]: '3' repeats nodes[2]")),
-    (with_(nodes=[]), pat("nodes: empty")),
-    (with_(processing_times={"1": -1, "2": 1, "3": 1, "4": 1}),
-     pat("processing_times[1]: -1 is negative; processing times are integers >= 0")),
-    (with_(processing_times={"1": 1.5, "2": 1, "3": 1, "4": 1}),
-     pat("processing_times[1]: 1.5 is not an integer")),
-    (with_(processing_times={"1": 2, "2": 1, "3": 1}), pat("processing_times: no value for 4")),
-    (with_(processing_times={"1": 2, "2": 1, "3": 1, "4": 1, "44": 1}),
-     pat("processing_times[44]: not a node (did you mean '4'?)")),
-    (with_(holding_costs={"1": 1.0, "2": -3.0, "3": 2.0, "4": 3.0}),
-     pat("holding_costs[2]: -3.0 is negative")),
-    (with_(holding_costs={"1": 1.0, "2": math.nan, "3": 2.0, "4": 3.0}),
-     pat("holding_costs[2]: nan is not a finite real number")),
-    (with_(demand_mean={"2": 0.0}, demand_sd={"2": 1.0}),
-     pat("demand_mean[4]: missing; 4 has no successor, so it must face customer demand")),
-    (with_(demand_sd={"2": 1.0}), pat("demand_sd[4]: missing; demand_mean gives 4 customer demand")),
-    (with_(demand_sd={"2": 1.0, "4": -1.0}), pat("demand_sd[4]: -1.0 is negative")),
-    (with_(demand_mean={"2": 0.0, "4": 0.0, "x": 1.0}), pat("demand_mean[x]: not a node")),
-    (with_(service_level=1.0), pat("service_level: 1.0 is not in [0.5, 1)")),
-    (with_(service_level=0.3), pat("service_level: 0.3 is not in [0.5, 1)")),
-    (with_(service_level={"1": 0.9, "2": 0.9, "3": 0.9}), pat("service_level: no value for 4")),
-    (with_(service_level={"1": 0.9, "2": 0.9, "3": 0.9, "4": 1.2}),
-     pat("service_level[4]: 1.2 is not in [0.5, 1)")),
-    (with_(max_service_time={"4": -2}), pat("max_service_time[4]: -2 is negative")),
-    (with_(max_service_time={"7": 1}), pat("max_service_time[7]: not a node")),
-    (with_(external_service_time={"3": 1}),
-     pat("external_service_time[3]: 3 is supplied by 1 inside the network", "no predecessor")),
-    (with_(external_service_time={"1": "2"}), pat("external_service_time[1]: '2' is not an integer")),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            with_(edges=[("1", "3"), ("3", "2"), ("3", "4"), ("4", "1")]),
+            pat("edges[3]: ('4', '1') closes the cycle 4 - 3 - 1 - 4", "spanning tree"),
+        ),
+        (
+            with_(edges=[("1", "3"), ("3", "2"), ("2", "3")]),
+            pat("edges[2]: ('2', '3') reverses edges[1]", "cycle 2 - 3 - 2"),
+        ),
+        (with_(edges=[("1", "3"), ("3", "2"), ("1", "3")]), pat("edges[2]: ('1', '3') repeats edges[0]")),
+        (with_(edges=[("1", "3"), ("3", "3")]), pat("edges[1]: ('3', '3') is a self-loop")),
+        (
+            with_(edges=[("1", "3"), ("2", "4")]),
+            pat("edges: the network is disconnected", "2 parts", "{1, 3} and {2, 4}", "connected"),
+        ),
+        (with_(edges=[("1", "3"), ("3", "2"), ("3", "44")]), pat("edges[2]: '44' is not a node", "did you mean '4'?")),
+        (with_(edges=[("1", "3", "2")]), pat("edges[0]: ('1', '3', '2') is not an (upstream, downstream) pair")),
+        (with_(nodes=["1", "2", "3", "3"]), pat("nodes[3]: '3' repeats nodes[2]")),
+        (with_(nodes=[]), pat("nodes: empty")),
+        (
+            with_(processing_times={"1": -1, "2": 1, "3": 1, "4": 1}),
+            pat("processing_times[1]: -1 is negative; processing times are integers >= 0"),
+        ),
+        (with_(processing_times={"1": 1.5, "2": 1, "3": 1, "4": 1}), pat("processing_times[1]: 1.5 is not an integer")),
+        (with_(processing_times={"1": 2, "2": 1, "3": 1}), pat("processing_times: no value for 4")),
+        (
+            with_(processing_times={"1": 2, "2": 1, "3": 1, "4": 1, "44": 1}),
+            pat("processing_times[44]: not a node (did you mean '4'?)"),
+        ),
+        (with_(holding_costs={"1": 1.0, "2": -3.0, "3": 2.0, "4": 3.0}), pat("holding_costs[2]: -3.0 is negative")),
+        (
+            with_(holding_costs={"1": 1.0, "2": math.nan, "3": 2.0, "4": 3.0}),
+            pat("holding_costs[2]: nan is not a finite real number"),
+        ),
+        (
+            with_(demand_mean={"2": 0.0}, demand_sd={"2": 1.0}),
+            pat("demand_mean[4]: missing; 4 has no successor, so it must face customer demand"),
+        ),
+        (with_(demand_sd={"2": 1.0}), pat("demand_sd[4]: missing; demand_mean gives 4 customer demand")),
+        (with_(demand_sd={"2": 1.0, "4": -1.0}), pat("demand_sd[4]: -1.0 is negative")),
+        (with_(demand_mean={"2": 0.0, "4": 0.0, "x": 1.0}), pat("demand_mean[x]: not a node")),
+        (with_(service_level=1.0), pat("service_level: 1.0 is not in [0.5, 1)")),
+        (with_(service_level=0.3), pat("service_level: 0.3 is not in [0.5, 1)")),
+        (with_(service_level={"1": 0.9, "2": 0.9, "3": 0.9}), pat("service_level: no value for 4")),
+        (
+            with_(service_level={"1": 0.9, "2": 0.9, "3": 0.9, "4": 1.2}),
+            pat("service_level[4]: 1.2 is not in [0.5, 1)"),
+        ),
+        (with_(max_service_time={"4": -2}), pat("max_service_time[4]: -2 is negative")),
+        (with_(max_service_time={"7": 1}), pat("max_service_time[7]: not a node")),
+        (
+            with_(external_service_time={"3": 1}),
+            pat("external_service_time[3]: 3 is supplied by 1 inside the network", "no predecessor"),
+        ),
+        (with_(external_service_time={"1": "2"}), pat("external_service_time[1]: '2' is not an integer")),
+    ],
+)
 def test_input_errors_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         optimize_gsm(**kwargs)
@@ -385,17 +482,26 @@ def test_input_errors_name_the_field(kwargs, message):
         evaluate_gsm(**kwargs, service_times={"1": 0, "2": 0, "3": 0, "4": 0})
 
 
-@pytest.mark.parametrize("times, message", [
-    ({"1": 0, "2": 0, "3": 2, "4": 0},
-     pat("service_times[3]: 2 exceeds SI + T = 1 (SI = S[1] = 0, T = 1); the net lead time would be -1")),
-    ({"1": 4, "2": 0, "3": 0, "4": 0},
-     pat("service_times[1]: 4 exceeds SI + T = 3 (SI = external service time 1, T = 2)")),
-    ({"1": 0, "2": 1, "3": 1, "4": 0},
-     pat("service_times[2]: 1 exceeds the maximum service time 0 of 2 (the default for a node facing")),
-    ({"1": 1, "2": 0, "3": 2, "4": 2}, pat("service_times[4]: 2 exceeds the maximum service time 1 of 4")),
-    ({"1": 0, "2": 0, "3": 0}, pat("service_times: no value for 4")),
-    ({"1": 0, "2": 0, "3": 0, "4": -1}, pat("service_times[4]: -1 is negative")),
-])
+@pytest.mark.parametrize(
+    "times, message",
+    [
+        (
+            {"1": 0, "2": 0, "3": 2, "4": 0},
+            pat("service_times[3]: 2 exceeds SI + T = 1 (SI = S[1] = 0, T = 1); the net lead time would be -1"),
+        ),
+        (
+            {"1": 4, "2": 0, "3": 0, "4": 0},
+            pat("service_times[1]: 4 exceeds SI + T = 3 (SI = external service time 1, T = 2)"),
+        ),
+        (
+            {"1": 0, "2": 1, "3": 1, "4": 0},
+            pat("service_times[2]: 1 exceeds the maximum service time 0 of 2 (the default for a node facing"),
+        ),
+        ({"1": 1, "2": 0, "3": 2, "4": 2}, pat("service_times[4]: 2 exceeds the maximum service time 1 of 4")),
+        ({"1": 0, "2": 0, "3": 0}, pat("service_times: no value for 4")),
+        ({"1": 0, "2": 0, "3": 0, "4": -1}, pat("service_times[4]: -1 is negative")),
+    ],
+)
 def test_evaluate_rejects_infeasible_service_times(times, message):
     with pytest.raises(ValueError, match=message):
         evaluate_gsm(**EX65, service_times=times)

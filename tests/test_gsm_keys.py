@@ -28,11 +28,11 @@ from test_gsm import _CAMERA_ORDER, CAMERA_EDGES, CAMERA_H, CAMERA_OPTIMA, CAMER
 
 from meio.baselines.analytic import analysis_moments, clark_scarf_baseline, gsm_baseline, shang_song_baseline  # noqa: E402
 from meio.baselines.search import local_levels  # noqa: E402
+from meio.cli import main  # noqa: E402
 from meio.envs.distributions import DemandSpec  # noqa: E402
 from meio.envs.policies import BaseStockPolicy  # noqa: E402
 from meio.envs.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
 from meio.envs.simulator import Simulator  # noqa: E402
-from meio.cli import main  # noqa: E402
 
 Z1 = float(stats.norm.cdf(1.0))  # the service level whose safety factor is z = 1
 
@@ -41,12 +41,20 @@ Z1 = float(stats.norm.cdf(1.0))  # the service level whose safety factor is z = 
 # One convention for normal demand: untruncated in every analytic baseline
 # =================================================================================================
 def one_stage(mean: float, sd: float, lead: int, h: float, p: float, pipeline: float = 0.0) -> Scenario:
-    return Scenario.from_dict({
-        "name": "one_stage",
-        "nodes": [{"id": "shop", "holding_cost": h, "backorder_cost": p,
-                   "demand": {"dist": "normal", "mean": mean, "sd": sd}}],
-        "lanes": [{"from": "external", "to": "shop", "lead_time": lead, "pipeline_holding_cost": pipeline}],
-    })
+    return Scenario.from_dict(
+        {
+            "name": "one_stage",
+            "nodes": [
+                {
+                    "id": "shop",
+                    "holding_cost": h,
+                    "backorder_cost": p,
+                    "demand": {"dist": "normal", "mean": mean, "sd": sd},
+                }
+            ],
+            "lanes": [{"from": "external", "to": "shop", "lead_time": lead, "pipeline_holding_cost": pipeline}],
+        }
+    )
 
 
 def test_analysis_moments_are_the_untruncated_normals_and_others_own():
@@ -71,7 +79,7 @@ def test_every_analytic_baseline_reads_a_wide_normal_untruncated():
     level = 5.0 * (lead + 1) + z * 5.0 * math.sqrt(lead + 1)
     censored = DemandSpec("normal", mean=5.0, sd=5.0)
     wrong = censored.base_mean() * (lead + 1) + z * censored.base_sd() * math.sqrt(lead + 1)
-    assert abs(wrong - level) > 0.01 * level          # the two conventions are told apart below
+    assert abs(wrong - level) > 0.01 * level  # the two conventions are told apart below
 
     cs, ss = clark_scarf_baseline(sc), shang_song_baseline(sc)
     gsm, local = gsm_baseline(sc), local_levels(sc)
@@ -93,16 +101,33 @@ def test_gsm_pools_the_untruncated_variances_of_two_retailers():
     whatever net lead time tau > 0 the optimum gives it, the warehouse's safety stock is
     z * sqrt(4^2 + 3^2) * sqrt(tau) = 5 sqrt(tau) (independent demands pool their variances);
     the censored sds would not add up to 5."""
-    sc = Scenario.from_dict({
-        "name": "pool",
-        "nodes": [{"id": "wh", "holding_cost": 1.0, "service_target": Z1},
-                  {"id": "a", "holding_cost": 5.0, "backorder_cost": 9.0, "service_target": Z1,
-                   "demand": {"dist": "normal", "mean": 2.0, "sd": 4.0}},
-                  {"id": "b", "holding_cost": 5.0, "backorder_cost": 9.0, "service_target": Z1,
-                   "demand": {"dist": "normal", "mean": 1.0, "sd": 3.0}}],
-        "lanes": [{"from": "external", "to": "wh", "lead_time": 2},
-                  {"from": "wh", "to": "a", "lead_time": 1}, {"from": "wh", "to": "b", "lead_time": 1}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "pool",
+            "nodes": [
+                {"id": "wh", "holding_cost": 1.0, "service_target": Z1},
+                {
+                    "id": "a",
+                    "holding_cost": 5.0,
+                    "backorder_cost": 9.0,
+                    "service_target": Z1,
+                    "demand": {"dist": "normal", "mean": 2.0, "sd": 4.0},
+                },
+                {
+                    "id": "b",
+                    "holding_cost": 5.0,
+                    "backorder_cost": 9.0,
+                    "service_target": Z1,
+                    "demand": {"dist": "normal", "mean": 1.0, "sd": 3.0},
+                },
+            ],
+            "lanes": [
+                {"from": "external", "to": "wh", "lead_time": 2},
+                {"from": "wh", "to": "a", "lead_time": 1},
+                {"from": "wh", "to": "b", "lead_time": 1},
+            ],
+        }
+    )
     g = gsm_baseline(sc)
     tau = g.extra["net_lead_times"]["wh"]
     assert tau > 0
@@ -139,7 +164,7 @@ lanes:
   - {from: "1", to: "3", lead_time: 1}
   - {from: "3", to: "2", lead_time: 0}
   - {from: "3", to: "4", lead_time: 0}
-""" % {"a": Z1}
+""" % {"a": Z1}  # noqa: UP031 (braces of the YAML flow mappings)
 
 
 def test_example_6_5_from_a_scenario_file_gives_the_published_optimum(tmp_path):
@@ -164,12 +189,17 @@ def test_example_6_5_from_a_scenario_file_gives_the_published_optimum(tmp_path):
 def test_example_6_3_serial_from_a_scenario_gives_the_published_optimum():
     """Snyder & Shen (2019), Example 6.3: 3 -> 2 -> 1, h = (7, 4, 2), T = (1, 0, 1), s_1 = 1,
     si_3 = 1, z = 1; optimum S = (1, 0, 0), cost 2 sqrt(2)."""
-    sc = Scenario.from_dict({
-        "name": "snyder_shen_6_3",
-        "nodes": [node("3", 2.0, Z1), node("2", 4.0, Z1), node("1", 7.0, Z1, max_service_time=1, **customers(1.0))],
-        "lanes": [{"from": "external", "to": "3", "lead_time": 2, "service_time": 1},
-                  {"from": "3", "to": "2", "lead_time": 0}, {"from": "2", "to": "1", "lead_time": 0}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "snyder_shen_6_3",
+            "nodes": [node("3", 2.0, Z1), node("2", 4.0, Z1), node("1", 7.0, Z1, max_service_time=1, **customers(1.0))],
+            "lanes": [
+                {"from": "external", "to": "3", "lead_time": 2, "service_time": 1},
+                {"from": "3", "to": "2", "lead_time": 0},
+                {"from": "2", "to": "1", "lead_time": 0},
+            ],
+        }
+    )
     g = gsm_baseline(sc)
     assert g.extra["service_times"] == {"3": 0, "2": 0, "1": 1}
     assert g.extra["safety_stock_cost"] == pytest.approx(2 * math.sqrt(2), rel=1e-12)
@@ -178,8 +208,10 @@ def test_example_6_3_serial_from_a_scenario_gives_the_published_optimum():
 def camera(s: int) -> dict[str, Any]:
     """Snyder & Shen's Figure 6.14 (the camera network) with customer service time ``s``."""
     targets = {v for _, v in CAMERA_EDGES}
-    nodes = [node(x, CAMERA_H[x], 0.95, **(customers(10.0, max_service_time=s) if x == "Build_Test_Pack" else {}))
-             for x in _CAMERA_ORDER]
+    nodes = [
+        node(x, CAMERA_H[x], 0.95, **(customers(10.0, max_service_time=s) if x == "Build_Test_Pack" else {}))
+        for x in _CAMERA_ORDER
+    ]
     # a lead time is T, less the review period at the customer-facing node
     lanes = [{"from": u, "to": v, "lead_time": CAMERA_T[v] - (v == "Build_Test_Pack")} for u, v in CAMERA_EDGES]
     lanes = [{"from": "external", "to": x, "lead_time": CAMERA_T[x]} for x in _CAMERA_ORDER if x not in targets] + lanes
@@ -199,8 +231,22 @@ def test_meio_baselines_prices_the_camera_networks_published_optimum(tmp_path, c
     sum_j h_j * level_j is the published optimum (s = 8: 3.2579)."""
     path = tmp_path / "camera.yaml"
     path.write_text(yaml.safe_dump(camera(8)))
-    code = main(["baselines", "--scenario", str(path), "--only", "gsm", "--json",
-                 "--periods", "50", "--warmup", "5", "--replications", "2"])
+    code = main(
+        [
+            "baselines",
+            "--scenario",
+            str(path),
+            "--only",
+            "gsm",
+            "--json",
+            "--periods",
+            "50",
+            "--warmup",
+            "5",
+            "--replications",
+            "2",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     levels = json.loads(out)["gsm"]["levels"]
@@ -215,22 +261,36 @@ def test_service_keys_round_trip_through_to_dict():
     assert Scenario.from_dict(data) == sc
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d["nodes"][3].update(max_service_time=-1),
-     "nodes[3].max_service_time: -1 is negative; service times are integers (periods) >= 0"),
-    (lambda d: d["nodes"][3].update(max_service_time=1.5),
-     "nodes[3].max_service_time: 1.5 is not an integer"),
-    (lambda d: d["nodes"][3].update(max_service_tme=1),
-     "nodes[3].max_service_tme: unknown key (did you mean 'max_service_time'?)"),
-    (lambda d: d["lanes"][0].update(service_time=-2),
-     "lanes[0].service_time: -2 is negative; service times are integers (periods) >= 0"),
-    (lambda d: d["lanes"][0].update(service_time=4),
-     "lanes[0].service_time: 4 exceeds the lane's shortest lead time 3"),
-    (lambda d: d["lanes"][1].update(service_time=1),
-     "lanes[1].service_time: only the external supplier quotes a service time"),
-    (lambda d: d["lanes"][0].update(service_tim=1),
-     "lanes[0].service_tim: unknown key (did you mean 'service_time'?)"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda d: d["nodes"][3].update(max_service_time=-1),
+            "nodes[3].max_service_time: -1 is negative; service times are integers (periods) >= 0",
+        ),
+        (lambda d: d["nodes"][3].update(max_service_time=1.5), "nodes[3].max_service_time: 1.5 is not an integer"),
+        (
+            lambda d: d["nodes"][3].update(max_service_tme=1),
+            "nodes[3].max_service_tme: unknown key (did you mean 'max_service_time'?)",
+        ),
+        (
+            lambda d: d["lanes"][0].update(service_time=-2),
+            "lanes[0].service_time: -2 is negative; service times are integers (periods) >= 0",
+        ),
+        (
+            lambda d: d["lanes"][0].update(service_time=4),
+            "lanes[0].service_time: 4 exceeds the lane's shortest lead time 3",
+        ),
+        (
+            lambda d: d["lanes"][1].update(service_time=1),
+            "lanes[1].service_time: only the external supplier quotes a service time",
+        ),
+        (
+            lambda d: d["lanes"][0].update(service_tim=1),
+            "lanes[0].service_tim: unknown key (did you mean 'service_time'?)",
+        ),
+    ],
+)
 def test_bad_service_keys_name_the_field_and_the_rule(edit, message):
     data = yaml.safe_load(EX65_YAML)
     edit(data)
@@ -244,16 +304,21 @@ def test_bad_service_keys_name_the_field_and_the_rule(edit, message):
 # =================================================================================================
 TWO_STAGE = {
     "name": "two_stage",
-    "nodes": [{"id": "dc", "holding_cost": 1.0, "initial_inventory": 1000.0},
-              {"id": "shop", "holding_cost": 2.0, "backorder_cost": 10.0, "demand": {"dist": "poisson", "mean": 4}}],
+    "nodes": [
+        {"id": "dc", "holding_cost": 1.0, "initial_inventory": 1000.0},
+        {"id": "shop", "holding_cost": 2.0, "backorder_cost": 10.0, "demand": {"dist": "poisson", "mean": 4}},
+    ],
     "lanes": [{"from": "external", "to": "dc", "lead_time": 1}, {"from": "dc", "to": "shop", "lead_time": 0}],
 }
 
 
-@pytest.mark.parametrize("kind, levels", [
-    ("echelon", {"shop": -3.0, "dc": 2000.0}),
-    ("installation", {"shop": -3.0, "dc": 2003.0}),
-])
+@pytest.mark.parametrize(
+    "kind, levels",
+    [
+        ("echelon", {"shop": -3.0, "dc": 2000.0}),
+        ("installation", {"shop": -3.0, "dc": 2003.0}),
+    ],
+)
 def test_a_negative_level_orders_as_the_rule_says(kind, levels):
     """The shop's supplier never runs short and ships at once, so the shop's position is its net
     inventory x and the rule orders max(0, -3 - x): x_t = max(x_{t-1}, -3) - D_t, and once x has
@@ -273,7 +338,7 @@ def test_a_negative_level_orders_as_the_rule_says(kind, levels):
         demand = sim.step(orders).node_out[:, 0, 0].copy()
         x = np.maximum(x, -3.0) - demand
         np.testing.assert_array_equal(sim.on_hand[:, shop] - sim.cust_bo[:, shop], x)
-    assert ordered > 200                         # the rule did order, most periods
+    assert ordered > 200  # the rule did order, most periods
     np.testing.assert_array_equal(sim.on_hand[:, shop], 0.0)
 
 
@@ -282,9 +347,26 @@ def test_meio_simulate_accepts_a_negative_echelon_level(tmp_path, capsys):
     units backordered (after the first), so the backorder cost is about p * (3 + E[D]) = 70."""
     path = tmp_path / "two_stage.yaml"
     path.write_text(json.dumps(TWO_STAGE))
-    code = main(["simulate", "--scenario", str(path), "--policy", "base-stock", "--kind", "echelon",
-                 "--levels", "shop=-3,dc=2000", "--periods", "400", "--warmup", "10",
-                 "--replications", "4", "--json"])
+    code = main(
+        [
+            "simulate",
+            "--scenario",
+            str(path),
+            "--policy",
+            "base-stock",
+            "--kind",
+            "echelon",
+            "--levels",
+            "shop=-3,dc=2000",
+            "--periods",
+            "400",
+            "--warmup",
+            "10",
+            "--replications",
+            "4",
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     payload = json.loads(out)

@@ -38,8 +38,7 @@ def test_meio_beside_a_users_own_envs_configs_and_baselines(tmp_path: Path) -> N
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text('OWNER = "user"\n')
     (tmp_path / "probe.py").write_text(_USER_CODE)
-    done = subprocess.run([sys.executable, "probe.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "probe.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["ok", "meio.configs"]
 
@@ -48,7 +47,6 @@ def test_the_cli_runs_from_a_folder_with_its_own_envs(tmp_path: Path) -> None:
     (tmp_path / "envs").mkdir()
     (tmp_path / "envs" / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
     meio = Path(sys.executable).with_name("meio")
-    done = subprocess.run([str(meio), "validate", "ex61"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([str(meio), "validate", "ex61"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ex61" in done.stdout

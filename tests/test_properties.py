@@ -17,10 +17,11 @@ order_patterns = st.lists(
     st.one_of(
         st.just(0.0),
         st.floats(min_value=0.0, max_value=50.0, allow_nan=False),
-        st.floats(min_value=-1e3, max_value=0.0, allow_nan=False),   # negative orders are clipped to 0
-        st.just(1e9),                                               # absurdly large orders
+        st.floats(min_value=-1e3, max_value=0.0, allow_nan=False),  # negative orders are clipped to 0
+        st.just(1e9),  # absurdly large orders
     ),
-    min_size=1, max_size=8,
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -59,28 +60,31 @@ def test_units_are_conserved_node_by_node_and_nothing_goes_negative(name, patter
     # Obligations: what was ordered and not shipped is still owed.
     np.testing.assert_allclose(sim.owed.sum(axis=2) - start_owed, ordered - shipped, **tol)
     d_pipe = sim.pipe.sum(axis=2) - start_pipe
-    received = shipped - d_pipe                             # per slot, over the run
+    received = shipped - d_pipe  # per slot, over the run
     out_of = np.zeros((n_rows, topo.n_nodes))
     for s in range(topo.n_slots):
         if topo.slot_src[s] >= 0:
             out_of[:, topo.slot_src[s]] += shipped[:, s]
-    made = sim.on_hand - start_on_hand + out_of + sales     # units that appeared at each node
+    made = sim.on_hand - start_on_hand + out_of + sales  # units that appeared at each node
     for j in range(topo.n_nodes):
         slots = topo.slots_into(j)
         if topo.is_assembly[j]:
-            for lane in topo.in_lanes[topo.in_lane_ptr[j]:topo.in_lane_ptr[j + 1]]:
+            for lane in topo.in_lanes[topo.in_lane_ptr[j] : topo.in_lane_ptr[j + 1]]:
                 lane_slots = [s for s in slots if topo.slot_lane[s] == lane]
                 np.testing.assert_allclose(
                     received[:, lane_slots].sum(axis=1),
-                    sim.raw[:, lane] - start_raw[:, lane] + topo.lane_bom[lane] * made[:, j], **tol)
+                    sim.raw[:, lane] - start_raw[:, lane] + topo.lane_bom[lane] * made[:, j],
+                    **tol,
+                )
         else:
             np.testing.assert_allclose(made[:, j], received[:, slots].sum(axis=1), **tol)
 
 
 @pytest.mark.parametrize("name", ["general", "assembly", "disruption"])
 @settings(max_examples=10, deadline=None)
-@given(actions=st.lists(st.sampled_from([-1.0, 1.0, -1e6, 1e6, 0.0]), min_size=1, max_size=6),
-       seed=st.integers(0, 10_000))
+@given(
+    actions=st.lists(st.sampled_from([-1.0, 1.0, -1e6, 1e6, 0.0]), min_size=1, max_size=6), seed=st.integers(0, 10_000)
+)
 def test_extreme_actions_give_finite_observations_and_rewards(name, actions, seed):
     vec = envs.make_vec_env(name, n_envs=2, seed=seed, action_mode="order_up_to")
     vec.reset()
@@ -97,7 +101,7 @@ def test_integer_scenarios_stay_integral():
     sim.reset(seeds=3)
     rng = np.random.default_rng(0)
     for _ in range(60):
-        sim.step(rng.uniform(0, 12, (4, sim.topology.n_slots)))       # rounded: integer_orders
+        sim.step(rng.uniform(0, 12, (4, sim.topology.n_slots)))  # rounded: integer_orders
         for arr in (sim.on_hand, sim.cust_bo, sim.owed, sim.pipe):
             np.testing.assert_array_equal(arr, np.rint(arr))
 

@@ -48,8 +48,10 @@ def _check(actual, expected, what: str, ctx: str, exact: bool, atol: float = ATO
         return
     bad = np.argwhere(~np.isclose(actual, expected, rtol=0 if exact else RTOL, atol=0 if exact else atol))
     first = tuple(int(i) for i in bad[0])
-    msg = (f"{ctx}: {what} differs at index {first} (row first): simulator {actual[first]!r}, "
-           f"reference {expected[first]!r}")
+    msg = (
+        f"{ctx}: {what} differs at index {first} (row first): simulator {actual[first]!r}, "
+        f"reference {expected[first]!r}"
+    )
     if exact:
         np.testing.assert_array_equal(actual, expected, err_msg=msg)
     else:
@@ -59,8 +61,9 @@ def _check(actual, expected, what: str, ctx: str, exact: bool, atol: float = ATO
 class Pair:
     """A batched simulator of ``n_rows`` rows and one reference per row, stepped in lockstep."""
 
-    def __init__(self, d: dict, seed: int, periods: int, n_rows: int = 3, label: str = "",
-                 exact: bool | None = None) -> None:
+    def __init__(
+        self, d: dict, seed: int, periods: int, n_rows: int = 3, label: str = "", exact: bool | None = None
+    ) -> None:
         self.d = d
         self.scenario = Scenario.from_dict(d)
         self.sim = Simulator(self.scenario, n=n_rows, chunk=periods + 1)
@@ -86,10 +89,11 @@ class Pair:
         # times the sum of the rates (1e6-unit orders leave 1-ulp differences of 1.2e-10 units,
         # which a penalty of 20 turns into 2.3e-9 of cost).
         rates = sum(n.holding_cost + n.penalty_cost for n in self.scenario.nodes) + sum(
-            m.unit_cost + m.pipeline_holding_cost for lane in self.scenario.lanes for m in lane.modes)
+            m.unit_cost + m.pipeline_holding_cost for lane in self.scenario.lanes for m in lane.modes
+        )
         self.cost_atol = ATOL * max(1.0, rates)
         self.history: list[dict] = []
-        self.check_state(-1)                                   # initial state
+        self.check_state(-1)  # initial state
 
     def slot(self, name: str) -> int:
         return self.topo.slot_names.index(name)
@@ -116,13 +120,18 @@ class Pair:
         outs = []
         for b, ref in enumerate(self.refs):
             demand, lts, outage = draws[b]
-            outs.append(ref.step({key: float(orders[b, s]) for s, key in enumerate(self.slots)},
-                                 demand, lts, outage))
+            outs.append(ref.step({key: float(orders[b, s]) for s, key in enumerate(self.slots)}, demand, lts, outage))
         res = self.sim.step(orders.copy())
         ctx = f"[{self.label} reset seed {self.seed}] period {t}"
         exp_costs = np.array([[o["costs"][c] for c in COST_NAMES] for o in outs])
-        _check(res.costs, exp_costs, "costs (holding, backorder, lost_sales, ordering, transport, pipeline)",
-               ctx, exact=False, atol=self.cost_atol)
+        _check(
+            res.costs,
+            exp_costs,
+            "costs (holding, backorder, lost_sales, ordering, transport, pipeline)",
+            ctx,
+            exact=False,
+            atol=self.cost_atol,
+        )
         exp_nodeout = np.array([[o["demand"][name] for name in self.demand_names] for o in outs])
         _check(res.node_out, exp_nodeout, "node_out (demand, filled, short)", ctx, self.exact)
         _check(res.shipped, [[o["shipped"][k] for k in self.slots] for o in outs], "shipped", ctx, self.exact)
@@ -137,13 +146,23 @@ class Pair:
                 assert self.topo.slot_crossing[s] or ref_clock == sim_clock, (
                     f"{ctx} row {b} slot {self.topo.slot_names[s]}: periods until last arrival: simulator "
                     f"{sim_clock} (shipped {float(res.shipped[b, s])!r}), reference {ref_clock} "
-                    f"(shipped {o['shipped'][key]!r})")
+                    f"(shipped {o['shipped'][key]!r})"
+                )
         self.check_state(t)
         rec = {
-            "t": t, "orders": res.orders.copy(), "costs": res.costs.copy(), "node_out": res.node_out.copy(),
-            "shipped": res.shipped.copy(), "on_hand": self.sim.on_hand.copy(), "cust_bo": self.sim.cust_bo.copy(),
-            "raw": self.sim.raw.copy(), "owed": self.sim.owed.copy(), "pipe": self.sim.pipe.copy(),
-            "down": self.sim.down.copy(), "lt": [d[1] for d in draws], "ref": outs,
+            "t": t,
+            "orders": res.orders.copy(),
+            "costs": res.costs.copy(),
+            "node_out": res.node_out.copy(),
+            "shipped": res.shipped.copy(),
+            "on_hand": self.sim.on_hand.copy(),
+            "cust_bo": self.sim.cust_bo.copy(),
+            "raw": self.sim.raw.copy(),
+            "owed": self.sim.owed.copy(),
+            "pipe": self.sim.pipe.copy(),
+            "down": self.sim.down.copy(),
+            "lt": [d[1] for d in draws],
+            "ref": outs,
         }
         self.history.append(rec)
         return rec
@@ -153,17 +172,29 @@ class Pair:
         ctx = f"[{self.label} reset seed {self.seed}] after period {t}"
         ex = self.exact
         _check(sim.on_hand, [[r.on_hand(n) for n in self.nodes] for r in refs], "on_hand", ctx, ex)
-        _check(sim.cust_bo, [[r.customer_backorders(n) for n in self.nodes] for r in refs],
-               "customer backorders", ctx, ex)
-        _check(sim.raw, [[r.component_stock(li) for li in range(topo.n_lanes)] for r in refs],
-               "component stock", ctx, ex)
+        _check(
+            sim.cust_bo, [[r.customer_backorders(n) for n in self.nodes] for r in refs], "customer backorders", ctx, ex
+        )
+        _check(
+            sim.raw, [[r.component_stock(li) for li in range(topo.n_lanes)] for r in refs], "component stock", ctx, ex
+        )
         _check(sim.owed, [[r.obligations(k) for k in self.slots] for r in refs], "obligations by age", ctx, ex)
         _check(sim.pipe, [[r.pipeline(k) for k in self.slots] for r in refs], "pipeline", ctx, ex)
         nc = [s for s in range(topo.n_slots) if not topo.slot_crossing[s]]
-        _check(sim.last_arr[:, nc], [[r.periods_until_last_arrival(self.slots[s]) for s in nc] for r in refs],
-               "periods until last arrival (no-crossing slots)", ctx, True)
-        _check(sim.down, [[r.is_down(self.dis_lane[x]) for x in range(len(self.dis_lane))] for r in refs],
-               "outage state", ctx, True)
+        _check(
+            sim.last_arr[:, nc],
+            [[r.periods_until_last_arrival(self.slots[s]) for s in nc] for r in refs],
+            "periods until last arrival (no-crossing slots)",
+            ctx,
+            True,
+        )
+        _check(
+            sim.down,
+            [[r.is_down(self.dis_lane[x]) for x in range(len(self.dis_lane))] for r in refs],
+            "outage state",
+            ctx,
+            True,
+        )
         _check(sim.t, [r.t for r in refs], "t", ctx, True)
 
 
@@ -176,8 +207,8 @@ def random_orders(pair: Pair, rng: np.random.Generator) -> np.ndarray:
     for b in range(pair.n):
         style = rng.random()
         if style < 0.1:
-            continue                                                      # all zeros
-        if style < 0.45:                                                  # order-up-to style
+            continue  # all zeros
+        if style < 0.45:  # order-up-to style
             ref = pair.refs[b]
             pos = {n: ref.installation_position(n) for n in pair.nodes}
             for s in range(S):
@@ -194,15 +225,15 @@ def random_orders(pair: Pair, rng: np.random.Generator) -> np.ndarray:
             elif k < 0.7:
                 q = float(rng.integers(0, 12))
             elif k < 0.82:
-                q = rng.uniform(0, 12)                                    # fractional (rounded if integer)
+                q = rng.uniform(0, 12)  # fractional (rounded if integer)
             elif k < 0.92:
                 q = float(rng.integers(20, 200))
             elif k < 0.95:
-                q = -rng.uniform(0, 5)                                    # clipped at 0
+                q = -rng.uniform(0, 5)  # clipped at 0
             elif k < 0.965:
                 q = 1e6
             else:
-                q = 2.5                                                   # a tie for the rounding rule
+                q = 2.5  # a tie for the rounding rule
             out[b, s] = q
     return out
 
@@ -224,7 +255,7 @@ N_SCENARIOS = 240
 
 @pytest.mark.parametrize("scenario_seed", range(N_SCENARIOS))
 def test_random_scenario_matches_reference(scenario_seed):
-    periods = 30 + (scenario_seed * 7) % 31                                # 30..60
+    periods = 30 + (scenario_seed * 7) % 31  # 30..60
     for reset_seed in (1000 * scenario_seed + 11, 1000 * scenario_seed + 517):
         pair = run_random(scenario_seed, reset_seed, periods)
         assert len(pair.history) == periods
@@ -261,8 +292,9 @@ def test_factory_covers_the_features():
                 seen.add("disruption")
             for m in lane.get("modes", [lane]):
                 lt = m["lead_time"]
-                seen.add(("lt", lt if isinstance(lt, int) and lt == 0 else
-                          lt["dist"] if isinstance(lt, dict) else "const"))
+                seen.add(
+                    ("lt", lt if isinstance(lt, int) and lt == 0 else lt["dist"] if isinstance(lt, dict) else "const")
+                )
                 if m.get("order_crossing") and isinstance(lt, dict) and lt["dist"] != "constant":
                     seen.add("crossing")
                 if "capacity" in m:
@@ -275,11 +307,35 @@ def test_factory_covers_the_features():
         if any(nd["id"] != f"n{i}" for i, nd in enumerate(d["nodes"])):
             seen.add("shuffled nodes")
     wanted = set(SHAPES) | {
-        ("integer", True), ("integer", False), "fcfs_index", "proportional", "backorder", "lost_sales",
-        "exact", "ratio!=1", "single-lane assembly", "alternative", "node capacity", "internal demand",
-        "poisson", "uniform_int", "normal", "gamma", "disruption", ("lt", 0), ("lt", "const"),
-        ("lt", "discrete"), ("lt", "uniform_int"), ("lt", "constant"), "crossing", "mode capacity",
-        "fixed_cost", "unit_cost", "pipeline_holding_cost", "modes", "shuffled nodes",
+        ("integer", True),
+        ("integer", False),
+        "fcfs_index",
+        "proportional",
+        "backorder",
+        "lost_sales",
+        "exact",
+        "ratio!=1",
+        "single-lane assembly",
+        "alternative",
+        "node capacity",
+        "internal demand",
+        "poisson",
+        "uniform_int",
+        "normal",
+        "gamma",
+        "disruption",
+        ("lt", 0),
+        ("lt", "const"),
+        ("lt", "discrete"),
+        ("lt", "uniform_int"),
+        ("lt", "constant"),
+        "crossing",
+        "mode capacity",
+        "fixed_cost",
+        "unit_cost",
+        "pipeline_holding_cost",
+        "modes",
+        "shuffled nodes",
     }
     assert wanted <= seen, f"features never drawn: {wanted - seen}"
 
@@ -298,8 +354,15 @@ def fixed(v: int) -> dict:
 
 
 def scen(nodes, lanes, **kw) -> dict:
-    d = {"name": kw.pop("name", "targeted"), "unmet_demand": "backorder", "allocation": "fcfs_index",
-         "horizon": 52, "integer_orders": True, "nodes": nodes, "lanes": lanes}
+    d = {
+        "name": kw.pop("name", "targeted"),
+        "unmet_demand": "backorder",
+        "allocation": "fcfs_index",
+        "horizon": 52,
+        "integer_orders": True,
+        "nodes": nodes,
+        "lanes": lanes,
+    }
     d.update(kw)
     return d
 
@@ -315,13 +378,19 @@ def drive(pair: Pair, periods: int, orders_by_period: dict) -> None:
 
 def test_proportional_allocation_with_shortage():
     d = scen(
-        nodes=[{"id": "W", "holding_cost": 1, "initial_inventory": 10},
-               {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
-               {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "W", "lead_time": 1},
-               {"from": "W", "to": "R1", "lead_time": 1},
-               {"from": "W", "to": "R2", "lead_time": 1}],
-        allocation="proportional", integer_orders=False)
+        nodes=[
+            {"id": "W", "holding_cost": 1, "initial_inventory": 10},
+            {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+            {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "external", "to": "W", "lead_time": 1},
+            {"from": "W", "to": "R1", "lead_time": 1},
+            {"from": "W", "to": "R2", "lead_time": 1},
+        ],
+        allocation="proportional",
+        integer_orders=False,
+    )
     pair = Pair(d, seed=5, periods=3, label="proportional")
     drive(pair, 3, {0: {"W->R1": 10, "W->R2": 5}, 1: {"W->R1": 4, "W->R2": 4}})
     s1, s2 = pair.slot("W->R1"), pair.slot("W->R2")
@@ -335,31 +404,39 @@ def test_proportional_allocation_with_shortage():
 def test_proportional_shares_capacity_left():
     """``min(owed, capacity left) * min(1, budget / total)``: a slot's capacity caps its claim."""
     d = scen(
-        nodes=[{"id": "W", "holding_cost": 1, "initial_inventory": 9},
-               {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
-               {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "W", "lead_time": 1},
-               {"from": "W", "to": "R1", "lead_time": 0, "capacity": 3},
-               {"from": "W", "to": "R2", "lead_time": 0}],
-        allocation="proportional", integer_orders=False)
+        nodes=[
+            {"id": "W", "holding_cost": 1, "initial_inventory": 9},
+            {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+            {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "external", "to": "W", "lead_time": 1},
+            {"from": "W", "to": "R1", "lead_time": 0, "capacity": 3},
+            {"from": "W", "to": "R2", "lead_time": 0},
+        ],
+        allocation="proportional",
+        integer_orders=False,
+    )
     pair = Pair(d, seed=1, periods=1, label="proportional-capacity")
     drive(pair, 1, {0: {"W->R1": 10, "W->R2": 9}})
     # claims 3 and 9, total 12, budget 9: shares 2.25 and 6.75
-    np.testing.assert_allclose(pair.history[0]["shipped"][:, [pair.slot("W->R1"), pair.slot("W->R2")]],
-                               [[2.25, 6.75]] * 3, rtol=1e-12)
+    np.testing.assert_allclose(
+        pair.history[0]["shipped"][:, [pair.slot("W->R1"), pair.slot("W->R2")]], [[2.25, 6.75]] * 3, rtol=1e-12
+    )
 
 
 def test_lost_sales():
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "lost_sales_cost": 3, "demand": fixed(8), "initial_inventory": 5}],
         lanes=[{"from": "external", "to": "S", "lead_time": 1}],
-        unmet_demand="lost_sales")
+        unmet_demand="lost_sales",
+    )
     pair = Pair(d, seed=2, periods=3, label="lost_sales")
     drive(pair, 3, {0: {"external->S": 10}})
     h = pair.history
     np.testing.assert_array_equal(h[0]["node_out"][:, 0], [[8, 5, 3]] * 3)
     np.testing.assert_array_equal(h[0]["cust_bo"], 0.0)
-    np.testing.assert_allclose(h[0]["costs"][:, 2], 9.0)                  # 3 lost x 3
+    np.testing.assert_allclose(h[0]["costs"][:, 2], 9.0)  # 3 lost x 3
     # Period 1: 10 arrive, demand 8 filled in full: nothing of the lost 3 is served late.
     np.testing.assert_array_equal(h[1]["node_out"][:, 0], [[8, 8, 0]] * 3)
     np.testing.assert_array_equal(h[1]["on_hand"][:, 0], 2.0)
@@ -371,7 +448,8 @@ def test_lost_sales():
 def test_backorders_served_before_new_demand():
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 2, "demand": fixed(4), "initial_inventory": 3}],
-        lanes=[{"from": "external", "to": "S", "lead_time": 1}])
+        lanes=[{"from": "external", "to": "S", "lead_time": 1}],
+    )
     pair = Pair(d, seed=2, periods=3, label="backorder")
     drive(pair, 3, {0: {"external->S": 6}})
     h = pair.history
@@ -406,9 +484,16 @@ def _arrivals(pair: Pair, s: int) -> list[list[int]]:
 def _random_lt_scenario(crossing: bool) -> dict:
     return scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(3), "initial_inventory": 5}],
-        lanes=[{"from": "external", "to": "S", "order_crossing": crossing,
-                "lead_time": {"dist": "discrete", "values": [0, 1, 4], "probs": [0.4, 0.2, 0.4]}}],
-        name=f"random_lt_crossing_{crossing}")
+        lanes=[
+            {
+                "from": "external",
+                "to": "S",
+                "order_crossing": crossing,
+                "lead_time": {"dist": "discrete", "values": [0, 1, 4], "probs": [0.4, 0.2, 0.4]},
+            }
+        ],
+        name=f"random_lt_crossing_{crossing}",
+    )
 
 
 def test_random_lead_times_without_crossing():
@@ -438,9 +523,9 @@ def test_zero_lead_time_chain_arrives_same_period():
     """L = 0 all the way: external -> A -> B, stock ordered at B arrives within the period, even
     when the file lists B before A."""
     d = scen(
-        nodes=[{"id": "B", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(2)},
-               {"id": "A", "holding_cost": 1}],
-        lanes=[{"from": "A", "to": "B", "lead_time": 0}, {"from": "external", "to": "A", "lead_time": 0}])
+        nodes=[{"id": "B", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(2)}, {"id": "A", "holding_cost": 1}],
+        lanes=[{"from": "A", "to": "B", "lead_time": 0}, {"from": "external", "to": "A", "lead_time": 0}],
+    )
     pair = Pair(d, seed=3, periods=2, label="zero-lt")
     drive(pair, 2, {0: {"external->A": 5, "A->B": 5}})
     h = pair.history[0]
@@ -451,14 +536,20 @@ def test_zero_lead_time_chain_arrives_same_period():
 
 def _assembly(integer: bool) -> dict:
     return scen(
-        nodes=[{"id": "A", "holding_cost": 1, "initial_inventory": 10},
-               {"id": "Bc", "holding_cost": 0.5, "initial_inventory": 10},
-               {"id": "P", "holding_cost": 2, "bom": {"A": 1, "Bc": 2}, "backorder_cost": 9, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "A", "lead_time": 1},
-               {"from": "external", "to": "Bc", "lead_time": 1},
-               {"from": "A", "to": "P", "lead_time": 0},
-               {"from": "Bc", "to": "P", "lead_time": 1}],
-        integer_orders=integer, name=f"assembly_{integer}")
+        nodes=[
+            {"id": "A", "holding_cost": 1, "initial_inventory": 10},
+            {"id": "Bc", "holding_cost": 0.5, "initial_inventory": 10},
+            {"id": "P", "holding_cost": 2, "bom": {"A": 1, "Bc": 2}, "backorder_cost": 9, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "external", "to": "A", "lead_time": 1},
+            {"from": "external", "to": "Bc", "lead_time": 1},
+            {"from": "A", "to": "P", "lead_time": 0},
+            {"from": "Bc", "to": "P", "lead_time": 1},
+        ],
+        integer_orders=integer,
+        name=f"assembly_{integer}",
+    )
 
 
 def test_assembly_with_ratio_two():
@@ -486,31 +577,47 @@ def test_assembly_fractional_kits():
 
 def test_alternative_sourcing():
     d = scen(
-        nodes=[{"id": "W1", "holding_cost": 1, "initial_inventory": 4},
-               {"id": "W2", "holding_cost": 1, "initial_inventory": 6},
-               {"id": "X", "holding_cost": 2, "sourcing": "alternative", "backorder_cost": 9,
-                "demand": fixed(1), "initial_inventory": 1}],
-        lanes=[{"from": "external", "to": "W1", "lead_time": 1},
-               {"from": "external", "to": "W2", "lead_time": 1},
-               {"from": "W1", "to": "X", "lead_time": 0},
-               {"from": "W2", "to": "X", "lead_time": 1}])
+        nodes=[
+            {"id": "W1", "holding_cost": 1, "initial_inventory": 4},
+            {"id": "W2", "holding_cost": 1, "initial_inventory": 6},
+            {
+                "id": "X",
+                "holding_cost": 2,
+                "sourcing": "alternative",
+                "backorder_cost": 9,
+                "demand": fixed(1),
+                "initial_inventory": 1,
+            },
+        ],
+        lanes=[
+            {"from": "external", "to": "W1", "lead_time": 1},
+            {"from": "external", "to": "W2", "lead_time": 1},
+            {"from": "W1", "to": "X", "lead_time": 0},
+            {"from": "W2", "to": "X", "lead_time": 1},
+        ],
+    )
     pair = Pair(d, seed=6, periods=3, label="alternative")
     drive(pair, 3, {0: {"W1->X": 3, "W2->X": 5}})
     h0, h1 = pair.history[0], pair.history[1]
     x = pair.node("X")
-    np.testing.assert_array_equal(h0["raw"], 0.0)                         # no component stock
+    np.testing.assert_array_equal(h0["raw"], 0.0)  # no component stock
     np.testing.assert_array_equal(h0["on_hand"][:, x], 1 + 3 - 1)
     np.testing.assert_array_equal(h1["on_hand"][:, x], 3 + 5 - 1)
 
 
 def test_node_capacity_fcfs_index():
     d = scen(
-        nodes=[{"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
-               {"id": "W", "holding_cost": 1, "initial_inventory": 100, "capacity": 4},
-               {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "W", "to": "R1", "lead_time": 1},
-               {"from": "external", "to": "W", "lead_time": 1},
-               {"from": "W", "to": "R2", "lead_time": 1}])
+        nodes=[
+            {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+            {"id": "W", "holding_cost": 1, "initial_inventory": 100, "capacity": 4},
+            {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "W", "to": "R1", "lead_time": 1},
+            {"from": "external", "to": "W", "lead_time": 1},
+            {"from": "W", "to": "R2", "lead_time": 1},
+        ],
+    )
     pair = Pair(d, seed=8, periods=2, label="node-capacity")
     drive(pair, 2, {0: {"W->R1": 3, "W->R2": 3}})
     s1, s2 = pair.slot("W->R1"), pair.slot("W->R2")
@@ -522,9 +629,17 @@ def test_node_capacity_fcfs_index():
 def test_mode_capacity():
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "S",
-                "modes": [{"name": "fast", "lead_time": 0, "capacity": 2, "unit_cost": 3, "fixed_cost": 1},
-                          {"name": "slow", "lead_time": 2, "unit_cost": 1, "pipeline_holding_cost": 0.5}]}])
+        lanes=[
+            {
+                "from": "external",
+                "to": "S",
+                "modes": [
+                    {"name": "fast", "lead_time": 0, "capacity": 2, "unit_cost": 3, "fixed_cost": 1},
+                    {"name": "slow", "lead_time": 2, "unit_cost": 1, "pipeline_holding_cost": 0.5},
+                ],
+            }
+        ],
+    )
     pair = Pair(d, seed=9, periods=6, label="mode-capacity")
     drive(pair, 6, {0: {"external->S:fast": 5, "external->S:slow": 5}, 1: {"external->S:fast": 1}})
     fast, slow = pair.slot("external->S:fast"), pair.slot("external->S:slow")
@@ -535,25 +650,30 @@ def test_mode_capacity():
     # period 1's order (age 1) untouched; period 2 ships both.
     np.testing.assert_array_equal(pair.history[1]["owed"][:, fast, :3], [[0, 1, 1]] * 3)
     np.testing.assert_array_equal(pair.history[2]["owed"][:, fast], 0.0)
-    np.testing.assert_allclose(pair.history[0]["costs"][:, 3], 1.0)       # fixed cost of the fast order
+    np.testing.assert_allclose(pair.history[0]["costs"][:, 3], 1.0)  # fixed cost of the fast order
     np.testing.assert_allclose(pair.history[0]["costs"][:, 4], 2 * 3 + 5 * 1)
-    np.testing.assert_allclose(pair.history[0]["costs"][:, 5], 5 * 0.5)   # slow units in transit
+    np.testing.assert_allclose(pair.history[0]["costs"][:, 5], 5 * 0.5)  # slow units in transit
 
 
 def test_slot_capacity_fcfs_index():
     """A slot's capacity caps what it gets; the budget it leaves goes to the next customer."""
     d = scen(
-        nodes=[{"id": "W", "holding_cost": 1, "initial_inventory": 6},
-               {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
-               {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "W", "lead_time": 1},
-               {"from": "W", "to": "R1", "lead_time": 1, "capacity": 2},
-               {"from": "W", "to": "R2", "lead_time": 1}])
+        nodes=[
+            {"id": "W", "holding_cost": 1, "initial_inventory": 6},
+            {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+            {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "external", "to": "W", "lead_time": 1},
+            {"from": "W", "to": "R1", "lead_time": 1, "capacity": 2},
+            {"from": "W", "to": "R2", "lead_time": 1},
+        ],
+    )
     pair = Pair(d, seed=8, periods=2, label="slot-capacity")
     drive(pair, 2, {0: {"W->R1": 5, "W->R2": 5}})
     s1, s2 = pair.slot("W->R1"), pair.slot("W->R2")
     np.testing.assert_array_equal(pair.history[0]["shipped"][:, [s1, s2]], [[2, 4]] * 3)
-    np.testing.assert_array_equal(pair.history[1]["shipped"][:, [s1, s2]], 0.0)   # W is empty
+    np.testing.assert_array_equal(pair.history[1]["shipped"][:, [s1, s2]], 0.0)  # W is empty
     np.testing.assert_array_equal(pair.history[1]["owed"][:, [s1, s2], 2], [[3, 1]] * 3)
 
 
@@ -561,8 +681,15 @@ def test_outage_follows_its_uniforms():
     """Up -> down when u < start_probability, down -> up when u < 1 / mean_duration."""
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "S", "lead_time": 0,
-                "disruption": {"start_probability": 0.6, "mean_duration": 4.0}}])
+        lanes=[
+            {
+                "from": "external",
+                "to": "S",
+                "lead_time": 0,
+                "disruption": {"start_probability": 0.6, "mean_duration": 4.0},
+            }
+        ],
+    )
     pair = Pair(d, seed=21, periods=40, n_rows=4, label="outage-uniforms")
     u = pair.sim.dis_chunk[:, :40, 0].copy()
     drive(pair, 40, {t: {"external->S": 1} for t in range(40)})
@@ -580,8 +707,15 @@ def test_outage_alternates():
     """start_probability 1 and mean_duration 1: down in even periods, up in odd ones."""
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "S", "lead_time": 0,
-                "disruption": {"start_probability": 1.0, "mean_duration": 1.0}}])
+        lanes=[
+            {
+                "from": "external",
+                "to": "S",
+                "lead_time": 0,
+                "disruption": {"start_probability": 1.0, "mean_duration": 1.0},
+            }
+        ],
+    )
     pair = Pair(d, seed=10, periods=4, label="outage")
     drive(pair, 4, {0: {"external->S": 4}, 1: {"external->S": 3}, 2: {"external->S": 1}})
     down = [bool(rec["down"][0, 0]) for rec in pair.history]
@@ -592,11 +726,20 @@ def test_outage_alternates():
 
 def test_random_outages():
     d = scen(
-        nodes=[{"id": "W", "holding_cost": 1, "initial_inventory": 10},
-               {"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
-        lanes=[{"from": "external", "to": "W", "lead_time": 1,
-                "disruption": {"start_probability": 0.3, "mean_duration": 3.0}},
-               {"from": "W", "to": "S", "lead_time": 1}])
+        nodes=[
+            {"id": "W", "holding_cost": 1, "initial_inventory": 10},
+            {"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}},
+        ],
+        lanes=[
+            {
+                "from": "external",
+                "to": "W",
+                "lead_time": 1,
+                "disruption": {"start_probability": 0.3, "mean_duration": 3.0},
+            },
+            {"from": "W", "to": "S", "lead_time": 1},
+        ],
+    )
     pair = Pair(d, seed=12, periods=50, n_rows=4, label="random-outage")
     drive(pair, 50, {t: {"external->W": 4, "W->S": 4} for t in range(50)})
     downs = np.array([rec["down"][:, 0] for rec in pair.history])
@@ -607,13 +750,19 @@ def test_random_outages():
 
 def _age_scenario(allocation: str, ext_lt: int) -> dict:
     return scen(
-        nodes=[{"id": "W", "holding_cost": 1},
-               {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
-               {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "W", "lead_time": ext_lt},
-               {"from": "W", "to": "R1", "lead_time": 1},
-               {"from": "W", "to": "R2", "lead_time": 1}],
-        allocation=allocation, name=f"ages_{allocation}")
+        nodes=[
+            {"id": "W", "holding_cost": 1},
+            {"id": "R1", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+            {"id": "R2", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)},
+        ],
+        lanes=[
+            {"from": "external", "to": "W", "lead_time": ext_lt},
+            {"from": "W", "to": "R1", "lead_time": 1},
+            {"from": "W", "to": "R2", "lead_time": 1},
+        ],
+        allocation=allocation,
+        name=f"ages_{allocation}",
+    )
 
 
 @pytest.mark.parametrize("allocation", ["fcfs_index", "proportional"])
@@ -632,7 +781,7 @@ def test_obligations_older_than_15_share_a_bucket():
     pair = Pair(_age_scenario("fcfs_index", 17), seed=14, periods=19, label="ages-pooled")
     drive(pair, 19, {0: {"external->W": 5, "W->R2": 5}, 1: {"W->R1": 5}})
     s1, s2 = pair.slot("W->R1"), pair.slot("W->R2")
-    np.testing.assert_array_equal(pair.history[16]["owed"][:, s2, AGES - 1], 5.0)   # pooled by now
+    np.testing.assert_array_equal(pair.history[16]["owed"][:, s2, AGES - 1], 5.0)  # pooled by now
     np.testing.assert_array_equal(pair.history[16]["owed"][:, s1, AGES - 1], 5.0)
     np.testing.assert_array_equal(pair.history[17]["shipped"][:, [s1, s2]], [[5, 0]] * 3)
     np.testing.assert_array_equal(pair.history[17]["owed"][:, s2, AGES - 1], 5.0)
@@ -641,7 +790,8 @@ def test_obligations_older_than_15_share_a_bucket():
 def test_integer_orders_are_rounded_and_clipped():
     d = scen(
         nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": fixed(0)}],
-        lanes=[{"from": "external", "to": "S", "lead_time": 1, "fixed_cost": 2}])
+        lanes=[{"from": "external", "to": "S", "lead_time": 1, "fixed_cost": 2}],
+    )
     pair = Pair(d, seed=15, periods=4, label="rounding")
     for q in (2.4, 2.5, -3.0, 0.4):
         pair.step(np.full((3, 1), q))
@@ -652,10 +802,18 @@ def test_integer_orders_are_rounded_and_clipped():
 def test_reference_detects_a_difference():
     """The harness is not vacuous: a reference fed another demand draw must be caught."""
     d = scen(
-        nodes=[{"id": "S", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 5},
-                "initial_inventory": 20}],
-        lanes=[{"from": "external", "to": "S", "lead_time": 1}])
+        nodes=[
+            {
+                "id": "S",
+                "holding_cost": 1,
+                "backorder_cost": 5,
+                "demand": {"dist": "poisson", "mean": 5},
+                "initial_inventory": 20,
+            }
+        ],
+        lanes=[{"from": "external", "to": "S", "lead_time": 1}],
+    )
     pair = Pair(d, seed=16, periods=3, label="sabotage")
-    pair.refs[1]._on_hand["S"] += 1.0              # row 1's reference now holds one more unit
+    pair.refs[1]._on_hand["S"] += 1.0  # row 1's reference now holds one more unit
     with pytest.raises(AssertionError, match=r"\[sabotage reset seed 16\] period 0"):
         pair.step(np.zeros((3, 1)))

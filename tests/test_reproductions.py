@@ -50,6 +50,7 @@ def test_ex61_optimum_is_below_stockpyls_and_its_grid_converges_to_it():
     assert theirs.expected_cost + in_transit < STOCKPYL_TEST_GRID_COST - 0.05
     # the retailer's level is a newsvendor fractile: (p + h2 + h3) / (p + h1 local) = 41.12 / 44.12
     from scipy.stats import norm
+
     assert ours.echelon_levels[0] == pytest.approx(5 + norm.ppf(41.12 / 44.12), abs=1e-4)
 
 

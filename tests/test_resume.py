@@ -25,9 +25,20 @@ from meio.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # rollouts of n_envs * n_steps = 256 steps; 1,000 is no whole number of them
-TINY = dict(n_envs=4, n_steps=64, batch_size=64, n_epochs=2, total_steps=1000, eval_every=512,
-            eval_periods=40, eval_warmup=5, eval_replications=2, checkpoint_every=256, lr_schedule="linear",
-            learning_rate=1e-3)
+TINY = dict(
+    n_envs=4,
+    n_steps=64,
+    batch_size=64,
+    n_epochs=2,
+    total_steps=1000,
+    eval_every=512,
+    eval_periods=40,
+    eval_warmup=5,
+    eval_replications=2,
+    checkpoint_every=256,
+    lr_schedule="linear",
+    learning_rate=1e-3,
+)
 
 
 class Interrupted(Exception):
@@ -79,7 +90,7 @@ def stopped(tmp_path_factory) -> Path:
     finally:
         train_module.checkpoint_write_hook = None
     assert _steps(run) == [256, 512]
-    assert not list((run / "checkpoints").glob(".*"))      # the interrupted write left nothing behind
+    assert not list((run / "checkpoints").glob(".*"))  # the interrupted write left nothing behind
     return run
 
 
@@ -133,25 +144,31 @@ def test_a_failed_resume_leaves_the_run_untouched(finished, tmp_path):
     files = sorted(p.relative_to(run) for p in run.rglob("*"))
     code, _, err = _run_cli(_resume_args(run, "--total-steps", "2048", scenario="serial4"))
     assert code == 2
-    assert ("'serial4' gives observations of 21 values and actions of 4 (centralised control), but the run "
-            f"{run} was trained on 'ex61' with observations of 15 and actions of 3") in err
+    assert (
+        "'serial4' gives observations of 21 values and actions of 4 (centralised control), but the run "
+        f"{run} was trained on 'ex61' with observations of 15 and actions of 3"
+    ) in err
     assert (run / "config.yaml").read_bytes() == config
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == files
 
 
 def test_evaluating_a_model_on_a_scenario_of_another_shape_is_refused(finished):
-    code, _, err = _run_cli(["evaluate", "--model", str(finished[0]), "--scenario", "serial4", "--periods", "50",
-                             "--replications", "2"])
+    code, _, err = _run_cli(
+        ["evaluate", "--model", str(finished[0]), "--scenario", "serial4", "--periods", "50", "--replications", "2"]
+    )
     assert code == 2
     assert "scenario: 'serial4' gives observations of 21 values and actions of 4" in err
     assert "trained on 'ex61' with observations of 15 and actions of 3" in err
 
 
-@pytest.mark.parametrize("part, damage, reason", [
-    ("model.zip", lambda p: p.write_bytes(p.read_bytes()[:1000]), "model.zip has 1000 bytes, the manifest says"),
-    ("state.json", lambda p: p.write_text("{not json"), "state.json has 9 bytes, the manifest says"),
-    ("vecnormalize.pkl", lambda p: p.write_bytes(b"\0" * p.stat().st_size), "vecnormalize.pkl does not match"),
-])
+@pytest.mark.parametrize(
+    "part, damage, reason",
+    [
+        ("model.zip", lambda p: p.write_bytes(p.read_bytes()[:1000]), "model.zip has 1000 bytes, the manifest says"),
+        ("state.json", lambda p: p.write_text("{not json"), "state.json has 9 bytes, the manifest says"),
+        ("vecnormalize.pkl", lambda p: p.write_bytes(b"\0" * p.stat().st_size), "vecnormalize.pkl does not match"),
+    ],
+)
 def test_a_damaged_checkpoint_is_reported_and_the_one_before_used(finished, tmp_path, capsys, part, damage, reason):
     run = tmp_path / "r"
     shutil.copytree(finished[0], run)
@@ -176,7 +193,7 @@ def test_a_run_stopped_after_its_last_checkpoint_completes_its_final_evaluation(
     assert result.steps == 1024 and result.steps_this_call == 0
     assert json.loads((run / "final" / "meta.json").read_text())["steps"] == 1024
     assert manifest_problem(run / "final") is None
-    assert _evaluated_steps(run) == [512, 1024]        # redone, not repeated
+    assert _evaluated_steps(run) == [512, 1024]  # redone, not repeated
     assert result.baseline_name == "clark_scarf"
 
 
@@ -184,7 +201,7 @@ def test_a_checkpoint_without_its_manifest_is_still_checked_by_loading_it(finish
     run = tmp_path / "r"
     shutil.copytree(finished[0], run)
     folder = run / "checkpoints" / "1024"
-    (folder / MANIFEST_FILE).unlink()                     # as written before manifests existed
+    (folder / MANIFEST_FILE).unlink()  # as written before manifests existed
     (folder / "vecnormalize.pkl").write_bytes(b"garbage")
     train("ex61", None, run, resume=True, progress=False)
     assert f"skipped checkpoint {folder}: vecnormalize.pkl is unreadable" in capsys.readouterr().err
@@ -222,7 +239,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_loses_at_most_one_interval(
     assert f"skipped {partial[0]}: an incomplete checkpoint write" in err
     assert "from step 512" in err
     assert result.steps == 1024
-    lost = 768 - 512                 # steps learnt before the kill and learnt again
+    lost = 768 - 512  # steps learnt before the kill and learnt again
     assert lost <= cfg["checkpoint_every"]
     assert _steps(run) == [256, 512, 768, 1024]
     assert not list((run / "checkpoints").glob(".*"))
@@ -246,12 +263,15 @@ def test_a_config_given_on_resume_must_agree_with_the_runs(finished):
         train("ex61", changed, finished[0], resume=True, progress=False)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("scenario: ex61\nseed: 0\nconfig: {gamma: [", "not valid YAML"),
-    ("just text", "expected a mapping with scenario, seed and config, got str"),
-    ("scenario: ex61\nconfig: {}\n", "seed: missing"),
-    ("scenario: ex61\nseed: 0\nconfig: {gamma: .nan}\n", "config.gamma: nan is not a finite number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("scenario: ex61\nseed: 0\nconfig: {gamma: [", "not valid YAML"),
+        ("just text", "expected a mapping with scenario, seed and config, got str"),
+        ("scenario: ex61\nconfig: {}\n", "seed: missing"),
+        ("scenario: ex61\nseed: 0\nconfig: {gamma: .nan}\n", "config.gamma: nan is not a finite number"),
+    ],
+)
 def test_a_corrupt_config_yaml_is_refused_naming_the_file(tmp_path, text, message):
     run = tmp_path / "r"
     run.mkdir()
@@ -266,8 +286,7 @@ def test_a_run_dir_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
     for extra in ([], ["--resume"]):
-        code, _, err = _run_cli(["train", "--scenario", "ex61", "--run-dir", str(path), "--total-steps", "256",
-                                 *extra])
+        code, _, err = _run_cli(["train", "--scenario", "ex61", "--run-dir", str(path), "--total-steps", "256", *extra])
         assert code == 2
         assert f"--run-dir: {path} is a file" in err
     code, _, err = _run_cli(["evaluate", "--model", str(path), "--scenario", "ex61"])
@@ -285,8 +304,21 @@ def test_a_damaged_saved_agent_is_refused_naming_the_file(finished, tmp_path):
         PPOPolicy.load(agent)
 
 
-@pytest.mark.parametrize("field", ["clip_range", "gamma", "learning_rate", "ent_coef", "log_std_init",
-                                   "initial_stock_spread", "gae_lambda", "vf_coef", "max_grad_norm", "target_kl"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "clip_range",
+        "gamma",
+        "learning_rate",
+        "ent_coef",
+        "log_std_init",
+        "initial_stock_spread",
+        "gae_lambda",
+        "vf_coef",
+        "max_grad_norm",
+        "target_kl",
+    ],
+)
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_numbers_are_refused_naming_the_field(field, value):
     with pytest.raises(ConfigError) as info:
@@ -312,6 +344,7 @@ def test_a_resumed_run_draws_new_episodes_from_its_seed_and_step(stopped, tmp_pa
         return venv
 
     from meio.envs.vec_env import make_vec_env
+
     monkeypatch.setattr(train_module, "make_vec_env", recording)
     train("ex61", None, run, resume=True, total_steps=None, progress=False)
     sim = made[0].sim

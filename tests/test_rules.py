@@ -27,8 +27,13 @@ def _scenario(retailers: dict[str, tuple[float, float, float | None]], wh_target
     nodes = [{"id": "wh", "holding_cost": 0.5, **({"service_target": wh_target} if wh_target else {})}]
     lanes = [{"from": "external", "to": "wh", "lead_time": 2}]
     for rid, (h, p, target) in retailers.items():
-        node = {"id": rid, "holding_cost": h, "backorder_cost": p, "demand": {"dist": "poisson", "mean": 5},
-                "initial_inventory": 3}
+        node = {
+            "id": rid,
+            "holding_cost": h,
+            "backorder_cost": p,
+            "demand": {"dist": "poisson", "mean": 5},
+            "initial_inventory": 3,
+        }
         if target is not None:
             node["service_target"] = target
         nodes.append(node)
@@ -38,10 +43,12 @@ def _scenario(retailers: dict[str, tuple[float, float, float | None]], wh_target
 
 # --- column names -----------------------------------------------------------------------------
 
+
 def test_column_constants_follow_the_one_list_of_names():
     assert topology.COST_NAMES is dynamics.COST_NAMES
-    assert [dynamics.C_HOLD, dynamics.C_BACK, dynamics.C_LOST, dynamics.C_ORDER, dynamics.C_TRANS, dynamics.C_PIPE] \
-        == [COST_NAMES.index(n) for n in ("holding", "backorder", "lost_sales", "ordering", "transport", "pipeline")]
+    assert [dynamics.C_HOLD, dynamics.C_BACK, dynamics.C_LOST, dynamics.C_ORDER, dynamics.C_TRANS, dynamics.C_PIPE] == [
+        COST_NAMES.index(n) for n in ("holding", "backorder", "lost_sales", "ordering", "transport", "pipeline")
+    ]
     assert (O_DEMAND, O_FILLED, O_SHORT) == tuple(OUT_NAMES.index(n) for n in ("demand", "filled", "short"))
 
 
@@ -55,7 +62,7 @@ def test_named_columns_hold_what_their_names_say():
     res = sim.step(np.zeros((3, sim.topology.n_slots)))
     out = res.node_out[:, 0]
     np.testing.assert_array_equal(out[:, O_DEMAND], demand)
-    np.testing.assert_array_equal(out[:, O_FILLED], np.minimum(demand, 3.0))     # 3 units on hand
+    np.testing.assert_array_equal(out[:, O_FILLED], np.minimum(demand, 3.0))  # 3 units on hand
     np.testing.assert_array_equal(out[:, O_SHORT], np.maximum(demand - 3.0, 0.0))
     np.testing.assert_allclose(res.costs[:, C_HOLD], (sim.on_hand * sim.topology.holding).sum(axis=1))
     info = step_info(res, 1)
@@ -65,6 +72,7 @@ def test_named_columns_hold_what_their_names_say():
 
 # --- fill rate ----------------------------------------------------------------------------------
 
+
 def test_fill_rate_is_the_ratio_of_totals():
     # two periods x two demand nodes; node 1 has no demand in period 0
     filled = np.array([[3.0, 0.0], [2.0, 5.0]])
@@ -73,7 +81,7 @@ def test_fill_rate_is_the_ratio_of_totals():
     assert fill_rate(filled, demand) == pytest.approx(10 / 16)
     # not the mean of per-period ratios (3/4 and 1 for node 0 would give 7/8)
     assert fill_rate(filled[:, 0], demand[:, 0]) != pytest.approx(7 / 8)
-    assert fill_rate(np.zeros(3), np.zeros(3)) == 0.0                            # no demand, nothing filled
+    assert fill_rate(np.zeros(3), np.zeros(3)) == 0.0  # no demand, nothing filled
 
 
 def test_evaluation_and_candidate_search_report_the_same_fill_rate():
@@ -90,6 +98,7 @@ def test_evaluation_and_candidate_search_report_the_same_fill_rate():
 
 
 # --- planned service level ----------------------------------------------------------------------
+
 
 def test_critical_ratio():
     assert critical_ratio(9.0, 1.0) == 0.9
@@ -119,15 +128,22 @@ def test_service_levels_are_capped_below_one_and_the_local_rule_uses_them():
 
 # --- a run's reference ----------------------------------------------------------------------------
 
+
 def _ev(cost: float, unstable: bool = False) -> SimpleNamespace:
     return SimpleNamespace(cost_mean=cost, unstable=unstable)
 
 
 def test_reference_is_clark_scarf_else_the_cheapest_stable_candidate():
     assert choose_reference({"clark_scarf": _ev(10.0), "optimised_installation": _ev(9.0)}) == "clark_scarf"
-    evs = {"local": _ev(12.0), "optimised_installation": _ev(11.0), "dual_index": _ev(10.5),
-           "optimised_echelon": _ev(3.0, unstable=True), "gsm": _ev(1.0), "ppo:run": _ev(2.0)}
-    assert choose_reference(evs) == "dual_index"           # never unstable, never outside the candidates
+    evs = {
+        "local": _ev(12.0),
+        "optimised_installation": _ev(11.0),
+        "dual_index": _ev(10.5),
+        "optimised_echelon": _ev(3.0, unstable=True),
+        "gsm": _ev(1.0),
+        "ppo:run": _ev(2.0),
+    }
+    assert choose_reference(evs) == "dual_index"  # never unstable, never outside the candidates
     assert choose_reference({"gsm": _ev(1.0)}) is None
     assert choose_reference({"optimised_s_S": _ev(1.0, unstable=True)}) is None
     assert {"dual_index", "tailored_base_surge", "fixed_split", "optimised_installation"} <= set(REFERENCE_CANDIDATES)
@@ -135,16 +151,29 @@ def test_reference_is_clark_scarf_else_the_cheapest_stable_candidate():
 
 # --- longest lead time into a node --------------------------------------------------------------
 
+
 def test_lead_in_is_the_longest_mean_lead_time_over_lanes_and_modes():
-    sc = Scenario.from_dict({
-        "name": "lead_in",
-        "nodes": [{"id": "dc", "holding_cost": 1.0},
-                  {"id": "shop", "holding_cost": 2.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": 3}}],
-        "lanes": [{"from": "external", "to": "dc", "lead_time": {"dist": "discrete", "values": [1, 4],
-                                                                  "probs": [0.5, 0.5]}},
-                  {"from": "dc", "to": "shop", "modes": [{"name": "slow", "lead_time": 3},
-                                                          {"name": "fast", "lead_time": 1, "unit_cost": 1.0}]}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "lead_in",
+            "nodes": [
+                {"id": "dc", "holding_cost": 1.0},
+                {"id": "shop", "holding_cost": 2.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": 3}},
+            ],
+            "lanes": [
+                {
+                    "from": "external",
+                    "to": "dc",
+                    "lead_time": {"dist": "discrete", "values": [1, 4], "probs": [0.5, 0.5]},
+                },
+                {
+                    "from": "dc",
+                    "to": "shop",
+                    "modes": [{"name": "slow", "lead_time": 3}, {"name": "fast", "lead_time": 1, "unit_cost": 1.0}],
+                },
+            ],
+        }
+    )
     topo = compile_topology(sc)
     lead = dict(zip(topo.node_names, topo.lead_in()))
     assert lead == {"dc": 2.5, "shop": 3.0}

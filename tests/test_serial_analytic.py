@@ -25,8 +25,12 @@ from meio.baselines.serial import (
 )
 
 # Snyder & Shen (2019), Fundamentals of Supply Chain Theory, 2nd ed., Example 6.1, in our timing.
-EX61 = dict(lead_times=[0, 1, 2], echelon_holding=[3.0, 2.0, 2.0], backorder_cost=37.12,
-            demand={"dist": "normal", "mean": 5.0, "sd": 1.0})
+EX61 = dict(
+    lead_times=[0, 1, 2],
+    echelon_holding=[3.0, 2.0, 2.0],
+    backorder_cost=37.12,
+    demand={"dist": "normal", "mean": 5.0, "sd": 1.0},
+)
 EX61_BOOK_LEVELS = (6.49, 12.02, 22.71)
 EX61_BOOK_COST_WITH_PIPELINE = 47.66
 # Pipeline stock in the book's accounting (its timing, l = (1, 1, 2)), charged at the shipping
@@ -123,9 +127,14 @@ def test_example_6_1_shang_song_levels():
     sol = _solve(shang_song, EX61)
     h = [7.0, 4.0, 2.0, 0.0]
     lam = [1, 2, 4]
-    want = [0.5 * sum(stats.norm.ppf(r, 5 * n, math.sqrt(n)) for r in ((37.12 + h[j + 1]) / (37.12 + h[j]),
-                                                                          (37.12 + h[j + 1]) / (37.12 + h[0])))
-            for j, n in enumerate(lam)]
+    want = [
+        0.5
+        * sum(
+            stats.norm.ppf(r, 5 * n, math.sqrt(n))
+            for r in ((37.12 + h[j + 1]) / (37.12 + h[j]), (37.12 + h[j + 1]) / (37.12 + h[0]))
+        )
+        for j, n in enumerate(lam)
+    ]
     np.testing.assert_allclose(sol.echelon_levels, want, rtol=1e-9)
     np.testing.assert_allclose(sol.echelon_levels, [6.490880975, 12.027434723, 22.634032392], atol=1e-8)
     assert sol.method == "shang_song"
@@ -140,15 +149,27 @@ def test_example_6_1_shang_song_levels():
 # test beds are continuous-time and their tables were not available to check); optimality is
 # established instead by exhaustive search with the exact evaluation and by simulation below.
 POISSON_CASES = [
-    dict(lead_times=[0, 1, 1], echelon_holding=[1.0, 0.5, 0.25], backorder_cost=10.0,
-         demand={"dist": "poisson", "mean": 3.0}),
-    dict(lead_times=[1, 0, 2], echelon_holding=[1.0, 0.5, 0.25], backorder_cost=10.0,
-         demand={"dist": "poisson", "mean": 3.0}),
+    dict(
+        lead_times=[0, 1, 1],
+        echelon_holding=[1.0, 0.5, 0.25],
+        backorder_cost=10.0,
+        demand={"dist": "poisson", "mean": 3.0},
+    ),
+    dict(
+        lead_times=[1, 0, 2],
+        echelon_holding=[1.0, 0.5, 0.25],
+        backorder_cost=10.0,
+        demand={"dist": "poisson", "mean": 3.0},
+    ),
     # Shang & Song's 4-stage instance (rate 16, lead time 0.25, h = 0.25 each, b = 9, as stockpyl's
     # example builds it) on periods of 0.25 time units: Poisson(4) per period, per-period costs
     # h = 0.0625 and p = 2.25, book lead times (1, 1, 1, 1), i.e. ours (0, 1, 1, 1).
-    dict(lead_times=[0, 1, 1, 1], echelon_holding=[0.0625] * 4, backorder_cost=2.25,
-         demand={"dist": "poisson", "mean": 4.0}),
+    dict(
+        lead_times=[0, 1, 1, 1],
+        echelon_holding=[0.0625] * 4,
+        backorder_cost=2.25,
+        demand={"dist": "poisson", "mean": 4.0},
+    ),
 ]
 
 
@@ -162,8 +183,9 @@ def test_poisson_exhaustive_search_confirms_optimum(case):
     span = [-2, -1, 0, 1, 2] if n <= 3 else [-1, 0, 1]
     costs = {}
     for d in itertools.product(span, repeat=n):
-        costs[d] = evaluate_echelon_policy(case["lead_times"], case["echelon_holding"], case["backorder_cost"],
-                                           case["demand"], S + np.array(d)).expected_cost
+        costs[d] = evaluate_echelon_policy(
+            case["lead_times"], case["echelon_holding"], case["backorder_cost"], case["demand"], S + np.array(d)
+        ).expected_cost
     assert min(costs.values()) >= sol.expected_cost - 1e-10
     assert costs[(0,) * n] == pytest.approx(sol.expected_cost, rel=1e-12)
     # The recursion's value and the forward evaluation agree (two different computations).
@@ -195,7 +217,10 @@ def test_single_stage_poisson_is_newsvendor(L):
     filled = sum(pa[i] * np.sum(p1 * np.minimum(d, avail[i])) for i in range(60))
     assert sol.fill_rate == pytest.approx(filled / lam, rel=1e-9)
     for dS in (-1, 1):
-        assert evaluate_echelon_policy([L], [h], p, {"dist": "poisson", "mean": lam}, [S + dS]).expected_cost > sol.expected_cost
+        assert (
+            evaluate_echelon_policy([L], [h], p, {"dist": "poisson", "mean": lam}, [S + dS]).expected_cost
+            > sol.expected_cost
+        )
 
 
 def test_single_stage_normal_is_newsvendor():
@@ -217,14 +242,30 @@ SS_CASES = [
     EX61,
     POISSON_CASES[0],
     POISSON_CASES[2],
-    dict(lead_times=[1, 2, 1], echelon_holding=[1.0, 1.0, 0.5], backorder_cost=20.0,
-         demand={"dist": "gamma", "mean": 10.0, "sd": 4.0}),
-    dict(lead_times=[0, 2], echelon_holding=[2.0, 1.0], backorder_cost=15.0,
-         demand={"dist": "negative_binomial", "mean": 6.0, "sd": 4.0}),
-    dict(lead_times=[2, 1, 0, 1], echelon_holding=[0.5, 0.5, 0.5, 0.5], backorder_cost=9.0,
-         demand={"dist": "uniform_int", "low": 0, "high": 8}),
-    dict(lead_times=[0, 1], echelon_holding=[1.0, 1.0], backorder_cost=9.0,
-         demand={"dist": "discrete", "values": [0, 1, 5], "probs": [0.5, 0.3, 0.2]}),
+    dict(
+        lead_times=[1, 2, 1],
+        echelon_holding=[1.0, 1.0, 0.5],
+        backorder_cost=20.0,
+        demand={"dist": "gamma", "mean": 10.0, "sd": 4.0},
+    ),
+    dict(
+        lead_times=[0, 2],
+        echelon_holding=[2.0, 1.0],
+        backorder_cost=15.0,
+        demand={"dist": "negative_binomial", "mean": 6.0, "sd": 4.0},
+    ),
+    dict(
+        lead_times=[2, 1, 0, 1],
+        echelon_holding=[0.5, 0.5, 0.5, 0.5],
+        backorder_cost=9.0,
+        demand={"dist": "uniform_int", "low": 0, "high": 8},
+    ),
+    dict(
+        lead_times=[0, 1],
+        echelon_holding=[1.0, 1.0],
+        backorder_cost=9.0,
+        demand={"dist": "discrete", "values": [0, 1, 5], "probs": [0.5, 0.3, 0.2]},
+    ),
 ]
 
 
@@ -276,8 +317,12 @@ def test_non_monotone_levels_use_modified_levels():
 
 
 def test_zero_intermediate_echelon_holding():
-    case = dict(lead_times=[1, 1, 0], echelon_holding=[1.0, 0.0, 0.5], backorder_cost=9.0,
-                demand={"dist": "poisson", "mean": 2.0})
+    case = dict(
+        lead_times=[1, 1, 0],
+        echelon_holding=[1.0, 0.0, 0.5],
+        backorder_cost=9.0,
+        demand={"dist": "poisson", "mean": 2.0},
+    )
     sol = _solve(clark_scarf, case)
     S = sol.echelon_levels
     assert S[1] == S[2]  # nothing is gained by holding at stage 2: everything passes down
@@ -362,8 +407,9 @@ def test_monte_carlo_three_stage_poisson():
     exact = evaluate_echelon_policy(lead_times, hh, p, {"dist": "poisson", "mean": lam}, levels)
     assert np.all(exact.expected_on_hand > 0.3)
     rng = np.random.default_rng(20240611)
-    cost, oh, fill, bo = _simulate(lead_times, hh, p, levels, lambda g, n: g.poisson(lam, n).astype(float),
-                                   rng, reps=400, periods=800, warmup=60)
+    cost, oh, fill, bo = _simulate(
+        lead_times, hh, p, levels, lambda g, n: g.poisson(lam, n).astype(float), rng, reps=400, periods=800, warmup=60
+    )
     ok, info = _within(cost, exact.expected_cost)
     assert ok, info
     for j in range(3):
@@ -379,9 +425,17 @@ def test_monte_carlo_example_6_1_in_our_timing():
     # The simulator-style chain in our timing with the book's levels costs 17.66 (not 47.66).
     sol = _solve(clark_scarf, EX61)
     rng = np.random.default_rng(7)
-    cost, oh, fill, _ = _simulate(EX61["lead_times"], EX61["echelon_holding"], EX61["backorder_cost"],
-                                  sol.echelon_levels, lambda g, n: np.maximum(g.normal(5.0, 1.0, n), 0.0),
-                                  rng, reps=300, periods=600, warmup=40)
+    cost, oh, fill, _ = _simulate(
+        EX61["lead_times"],
+        EX61["echelon_holding"],
+        EX61["backorder_cost"],
+        sol.echelon_levels,
+        lambda g, n: np.maximum(g.normal(5.0, 1.0, n), 0.0),
+        rng,
+        reps=300,
+        periods=600,
+        warmup=40,
+    )
     ok, info = _within(cost, sol.expected_cost)
     assert ok, info
     assert abs(cost.mean() - 17.66) < 0.1
@@ -399,9 +453,10 @@ def test_closed_form_sums_match_numeric_convolution():
     # The k-period sums of Poisson and negative binomial use closed forms (same family); a
     # "discrete" pmf equal to the same distribution (cut where its tail is below 1e-16) goes
     # through numeric convolution. Lead times 1 and 3 exercise sums of 2 and 3 periods.
-    for dist, rv in (({"dist": "poisson", "mean": 2.0}, stats.poisson(2.0)),
-                     ({"dist": "negative_binomial", "mean": 3.0, "sd": 2.5},
-                      stats.nbinom(9.0 / (6.25 - 3.0), 3.0 / 6.25))):
+    for dist, rv in (
+        ({"dist": "poisson", "mean": 2.0}, stats.poisson(2.0)),
+        ({"dist": "negative_binomial", "mean": 3.0, "sd": 2.5}, stats.nbinom(9.0 / (6.25 - 3.0), 3.0 / 6.25)),
+    ):
         vals = list(range(int(rv.isf(1e-16)) + 1))
         probs = rv.pmf(vals)
         probs = list(probs / probs.sum())
@@ -478,13 +533,18 @@ def test_lead_time_message_states_the_rule():
 
 @pytest.mark.parametrize(
     "levels, field",
-    [([5], "echelon_levels"), ([5, 7.5], "echelon_levels[1]"), ([5, float("inf")], "echelon_levels[1]"),
-     ("57", "echelon_levels")],
+    [
+        ([5], "echelon_levels"),
+        ([5, 7.5], "echelon_levels[1]"),
+        ([5, float("inf")], "echelon_levels[1]"),
+        ("57", "echelon_levels"),
+    ],
 )
 def test_evaluation_input_errors(levels, field):
     with pytest.raises(ValueError) as exc:
-        evaluate_echelon_policy(GOOD["lead_times"], GOOD["echelon_holding"], GOOD["backorder_cost"],
-                                GOOD["demand"], levels)
+        evaluate_echelon_policy(
+            GOOD["lead_times"], GOOD["echelon_holding"], GOOD["backorder_cost"], GOOD["demand"], levels
+        )
     assert str(exc.value).startswith(field), str(exc.value)
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from meio.cli import main
 from meio.envs.metrics import batch_means, evaluate, mean_ci95
 from meio.envs.policies import BaseStockPolicy
 from meio.envs.scenario import Scenario, load_scenario
 from meio.envs.simulator import Simulator
-from meio.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_sim import ReferenceSimulator  # noqa: E402
@@ -30,13 +30,31 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_ex61_echelon_levels_reproduce_the_textbook_cost_within_the_ci(capsys):
     """Snyder & Shen Example 6.1: optimal cost about 17.66 per period, excluding pipeline stock."""
-    code, out, _ = run_cli(capsys, "simulate", "--scenario", "ex61", "--policy", "base-stock", "--kind", "echelon",
-                           "--levels", EX61_LEVELS, "--periods", "20000", "--warmup", "200",
-                           "--replications", "10", "--seed", "0", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "simulate",
+        "--scenario",
+        "ex61",
+        "--policy",
+        "base-stock",
+        "--kind",
+        "echelon",
+        "--levels",
+        EX61_LEVELS,
+        "--periods",
+        "20000",
+        "--warmup",
+        "200",
+        "--replications",
+        "10",
+        "--seed",
+        "0",
+        "--json",
+    )
     assert code == 0
     report = json.loads(out)
     ex = report["cost_per_period_excluding_pipeline"]
-    assert ex["ci95"] < 0.25                                   # precise enough to mean something
+    assert ex["ci95"] < 0.25  # precise enough to mean something
     assert abs(ex["mean"] - 17.66) <= ex["ci95"]
     assert report["cost_per_period"]["ci_method"] == "replications"
     assert set(report["cost_split"]) == {"holding", "backorder", "lost_sales", "ordering", "transport", "pipeline"}
@@ -45,17 +63,21 @@ def test_ex61_echelon_levels_reproduce_the_textbook_cost_within_the_ci(capsys):
     assert 0.9 < report["fill_rate"]["retailer"] < 1.0
     # Under base-stock every stage orders exactly what it saw: no bullwhip.
     for node, ratio in report["order_variance_ratio"].items():
-        assert ratio == pytest.approx(1.0, abs=1e-3), node      # one period of lag at the window edges
+        assert ratio == pytest.approx(1.0, abs=1e-3), node  # one period of lag at the window edges
     assert report["policy"]["levels"] == {"plant": 22.71, "dc": 12.02, "retailer": 6.49}
 
 
 def newsvendor_scenario(unmet: str = "backorder") -> Scenario:
     key = "backorder_cost" if unmet == "backorder" else "lost_sales_cost"
-    return Scenario.from_dict({
-        "name": "newsvendor", "unmet_demand": unmet, "integer_orders": True,
-        "nodes": [{"id": "shop", "holding_cost": 1.0, key: 9.0, "demand": {"dist": "poisson", "mean": 5}}],
-        "lanes": [{"from": "external", "to": "shop", "lead_time": 0}],
-    })
+    return Scenario.from_dict(
+        {
+            "name": "newsvendor",
+            "unmet_demand": unmet,
+            "integer_orders": True,
+            "nodes": [{"id": "shop", "holding_cost": 1.0, key: 9.0, "demand": {"dist": "poisson", "mean": 5}}],
+            "lanes": [{"from": "external", "to": "shop", "lead_time": 0}],
+        }
+    )
 
 
 @pytest.mark.parametrize("unmet", ["backorder", "lost_sales"])
@@ -64,8 +86,9 @@ def test_single_stage_zero_lead_time_matches_the_newsvendor_formulas(unmet):
     level, h, p = 6, 1.0, 9.0
     sc = newsvendor_scenario(unmet)
     sim = Simulator(sc, n=8)
-    result = evaluate(sim, BaseStockPolicy(sim.topology, {"shop": level}), periods=25_000, warmup=50,
-                      replications=8, seed=11)
+    result = evaluate(
+        sim, BaseStockPolicy(sim.topology, {"shop": level}), periods=25_000, warmup=50, replications=8, seed=11
+    )
     d = np.arange(0, 60)
     pmf = stats.poisson.pmf(d, 5)
     over = np.maximum(level - d, 0) @ pmf
@@ -75,7 +98,7 @@ def test_single_stage_zero_lead_time_matches_the_newsvendor_formulas(unmet):
     assert result.fill_rate["shop"] == pytest.approx(1 - short / 5.0, abs=0.004)
     assert result.cycle_service_level["shop"] == pytest.approx(stats.poisson.cdf(level, 5), abs=0.005)
     assert result.mean_on_hand["shop"] == pytest.approx(over, abs=0.02)
-    sold = 5.0 if unmet == "backorder" else 5.0 - short          # backorders are all served eventually
+    sold = 5.0 if unmet == "backorder" else 5.0 - short  # backorders are all served eventually
     assert result.inventory_turnover["shop"] == pytest.approx(sold / over, rel=0.01)
     if unmet == "lost_sales":
         assert result.lost_sales["shop"] == pytest.approx(short, abs=0.01)
@@ -108,7 +131,7 @@ def test_mean_ci95_covers_a_known_mean_about_95_percent_of_the_time():
 def test_batch_means_drop_the_remainder_and_average_each_batch():
     x = np.arange(43.0)
     bm = batch_means(x, 4)
-    np.testing.assert_allclose(bm, [np.mean(x[i * 10:(i + 1) * 10]) for i in range(4)])
+    np.testing.assert_allclose(bm, [np.mean(x[i * 10 : (i + 1) * 10]) for i in range(4)])
 
 
 def test_same_seed_same_report_and_policies_share_random_numbers():
@@ -129,14 +152,17 @@ def test_same_seed_same_report_and_policies_share_random_numbers():
     np.testing.assert_array_equal(sim.demand_chunk, first)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--levels", "retailer=6,dc=12"], "levels: no level for plant"),
-    (["--levels", "retailer=6,dc=12,plnt=3"], "--levels plnt: not a node of ex61 (did you mean 'plant'?)"),
-    (["--levels", "retailer=6,dc=x,plant=3"], "--levels dc: 'x' is not a number"),
-    (["--levels", "retailer=inf,dc=1,plant=3"], "retailer: inf is not a finite number"),
-    (["--levels", EX61_LEVELS, "--periods", "0"], "argument --periods: 0 is below 1"),
-    ([], "--levels: required with --policy base-stock"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--levels", "retailer=6,dc=12"], "levels: no level for plant"),
+        (["--levels", "retailer=6,dc=12,plnt=3"], "--levels plnt: not a node of ex61 (did you mean 'plant'?)"),
+        (["--levels", "retailer=6,dc=x,plant=3"], "--levels dc: 'x' is not a number"),
+        (["--levels", "retailer=inf,dc=1,plant=3"], "retailer: inf is not a finite number"),
+        (["--levels", EX61_LEVELS, "--periods", "0"], "argument --periods: 0 is below 1"),
+        ([], "--levels: required with --policy base-stock"),
+    ],
+)
 def test_cli_errors_name_the_field(capsys, args, message):
     code, out, err = run_cli(capsys, "simulate", "--scenario", "ex61", *args)
     assert code == 2
@@ -145,8 +171,18 @@ def test_cli_errors_name_the_field(capsys, args, message):
 
 
 def test_cli_text_report_lists_every_node(capsys):
-    code, out, _ = run_cli(capsys, "simulate", "--scenario", "general", "--levels",
-                           "plant_a=40,plant_b=30,dc=60,east=25,west=20", "--periods", "400", "--replications", "2")
+    code, out, _ = run_cli(
+        capsys,
+        "simulate",
+        "--scenario",
+        "general",
+        "--levels",
+        "plant_a=40,plant_b=30,dc=60,east=25,west=20",
+        "--periods",
+        "400",
+        "--replications",
+        "2",
+    )
     assert code == 0
     for node in ("plant_a", "plant_b", "dc", "east", "west"):
         assert node in out
@@ -159,9 +195,9 @@ def test_fill_rate_of_each_node_is_its_filled_over_its_demand_in_the_reference()
     (``tests/reference_sim.py``) fed the orders the policy placed and the simulator's own draws."""
     sc = load_scenario("distribution")
     periods, warmup, reps, seed = 300, 20, 2, 4
-    sim = Simulator(sc, n=reps, chunk=warmup + periods + 1)       # one block of draws covers the run
+    sim = Simulator(sc, n=reps, chunk=warmup + periods + 1)  # one block of draws covers the run
     topo = sim.topology
-    levels = {"warehouse": 120, "north": 22, "central": 30, "south": 38}   # short enough to stock out
+    levels = {"warehouse": 120, "north": 22, "central": 30, "south": 38}  # short enough to stock out
     policy = BaseStockPolicy(topo, levels)
     ev = evaluate(sim, policy, periods=periods, warmup=warmup, replications=reps, seed=seed)
 
@@ -169,8 +205,11 @@ def test_fill_rate_of_each_node_is_its_filled_over_its_demand_in_the_reference()
     refs = [ReferenceSimulator(sc) for _ in range(reps)]
     slots = [(int(topo.slot_lane[s]), int(topo.slot_mode[s])) for s in range(topo.n_slots)]
     names = [topo.node_names[j] for j in topo.demand_nodes]
-    dis_lane = {int(topo.slot_disruption[s]): int(topo.slot_lane[s])
-                for s in range(topo.n_slots) if topo.slot_disruption[s] >= 0}
+    dis_lane = {
+        int(topo.slot_disruption[s]): int(topo.slot_lane[s])
+        for s in range(topo.n_slots)
+        if topo.slot_disruption[s] >= 0
+    }
     demand = dict.fromkeys(names, 0.0)
     filled = dict.fromkeys(names, 0.0)
     for t in range(warmup + periods):
@@ -178,8 +217,12 @@ def test_fill_rate_of_each_node_is_its_filled_over_its_demand_in_the_reference()
         for b, ref in enumerate(refs):
             p = int(sim.pos[b])
             d = {nm: float(sim.demand_chunk[b, p, k]) for k, nm in enumerate(names)}
-            lts = {key: int(sim.lt_chunk[b, p, topo.slot_lt_rand[s]]) if topo.slot_lt_rand[s] >= 0
-                   else int(topo.slot_lt_const[s]) for s, key in enumerate(slots)}
+            lts = {
+                key: int(sim.lt_chunk[b, p, topo.slot_lt_rand[s]])
+                if topo.slot_lt_rand[s] >= 0
+                else int(topo.slot_lt_const[s])
+                for s, key in enumerate(slots)
+            }
             u = {lane: float(sim.dis_chunk[b, p, x]) for x, lane in dis_lane.items()}
             out = ref.step({key: float(orders[b, s]) for s, key in enumerate(slots)}, d, lts, u)
             if t >= warmup:

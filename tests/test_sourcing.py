@@ -11,8 +11,14 @@ from scipy import stats
 
 from meio.baselines.run import run_baselines
 from meio.baselines.search import SEARCH_SEED, optimise_base_stock
-from meio.baselines.sourcing import (SourcingPlan, SourcingPolicy, multi_slot_nodes, optimise_sourcing,
-                                simulate_sourcing, single_sourcing_limits)
+from meio.baselines.sourcing import (
+    SourcingPlan,
+    SourcingPolicy,
+    multi_slot_nodes,
+    optimise_sourcing,
+    simulate_sourcing,
+    single_sourcing_limits,
+)
 from meio.envs.metrics import evaluate, mean_ci95
 from meio.envs.policies import BaseStockPolicy
 from meio.envs.scenario import Scenario, ScenarioError, load_scenario
@@ -21,21 +27,34 @@ from meio.envs.topology import compile_topology
 from tests.scenario_factory import random_scenario
 
 
-def two_mode_chain(fast_capacity: float | None = None, fast_cost: float = 2.0, slow_cost: float = 1.0,
-                   fast_lead: int = 1, slow_lead: int = 3) -> Scenario:
+def two_mode_chain(
+    fast_capacity: float | None = None,
+    fast_cost: float = 2.0,
+    slow_cost: float = 1.0,
+    fast_lead: int = 1,
+    slow_lead: int = 3,
+) -> Scenario:
     """dc buys by a fast or a slow mode from outside and ships to one shop."""
     fast = {"name": "fast", "lead_time": fast_lead, "unit_cost": fast_cost}
     if fast_capacity is not None:
         fast["capacity"] = fast_capacity
-    return Scenario.from_dict({
-        "name": "two_modes",
-        "nodes": [{"id": "dc", "holding_cost": 1.0},
-                  {"id": "shop", "holding_cost": 2.0, "backorder_cost": 20.0,
-                   "demand": {"dist": "poisson", "mean": 5}}],
-        "lanes": [{"from": "external", "to": "dc",
-                   "modes": [fast, {"name": "slow", "lead_time": slow_lead, "unit_cost": slow_cost}]},
-                  {"from": "dc", "to": "shop", "lead_time": 1}],
-    })
+    return Scenario.from_dict(
+        {
+            "name": "two_modes",
+            "nodes": [
+                {"id": "dc", "holding_cost": 1.0},
+                {"id": "shop", "holding_cost": 2.0, "backorder_cost": 20.0, "demand": {"dist": "poisson", "mean": 5}},
+            ],
+            "lanes": [
+                {
+                    "from": "external",
+                    "to": "dc",
+                    "modes": [fast, {"name": "slow", "lead_time": slow_lead, "unit_cost": slow_cost}],
+                },
+                {"from": "dc", "to": "shop", "lead_time": 1},
+            ],
+        }
+    )
 
 
 def set_state(sim: Simulator) -> tuple[int, int]:
@@ -53,8 +72,9 @@ def set_state(sim: Simulator) -> tuple[int, int]:
     return fast, slow
 
 
-def policy_orders(sc: Scenario, family: str, dc_level: float, dc_params: dict[str, float],
-                  shop_level: float = 10.0) -> tuple[np.ndarray, tuple[int, int], Simulator]:
+def policy_orders(
+    sc: Scenario, family: str, dc_level: float, dc_params: dict[str, float], shop_level: float = 10.0
+) -> tuple[np.ndarray, tuple[int, int], Simulator]:
     sim = Simulator(sc, n=1)
     fast, slow = set_state(sim)
     topo = sim.topology
@@ -80,9 +100,10 @@ def test_dual_index_orders_worked_by_hand():
 
 
 def test_dual_index_leaves_what_a_capacitated_fast_mode_cannot_carry_to_the_slow_one():
-    orders, (fast, slow), _ = policy_orders(two_mode_chain(fast_capacity=1.5), "dual_index", 0.0,
-                                            {"fast": 10.0, "slow": 20.0})
-    assert orders[fast] == pytest.approx(1.5)                # capacity, not the 4 the rule asks for
+    orders, (fast, slow), _ = policy_orders(
+        two_mode_chain(fast_capacity=1.5), "dual_index", 0.0, {"fast": 10.0, "slow": 20.0}
+    )
+    assert orders[fast] == pytest.approx(1.5)  # capacity, not the 4 the rule asks for
     assert orders[slow] == pytest.approx(20.0 - (13.0 + 1.5))
 
 
@@ -98,8 +119,9 @@ def test_fixed_split_shares_and_spills_a_full_fast_mode_onto_the_slow_one():
     orders, (fast, slow), _ = policy_orders(two_mode_chain(), "fixed_split", 21.0, {"fast": 1.0, "slow": 3.0})
     assert orders[[fast, slow]] == pytest.approx([2.0, 6.0])
     # All the weight on a fast mode that carries 1.5 units: the other 6.5 go slow, none is dropped.
-    orders, (fast, slow), _ = policy_orders(two_mode_chain(fast_capacity=1.5), "fixed_split", 21.0,
-                                            {"fast": 1.0, "slow": 0.0})
+    orders, (fast, slow), _ = policy_orders(
+        two_mode_chain(fast_capacity=1.5), "fixed_split", 21.0, {"fast": 1.0, "slow": 0.0}
+    )
     assert orders[[fast, slow]] == pytest.approx([1.5, 6.5])
 
 
@@ -148,12 +170,23 @@ def test_equal_costs_fast_mode_alone_is_optimal():
     brings could have been ordered fast l_r - l_e periods later at the same cost. So the best
     dual-index policy is the fast mode's base-stock policy, here (lead time 0 at a single node) the
     newsvendor: S* = F^-1(p / (p + h)) for Poisson(5) demand, whose cost per period is exact."""
-    sc = Scenario.from_dict({
-        "name": "equal_costs", "integer_orders": True,
-        "nodes": [{"id": "shop", "holding_cost": 1.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": 5}}],
-        "lanes": [{"from": "external", "to": "shop", "unit_cost": 1.0,
-                   "modes": [{"name": "slow", "lead_time": 2}, {"name": "fast", "lead_time": 0}]}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "equal_costs",
+            "integer_orders": True,
+            "nodes": [
+                {"id": "shop", "holding_cost": 1.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": 5}}
+            ],
+            "lanes": [
+                {
+                    "from": "external",
+                    "to": "shop",
+                    "unit_cost": 1.0,
+                    "modes": [{"name": "slow", "lead_time": 2}, {"name": "fast", "lead_time": 0}],
+                }
+            ],
+        }
+    )
     k = np.arange(0, 60)
     pmf = stats.poisson.pmf(k, 5)
     s_star = int(stats.poisson.ppf(0.9, 5))
@@ -170,14 +203,25 @@ def test_equal_costs_fast_mode_alone_is_optimal():
 def test_dual_index_search_reaches_the_best_of_a_brute_force_grid():
     """A single node, fast mode (lead 0, +1 per unit) and slow mode (lead 2): every integer
     (z_e, Delta) on a grid simulated on the search's seeds; the search's optimum is as cheap."""
-    sc = Scenario.from_dict({
-        "name": "dip_grid", "integer_orders": True,
-        "nodes": [{"id": "shop", "holding_cost": 1.0, "backorder_cost": 19.0,
-                   "demand": {"dist": "poisson", "mean": 4}}],
-        "lanes": [{"from": "external", "to": "shop",
-                   "modes": [{"name": "slow", "lead_time": 2, "unit_cost": 0.0},
-                             {"name": "fast", "lead_time": 0, "unit_cost": 1.0}]}],
-    })
+    sc = Scenario.from_dict(
+        {
+            "name": "dip_grid",
+            "integer_orders": True,
+            "nodes": [
+                {"id": "shop", "holding_cost": 1.0, "backorder_cost": 19.0, "demand": {"dist": "poisson", "mean": 4}}
+            ],
+            "lanes": [
+                {
+                    "from": "external",
+                    "to": "shop",
+                    "modes": [
+                        {"name": "slow", "lead_time": 2, "unit_cost": 0.0},
+                        {"name": "fast", "lead_time": 0, "unit_cost": 1.0},
+                    ],
+                }
+            ],
+        }
+    )
     topo = compile_topology(sc)
     plan = SourcingPlan.build(topo, "dual_index")
     fast, slow = topo.slot_names.index("external->shop:fast"), topo.slot_names.index("external->shop:slow")
@@ -190,8 +234,7 @@ def test_dual_index_search_reaches_the_best_of_a_brute_force_grid():
     best = costs.min()
     ze, zr = found.slot_param[fast], found.slot_param[slow]
     assert 0 <= ze <= 10 and 4 <= zr - ze <= 12, "the grid must contain the search's optimum"
-    mine = simulate_sourcing(sc, plan, np.array([[zr]]), np.array([found.slot_param]), 600, 30, 4,
-                             SEARCH_SEED).mean()
+    mine = simulate_sourcing(sc, plan, np.array([[zr]]), np.array([found.slot_param]), 600, 30, 4, SEARCH_SEED).mean()
     assert mine <= best * 1.01
     # Both modes are worth using: the grid's best has an expedite level above 0 and Delta < infinity.
     g = grid[int(np.argmin(costs))]
@@ -204,13 +247,21 @@ def user_network() -> dict[str, object]:
     all searched on small budgets and evaluated on the same seeds."""
     sc = load_scenario("dual_sourcing")
     topo = compile_topology(sc)
-    start = {"plant_a": 55.0, "plant_b": 0.0, "dc": 110.0, "shop_poisson": 18.0, "shop_normal": 22.0,
-             "shop_negbin": 20.0, "shop_gamma": 24.0}
+    start = {
+        "plant_a": 55.0,
+        "plant_b": 0.0,
+        "dc": 110.0,
+        "shop_poisson": 18.0,
+        "shop_normal": 22.0,
+        "shop_negbin": 20.0,
+        "shop_gamma": 24.0,
+    }
     single, _ = optimise_base_stock(sc, "installation", start, periods=300, warmup=30, replications=3, max_rounds=12)
     found = {"single": single}
     for family in ("dual_index", "tailored_base_surge"):
-        found[family] = optimise_sourcing(sc, family, single.levels, periods=300, warmup=30, replications=3,
-                                          max_rounds=12)
+        found[family] = optimise_sourcing(
+            sc, family, single.levels, periods=300, warmup=30, replications=3, max_rounds=12
+        )
     sim = Simulator(sc, n=6)
     evs = {}
     shipped = {}
@@ -247,8 +298,10 @@ def test_user_network_policies_beat_single_sourcing_on_common_random_numbers(use
 def fast_capacitated_first() -> Scenario:
     data = load_scenario("dual_sourcing").to_dict()
     lane = next(l for l in data["lanes"] if l.get("modes"))
-    lane["modes"] = [{"name": "air", "lead_time": 1, "unit_cost": 1.5, "capacity": 10},
-                     {"name": "sea", "lead_time": 4, "unit_cost": 0.2}]
+    lane["modes"] = [
+        {"name": "air", "lead_time": 1, "unit_cost": 1.5, "capacity": 10},
+        {"name": "sea", "lead_time": 4, "unit_cost": 0.2},
+    ]
     return Scenario.from_dict(data)
 
 
@@ -262,8 +315,15 @@ def test_fast_capacitated_mode_listed_first_never_gives_a_silent_disaster():
     assert ev.fill_rate["network"] < 0.5
     note, problem = single_sourcing_limits(topo)
     assert "plant_a->dc:air" in problem and "at most 10 per period" in problem
-    report = run_baselines(sc, periods=400, warmup=30, replications=3, search_periods=200, search_replications=2,
-                           include=("local", "optimised_installation", "service_target", "dual_index", "fixed_split"))
+    report = run_baselines(
+        sc,
+        periods=400,
+        warmup=30,
+        replications=3,
+        search_periods=200,
+        search_replications=2,
+        include=("local", "optimised_installation", "service_target", "dual_index", "fixed_split"),
+    )
     for name in ("local", "optimised_installation", "service_target"):
         assert "grow without bound" in report.skipped[name] and "plant_a->dc:air" in report.skipped[name]
     assert [b.name for b, _ in report.results] == ["dual_index", "fixed_split"]
@@ -275,9 +335,26 @@ def test_fast_capacitated_mode_listed_first_never_gives_a_silent_disaster():
 def test_single_sourcing_baselines_say_which_slots_they_never_use(capsys):
     from meio.cli import main
 
-    code = main(["baselines", "--scenario", "general", "--only", "local,fixed_split", "--periods", "200",
-                 "--warmup", "20", "--replications", "2", "--search-periods", "100", "--search-replications", "2",
-                 "--json"])
+    code = main(
+        [
+            "baselines",
+            "--scenario",
+            "general",
+            "--only",
+            "local,fixed_split",
+            "--periods",
+            "200",
+            "--warmup",
+            "20",
+            "--replications",
+            "2",
+            "--search-periods",
+            "100",
+            "--search-replications",
+            "2",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     local = out["local"]
@@ -293,8 +370,15 @@ def test_single_sourcing_baselines_say_which_slots_they_never_use(capsys):
 
 
 def test_sourcing_families_are_skipped_where_every_node_has_one_supply_option():
-    report = run_baselines("ex61", periods=200, warmup=20, replications=2, search_periods=100,
-                           search_replications=2, include=("clark_scarf", "dual_index"))
+    report = run_baselines(
+        "ex61",
+        periods=200,
+        warmup=20,
+        replications=2,
+        search_periods=100,
+        search_replications=2,
+        include=("clark_scarf", "dual_index"),
+    )
     assert "one lane and mode" in report.skipped["dual_index"]
     cs = report.results[0][0]
     assert "never uses" not in cs.notes

@@ -17,10 +17,10 @@ import pytest
 from scipy import stats
 
 from meio.baselines.search import local_levels
+from meio.cli import main
 from meio.envs.policies import BaseStockPolicy
 from meio.envs.scenario import Scenario, list_scenarios
 from meio.envs.simulator import Simulator
-from meio.cli import main
 
 CHUNKS = (1, 7, 52, 128)
 PERIODS, ROWS, SEED = 300, 3, 0
@@ -30,8 +30,9 @@ def _policy(sim: Simulator) -> BaseStockPolicy:
     return BaseStockPolicy(sim.topology, local_levels(sim.scenario).levels)
 
 
-def _trajectory(scenario: str | Scenario, chunk: int,
-                resets: dict[int, list[dict]] | None = None) -> dict[str, np.ndarray]:
+def _trajectory(
+    scenario: str | Scenario, chunk: int, resets: dict[int, list[dict]] | None = None
+) -> dict[str, np.ndarray]:
     """Orders, costs, per-demand-node outcomes and on-hand stock of every period, under local
     base-stock levels; ``resets`` maps a period to the keyword arguments of the resets made then."""
     sim = Simulator(scenario, n=ROWS, chunk=chunk)
@@ -43,8 +44,12 @@ def _trajectory(scenario: str | Scenario, chunk: int,
         for kwargs in (resets or {}).get(t, []):
             sim.reset(**kwargs)
         res = sim.step(policy.act(sim))
-        for k, v in (("orders", res.orders), ("costs", res.costs), ("node_out", res.node_out),
-                     ("on_hand", sim.on_hand)):
+        for k, v in (
+            ("orders", res.orders),
+            ("costs", res.costs),
+            ("node_out", res.node_out),
+            ("on_hand", sim.on_hand),
+        ):
             out[k].append(v.copy())
     return {k: np.array(v) for k, v in out.items()}
 
@@ -58,19 +63,31 @@ def _assert_same(runs: list[dict[str, np.ndarray]]) -> None:
 def _mixed(seasonal: bool = False, correlated: bool = False) -> Scenario:
     """A warehouse and one retailer per demand family (the issue's case: Poisson, normal, negative
     binomial and gamma; with ``seasonal``, also uniform, discrete and seasonal or trending counts)."""
-    demands = [{"dist": "poisson", "mean": 8}, {"dist": "normal", "mean": 10, "sd": 4},
-               {"dist": "negative_binomial", "mean": 6, "sd": 4}, {"dist": "gamma", "mean": 5, "sd": 3}]
+    demands = [
+        {"dist": "poisson", "mean": 8},
+        {"dist": "normal", "mean": 10, "sd": 4},
+        {"dist": "negative_binomial", "mean": 6, "sd": 4},
+        {"dist": "gamma", "mean": 5, "sd": 3},
+    ]
     if seasonal:
-        demands += [{"dist": "uniform_int", "low": 1, "high": 9},
-                    {"dist": "discrete", "values": [0, 4, 12], "probs": [0.3, 0.5, 0.2]},
-                    {"dist": "poisson", "mean": 6, "seasonality": {"amplitude": 0.5, "period": 13}},
-                    {"dist": "negative_binomial", "mean": 5, "sd": 3, "trend": 0.002},
-                    {"dist": "gamma", "mean": 4, "sd": 2, "seasonality": {"factors": [0.5, 1.0, 1.5]}}]
+        demands += [
+            {"dist": "uniform_int", "low": 1, "high": 9},
+            {"dist": "discrete", "values": [0, 4, 12], "probs": [0.3, 0.5, 0.2]},
+            {"dist": "poisson", "mean": 6, "seasonality": {"amplitude": 0.5, "period": 13}},
+            {"dist": "negative_binomial", "mean": 5, "sd": 3, "trend": 0.002},
+            {"dist": "gamma", "mean": 4, "sd": 2, "seasonality": {"factors": [0.5, 1.0, 1.5]}},
+        ]
     nodes = [{"id": "dc", "holding_cost": 0.5}] + [
-        {"id": f"r{i}", "holding_cost": 1.0, "backorder_cost": 9.0, "demand": d} for i, d in enumerate(demands)]
-    lanes = [{"from": "external", "to": "dc", "lead_time": {"dist": "discrete", "values": [1, 2, 4],
-                                                           "probs": [0.5, 0.3, 0.2]},
-              "disruption": {"start_probability": 0.05, "mean_duration": 3}}]
+        {"id": f"r{i}", "holding_cost": 1.0, "backorder_cost": 9.0, "demand": d} for i, d in enumerate(demands)
+    ]
+    lanes = [
+        {
+            "from": "external",
+            "to": "dc",
+            "lead_time": {"dist": "discrete", "values": [1, 2, 4], "probs": [0.5, 0.3, 0.2]},
+            "disruption": {"start_probability": 0.05, "mean_duration": 3},
+        }
+    ]
     lanes += [{"from": "dc", "to": f"r{i}", "lead_time": 1} for i in range(len(demands))]
     data = {"name": "mixed", "horizon": 52, "nodes": nodes, "lanes": lanes}
     if correlated:
@@ -110,21 +127,33 @@ def test_the_split_check_catches_a_sampler_that_buffers_inside_a_call():
 
 # ---- the stream layout is NumPy's spawn tree --------------------------------------------------------
 def test_streams_are_the_documented_children_of_the_seed():
-    d = {"name": "layout", "horizon": 40,
-         "nodes": [{"id": "w", "holding_cost": 0.5},
-                   {"id": "a", "holding_cost": 1, "backorder_cost": 5,
-                    "demand": {"dist": "uniform_int", "low": 0, "high": 9}},
-                   {"id": "b", "holding_cost": 1, "backorder_cost": 5,
-                    "demand": {"dist": "normal", "mean": 10, "sd": 3}}],
-         "lanes": [{"from": "external", "to": "w", "lead_time": {"dist": "uniform_int", "low": 1, "high": 4},
-                    "disruption": {"start_probability": 0.2, "mean_duration": 2}},
-                   {"from": "w", "to": "a", "lead_time": 1}, {"from": "w", "to": "b", "lead_time": 1}]}
+    d = {
+        "name": "layout",
+        "horizon": 40,
+        "nodes": [
+            {"id": "w", "holding_cost": 0.5},
+            {"id": "a", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "uniform_int", "low": 0, "high": 9}},
+            {"id": "b", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "normal", "mean": 10, "sd": 3}},
+        ],
+        "lanes": [
+            {
+                "from": "external",
+                "to": "w",
+                "lead_time": {"dist": "uniform_int", "low": 1, "high": 4},
+                "disruption": {"start_probability": 0.2, "mean_duration": 2},
+            },
+            {"from": "w", "to": "a", "lead_time": 1},
+            {"from": "w", "to": "b", "lead_time": 1},
+        ],
+    }
     sim = Simulator(Scenario.from_dict(d), n=2)
     sim.reset(seeds=[21, 5])
     for row, seed in enumerate((21, 5)):
-        def child(kind: int, i: int = 0) -> np.random.Generator:
+
+        def child(kind: int, i: int = 0, seed: int = seed) -> np.random.Generator:
             # child i of child `kind`, as SeedSequence.spawn numbers them
             return np.random.default_rng(np.random.SeedSequence(seed).spawn(kind + 1)[kind].spawn(i + 1)[i])
+
         np.testing.assert_array_equal(sim.demand_chunk[row, :, 0], np.floor(child(1).random(40) * 10))
         normal = np.maximum(10 + 3 * stats.norm.ppf(child(1, 1).random(40)), 0)
         np.testing.assert_allclose(sim.demand_chunk[row, :, 1], normal, rtol=1e-13)
@@ -138,7 +167,7 @@ def test_every_shipped_scenario_gives_one_trajectory_at_any_chunk(name):
     runs = [_trajectory(name, c) for c in CHUNKS]
     _assert_same(runs)
     demand = runs[0]["node_out"][:, :, :, 0]
-    assert len(np.unique(demand)) > 1                        # random demand, not a constant
+    assert len(np.unique(demand)) > 1  # random demand, not a constant
     assert runs[0]["orders"].sum() > 0
 
 
@@ -147,8 +176,13 @@ def test_resets_without_a_seed_mid_block_keep_the_trajectory(scenario):
     """A row reset while its block is half used continues its streams after the periods it used."""
     sc = _mixed(seasonal=True) if scenario == "mixed" else scenario
     # mid-block resets, a seeded one, two in a row (the second with the block untouched), all rows
-    resets = {40: [{"rows": [0]}], 97: [{"rows": [1, 2]}], 150: [{"seeds": [None, 5, None]}],
-              201: [{}, {"rows": [1]}], 255: [{"rows": [2]}]}
+    resets = {
+        40: [{"rows": [0]}],
+        97: [{"rows": [1, 2]}],
+        150: [{"seeds": [None, 5, None]}],
+        201: [{}, {"rows": [1]}],
+        255: [{"rows": [2]}],
+    }
     runs = [_trajectory(sc, c, resets) for c in CHUNKS]
     _assert_same(runs)
     # the episode after a reset without a seed has new draws, not the first episode's again
@@ -194,17 +228,35 @@ def test_python_api_and_cli_agree(tmp_path: Path, capsys):
     """``Simulator(s)`` (block = horizon, 52) and ``meio simulate`` (block 128) give the same run."""
     sc = _mixed()
     path = tmp_path / "mixed.yaml"
-    path.write_text(json.dumps(sc.to_dict()))              # JSON is YAML
+    path.write_text(json.dumps(sc.to_dict()))  # JSON is YAML
     levels = local_levels(sc).levels
     periods, warmup, reps = 500, 50, 2
     sim = Simulator(path, n=reps)
     assert sim.chunk == 52
     from meio.envs.metrics import evaluate
-    api = evaluate(sim, BaseStockPolicy(sim.topology, levels), periods=periods, warmup=warmup,
-                   replications=reps, seed=4)
+
+    api = evaluate(
+        sim, BaseStockPolicy(sim.topology, levels), periods=periods, warmup=warmup, replications=reps, seed=4
+    )
     text = ",".join(f"{k}={v!r}" for k, v in levels.items())
-    code = main(["simulate", "--scenario", str(path), "--levels", text, "--periods", str(periods),
-                 "--warmup", str(warmup), "--replications", str(reps), "--seed", "4", "--json"])
+    code = main(
+        [
+            "simulate",
+            "--scenario",
+            str(path),
+            "--levels",
+            text,
+            "--periods",
+            str(periods),
+            "--warmup",
+            str(warmup),
+            "--replications",
+            str(reps),
+            "--seed",
+            "4",
+            "--json",
+        ]
+    )
     assert code == 0
     cli = json.loads(capsys.readouterr().out)
     assert cli["cost_per_period"]["mean"] == api.cost_mean
@@ -215,13 +267,26 @@ def test_python_api_and_cli_agree(tmp_path: Path, capsys):
 def test_reset_time_draws_do_not_depend_on_the_chunk(tmp_path: Path):
     """Trace starting rows and exploring starts come from the reset stream, at any block size."""
     (tmp_path / "t.csv").write_text("demand\n" + "\n".join(str(v) for v in range(1, 30)))
-    d = {"name": "starts", "horizon": 20, "integer_orders": True,
-         "nodes": [{"id": "w", "holding_cost": 0.5},
-                   {"id": "a", "holding_cost": 1, "backorder_cost": 5,
-                    "demand": {"dist": "trace", "file": "t.csv", "start": "random"}},
-                   {"id": "b", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}}],
-         "lanes": [{"from": "external", "to": "w", "lead_time": 2}, {"from": "w", "to": "a", "lead_time": 1},
-                   {"from": "w", "to": "b", "lead_time": 1}]}
+    d = {
+        "name": "starts",
+        "horizon": 20,
+        "integer_orders": True,
+        "nodes": [
+            {"id": "w", "holding_cost": 0.5},
+            {
+                "id": "a",
+                "holding_cost": 1,
+                "backorder_cost": 5,
+                "demand": {"dist": "trace", "file": "t.csv", "start": "random"},
+            },
+            {"id": "b", "holding_cost": 1, "backorder_cost": 5, "demand": {"dist": "poisson", "mean": 4}},
+        ],
+        "lanes": [
+            {"from": "external", "to": "w", "lead_time": 2},
+            {"from": "w", "to": "a", "lead_time": 1},
+            {"from": "w", "to": "b", "lead_time": 1},
+        ],
+    }
     sc = Scenario.from_dict(d, base_dir=tmp_path)
     scale = np.array([30.0, 10.0, 8.0])
     seen = []
@@ -232,7 +297,7 @@ def test_reset_time_draws_do_not_depend_on_the_chunk(tmp_path: Path):
         starts = [(sim.trace_offset.copy(), sim.on_hand.copy())]
         for t in range(1, 90):
             sim.step(np.full((4, sim.topology.n_slots), 4.0))
-            if t % 20 == 0 or t % 33 == 0:                 # episode ends and mid-block resets
+            if t % 20 == 0 or t % 33 == 0:  # episode ends and mid-block resets
                 rows = np.arange(4) if t % 20 == 0 else np.array([1, 3])
                 sim.reset(rows=rows)
                 sim.spread_initial_stock(rows, 1.5, scale)
@@ -243,5 +308,5 @@ def test_reset_time_draws_do_not_depend_on_the_chunk(tmp_path: Path):
             np.testing.assert_array_equal(off, off0, err_msg=f"trace starts at chunk {chunk}")
             np.testing.assert_array_equal(stock, stock0, err_msg=f"exploring starts at chunk {chunk}")
     offsets = np.array([s[0][:, 0] for s in seen[0]])
-    assert len(np.unique(offsets)) > 5                       # the starting rows are drawn, and redrawn
+    assert len(np.unique(offsets)) > 5  # the starting rows are drawn, and redrawn
     assert np.all(seen[0][0][1] <= 1.5 * scale + 0.5)

@@ -19,13 +19,12 @@ import numba
 import numpy as np
 import pytest
 
-from meio import envs
 import meio.envs.simulator
-from meio.envs.decentralised import DecentralisedVecEnv
+from meio import cli, envs
 from meio.agents.config import ConfigError, PPOConfig
+from meio.envs.decentralised import DecentralisedVecEnv
 from meio.envs.dynamics import PARALLEL_ROWS, step_kernel_serial
 from meio.envs.threads import ENV_VAR, default_threads, free_cores, resolve_threads
-from meio import cli
 
 ROWS = 256
 
@@ -44,7 +43,7 @@ def _quiet(fn, *args, **kwargs):
 
 def test_default_is_one_thread_and_the_serial_kernels():
     sim = envs.Simulator("general", n=ROWS)
-    assert ROWS >= PARALLEL_ROWS                      # big enough that more threads would go parallel
+    assert ROWS >= PARALLEL_ROWS  # big enough that more threads would go parallel
     assert sim.threads == 1 and not sim.parallel
     assert sim._step_kernel is step_kernel_serial
     assert resolve_threads() == 1
@@ -54,13 +53,13 @@ def test_env_variable_and_argument_override_the_default(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "2")
     from_env = _quiet(envs.Simulator, "general", n=ROWS)
     assert from_env.threads == 2 and from_env.parallel
-    explicit = envs.Simulator("general", n=ROWS, threads=1)          # the argument beats MEIO_THREADS
+    explicit = envs.Simulator("general", n=ROWS, threads=1)  # the argument beats MEIO_THREADS
     assert explicit.threads == 1 and not explicit.parallel
-    with default_threads(3):                                         # meio --threads beats MEIO_THREADS
+    with default_threads(3):  # meio --threads beats MEIO_THREADS
         assert resolve_threads() == 3
-        assert resolve_threads(1) == 1                               # ... and the argument beats it
-    assert resolve_threads() == 2                                    # the block restores the previous one
-    small = _quiet(envs.Simulator, "general", n=PARALLEL_ROWS - 1)   # small batches stay serial
+        assert resolve_threads(1) == 1  # ... and the argument beats it
+    assert resolve_threads() == 2  # the block restores the previous one
+    small = _quiet(envs.Simulator, "general", n=PARALLEL_ROWS - 1)  # small batches stay serial
     assert small.threads == 2 and not small.parallel
 
 
@@ -117,8 +116,14 @@ def test_training_config_field_validates_and_reaches_the_env(tmp_path, monkeypat
 
 @pytest.mark.parametrize("command", ["simulate", "baselines", "train", "evaluate", "benchmark", "sweep"])
 def test_every_simulating_command_has_the_option(command):
-    required = {"simulate": [], "baselines": [], "train": [], "evaluate": ["--model", "m"],
-                "benchmark": [], "sweep": ["--param", "p", "--values", "1"]}[command]
+    required = {
+        "simulate": [],
+        "baselines": [],
+        "train": [],
+        "evaluate": ["--model", "m"],
+        "benchmark": [],
+        "sweep": ["--param", "p", "--values", "1"],
+    }[command]
     args = cli.build_parser().parse_args([command, "--scenario", "ex61", *required, "--threads", "auto"])
     assert args.threads == "auto"
 
@@ -132,13 +137,49 @@ def test_cli_option_reaches_every_simulator_and_bad_values_exit_2(monkeypatch, c
         return resolved[-1]
 
     monkeypatch.setattr(meio.envs.simulator, "resolve_threads", spy)
-    assert cli.main(["baselines", "--scenario", "ex61", "--only", "local,optimised_installation", "--periods", "40",
-                     "--warmup", "5", "--replications", "2", "--search-periods", "40", "--search-replications", "2",
-                     "--threads", "3", "--json"]) == 0
-    assert len(resolved) >= 2 and set(resolved) == {3}               # evaluation and search simulators alike
-    assert real() == 1                                               # the command's setting ends with it
-    assert cli.main(["simulate", "--scenario", "ex61", "--levels", "plant=22,dc=12,retailer=6", "--periods", "30",
-                     "--threads", "0"]) == 2
+    assert (
+        cli.main(
+            [
+                "baselines",
+                "--scenario",
+                "ex61",
+                "--only",
+                "local,optimised_installation",
+                "--periods",
+                "40",
+                "--warmup",
+                "5",
+                "--replications",
+                "2",
+                "--search-periods",
+                "40",
+                "--search-replications",
+                "2",
+                "--threads",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert len(resolved) >= 2 and set(resolved) == {3}  # evaluation and search simulators alike
+    assert real() == 1  # the command's setting ends with it
+    assert (
+        cli.main(
+            [
+                "simulate",
+                "--scenario",
+                "ex61",
+                "--levels",
+                "plant=22,dc=12,retailer=6",
+                "--periods",
+                "30",
+                "--threads",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--threads: '0'" in capsys.readouterr().err
 
 
@@ -180,10 +221,11 @@ _PROBE = textwrap.dedent("""
 def probe(tmp_path_factory) -> tuple[dict, list[np.ndarray]]:
     path = tmp_path_factory.mktemp("threads") / "out.npz"
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    env["NUMBA_NUM_THREADS"] = "2"                  # a real pool of two, whatever the test run uses
+    env["NUMBA_NUM_THREADS"] = "2"  # a real pool of two, whatever the test run uses
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(path)], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(path)], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     with np.load(path) as data:
@@ -197,7 +239,7 @@ def test_one_thread_never_starts_the_pool(probe):
     assert not report["pool_after_1"]
     if report["tasks_before"] >= 0:
         assert report["tasks_after_1"] == report["tasks_before"]
-        assert report["tasks_after_2"] > report["tasks_before"]     # the count does see a pool when one starts
+        assert report["tasks_after_2"] > report["tasks_before"]  # the count does see a pool when one starts
     assert report["parallel_2"] and report["pool_after_2"]
 
 
@@ -206,4 +248,4 @@ def test_two_threads_equal_one_thread_bit_for_bit(probe):
     n = report["arrays"]
     for a, b in zip(arrays[:n], arrays[n:]):
         np.testing.assert_array_equal(a, b)
-    assert not all((a == 0).all() for a in arrays[:n])              # the rollout did something
+    assert not all((a == 0).all() for a in arrays[:n])  # the rollout did something

@@ -22,8 +22,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_factory import small_serial as serial
 
 from meio.baselines.run import BASELINE_NAMES
+from meio.cli import main
 from meio.envs.scenario import (
     MAX_ARRAY_BYTES,
     MAX_LEAD_TIME,
@@ -35,10 +37,6 @@ from meio.envs.scenario import (
     scenarios_dir,
 )
 from meio.envs.simulator import Simulator
-from meio.cli import main
-from scenario_factory import small_serial as serial
-
-
 
 
 def distribution() -> dict:
@@ -47,8 +45,10 @@ def distribution() -> dict:
     return {
         "name": "distribution",
         "nodes": [{"id": "warehouse", "holding_cost": 0.5}]
-        + [{"id": r, "holding_cost": 1.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": m}}
-           for r, m in means.items()],
+        + [
+            {"id": r, "holding_cost": 1.0, "backorder_cost": 9.0, "demand": {"dist": "poisson", "mean": m}}
+            for r, m in means.items()
+        ],
         "lanes": [{"from": "external", "to": "warehouse", "lead_time": 2}]
         + [{"from": "warehouse", "to": r, "lead_time": 1} for r in means],
     }
@@ -108,7 +108,11 @@ def test_a_bad_node_does_not_hide_a_bad_lane_nor_a_second_field_of_the_same_node
     d["lanes"][2]["lead_time"] = -1
     d["lanes"][0]["unit_cost"] = float("nan")
     assert [p for p, _ in errors_of(d)] == [
-        "nodes[1].holding_cost", "nodes[1].initial_inventory", "lanes[0].unit_cost", "lanes[2].lead_time"]
+        "nodes[1].holding_cost",
+        "nodes[1].initial_inventory",
+        "lanes[0].unit_cost",
+        "lanes[2].lead_time",
+    ]
 
 
 def test_consequences_of_one_mistake_are_not_reported_as_more_mistakes():
@@ -125,8 +129,10 @@ def test_consequences_of_one_mistake_are_not_reported_as_more_mistakes():
 def test_graph_errors_are_collected_per_node():
     d = serial()
     d["nodes"] += [{"id": "spare_a"}, {"id": "spare_b"}]
-    d["lanes"] += [{"from": "external", "to": "spare_a", "lead_time": 1},
-                   {"from": "external", "to": "spare_b", "lead_time": 1}]
+    d["lanes"] += [
+        {"from": "external", "to": "spare_a", "lead_time": 1},
+        {"from": "external", "to": "spare_b", "lead_time": 1},
+    ]
     assert [p for p, _ in errors_of(d)] == ["nodes[3]", "nodes[4]"]
 
 
@@ -151,7 +157,7 @@ lanes:
     assert yaml.safe_load(text)["nodes"][1]["holding_cost"] == 5
     with pytest.raises(ScenarioError) as info:
         load_scenario(write(tmp_path, text))
-    (where, message), = info.value.errors
+    ((where, message),) = info.value.errors
     assert where == "nodes[1].holding_cost"
     assert re.search(r"given twice in .*s\.yaml \(lines 7 and 8\)", message), message
 
@@ -165,7 +171,7 @@ nodes:
 lanes:
   - {from: external, to: retailer, lead_time: 1}
 """
-    with pytest.raises(ScenarioError) as info:          # only the unknown top-level key ``costs``
+    with pytest.raises(ScenarioError) as info:  # only the unknown top-level key ``costs``
         load_scenario(write(tmp_path, text))
     assert [p for p, _ in info.value.errors] == ["costs"]
 
@@ -184,7 +190,7 @@ def test_duplicate_keys_are_reported_with_the_other_errors(tmp_path, capsys):
 def test_poisson_mean_1e300_names_the_field():
     d = serial()
     d["nodes"][0]["demand"]["mean"] = 1e300
-    (where, message), = errors_of(d)
+    ((where, message),) = errors_of(d)
     assert where == "nodes[0].demand.mean"
     assert message.startswith("nodes[0].demand.mean: 1e+300 is too large") and f"{MAX_QUANTITY:g}" in message
 
@@ -192,29 +198,33 @@ def test_poisson_mean_1e300_names_the_field():
 def test_huge_initial_inventory_is_refused_not_inf_cost():
     d = serial()
     d["nodes"][1]["initial_inventory"] = 1e300
-    d["nodes"][2]["initial_inventory"] = 10**400            # float() of this int overflows
+    d["nodes"][2]["initial_inventory"] = 10**400  # float() of this int overflows
     assert [p for p, _ in errors_of(d)] == ["nodes[1].initial_inventory", "nodes[2].initial_inventory"]
     # the cost that would have been charged in the first period is inf in float64
     assert math.isinf(0.5 * 1e300 * 1e10)
 
 
-@pytest.mark.parametrize("lead_time, path", [
-    (10**9, "lanes[1].lead_time"),
-    ({"dist": "uniform_int", "low": 0, "high": 10**9}, "lanes[1].lead_time.high"),
-    ({"dist": "discrete", "values": [1, 10**9], "probs": [0.5, 0.5]}, "lanes[1].lead_time.values[1]"),
-], ids=["constant", "uniform", "discrete"])
+@pytest.mark.parametrize(
+    "lead_time, path",
+    [
+        (10**9, "lanes[1].lead_time"),
+        ({"dist": "uniform_int", "low": 0, "high": 10**9}, "lanes[1].lead_time.high"),
+        ({"dist": "discrete", "values": [1, 10**9], "probs": [0.5, 0.5]}, "lanes[1].lead_time.values[1]"),
+    ],
+    ids=["constant", "uniform", "discrete"],
+)
 def test_huge_lead_time_refused_before_allocation(lead_time, path):
     d = serial()
     d["lanes"][1]["lead_time"] = lead_time
     tracemalloc.start()
     try:
-        (where, message), = errors_of(d)
+        ((where, message),) = errors_of(d)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert where == path
     assert f"<= {MAX_LEAD_TIME}" in message and "pipeline" in message
-    assert peak < 50 * 2**20          # a 1e9-entry pipeline or support list was never built
+    assert peak < 50 * 2**20  # a 1e9-entry pipeline or support list was never built
 
 
 def test_many_long_lanes_exceed_the_memory_budget_naming_the_longest_lane():
@@ -224,35 +234,39 @@ def test_many_long_lanes_exceed_the_memory_budget_naming_the_longest_lane():
 
     d = distribution()
     for k, lane in enumerate(d["lanes"]):
-        lane["lead_time"] = MAX_LEAD_TIME - k                # each allowed alone
+        lane["lead_time"] = MAX_LEAD_TIME - k  # each allowed alone
     assert pipeline_bytes([lane["lead_time"] for lane in d["lanes"]]) < MAX_ARRAY_BYTES
     Scenario.from_dict(d)
     d["lanes"][0].pop("lead_time")
     d["lanes"][0]["modes"] = [{"name": f"m{i}", "lead_time": MAX_LEAD_TIME} for i in range(10)]
     assert pipeline_bytes([MAX_LEAD_TIME] * 10 + [9999, 9998, 9997]) > MAX_ARRAY_BYTES
-    (where, message), = errors_of(d)
+    ((where, message),) = errors_of(d)
     assert where == "lanes[0].lead_time"
     assert "at most 1 GiB" in message and "1024 copies" in message
 
 
 def test_poisson_mean_whose_table_is_too_large_names_the_demand():
     d = serial()
-    d["nodes"][0]["demand"]["mean"] = 1e9                     # below MAX_QUANTITY, table of ~1e9 entries
-    (where, message), = errors_of(d)
+    d["nodes"][0]["demand"]["mean"] = 1e9  # below MAX_QUANTITY, table of ~1e9 entries
+    ((where, message),) = errors_of(d)
     assert where == "nodes[0].demand"
     table_bytes = 8 * 1e9
     assert table_bytes > MAX_ARRAY_BYTES and "inverse-CDF table" in message and "normal or gamma" in message
 
 
-@pytest.mark.parametrize("demand", [
-    {"dist": "negative_binomial", "mean": 1e-300, "sd": 1.0},     # n = m^2 / (s^2 - m) underflows to 0
-    {"dist": "gamma", "mean": 1e-300, "sd": 1e12},                # scale s^2 / m overflows to inf
-    {"dist": "gamma", "mean": 1e12, "sd": 1e-300},                # shape (m / s)^2 overflows to inf
-], ids=["nbinom-n-zero", "gamma-scale-inf", "gamma-shape-inf"])
+@pytest.mark.parametrize(
+    "demand",
+    [
+        {"dist": "negative_binomial", "mean": 1e-300, "sd": 1.0},  # n = m^2 / (s^2 - m) underflows to 0
+        {"dist": "gamma", "mean": 1e-300, "sd": 1e12},  # scale s^2 / m overflows to inf
+        {"dist": "gamma", "mean": 1e12, "sd": 1e-300},  # shape (m / s)^2 overflows to inf
+    ],
+    ids=["nbinom-n-zero", "gamma-scale-inf", "gamma-shape-inf"],
+)
 def test_demand_whose_sampler_parameters_leave_float_range_names_the_sd(demand):
     d = serial()
     d["nodes"][0]["demand"] = demand
-    (where, message), = errors_of(d)
+    ((where, message),) = errors_of(d)
     assert where == "nodes[0].demand.sd" and "outside floating-point range" in message
 
 
@@ -261,8 +275,8 @@ def test_demand_whose_sampler_parameters_leave_float_range_names_the_sd(demand):
 # ------------------------------------------------------------------------------------------------
 def test_serial_capacity_below_mean_demand_names_the_lane_and_both_numbers():
     d = serial()
-    d["lanes"][1]["capacity"] = 3.5                          # plant -> dc must carry the retailer's 4
-    (where, message), = errors_of(d)
+    d["lanes"][1]["capacity"] = 3.5  # plant -> dc must carry the retailer's 4
+    ((where, message),) = errors_of(d)
     assert where == "lanes[1]"
     assert message.startswith("lanes[1] (plant -> dc): capacity 3.5 per period is below the mean demand of 4")
     d["lanes"][1]["capacity"] = 4.5
@@ -271,35 +285,37 @@ def test_serial_capacity_below_mean_demand_names_the_lane_and_both_numbers():
 
 def test_distribution_warehouse_carries_the_sum_of_its_retailers():
     d = distribution()
-    d["lanes"][0]["capacity"] = 11                           # each retailer alone is below 11; together 12
-    (where, message), = errors_of(d)
+    d["lanes"][0]["capacity"] = 11  # each retailer alone is below 11; together 12
+    ((where, message),) = errors_of(d)
     assert where == "lanes[0]" and "mean demand of 12 per period" in message
     assert "north 3, central 4, south 5" in message
     d["lanes"][0]["capacity"] = 12.5
     Scenario.from_dict(d)
-    d["nodes"][0]["capacity"] = 10                           # the warehouse's own shipping capacity
-    (where, message), = errors_of(d)
+    d["nodes"][0]["capacity"] = 10  # the warehouse's own shipping capacity
+    ((where, message),) = errors_of(d)
     assert where == "nodes[0].capacity" and "lanes[1] (warehouse -> north)" in message
 
 
 def test_assembly_ratio_and_outages_and_modes_in_the_capacity_check():
     d = serial()
-    d["nodes"][1]["bom"] = {"plant": 2}                      # 2 plant units per dc unit: the lane carries 8
+    d["nodes"][1]["bom"] = {"plant": 2}  # 2 plant units per dc unit: the lane carries 8
     d["lanes"][1]["capacity"] = 7
-    (where, message), = errors_of(d)
+    ((where, message),) = errors_of(d)
     assert where == "lanes[1]" and "mean demand of 8" in message
     d["lanes"][1]["capacity"] = 9
-    d["lanes"][2]["capacity"] = 10                           # up 1 / (1 + 0.25 * 2) = 2/3 of the time: 6.67
+    d["lanes"][2]["capacity"] = 10  # up 1 / (1 + 0.25 * 2) = 2/3 of the time: 6.67
     d["lanes"][2]["disruption"] = {"start_probability": 0.25, "mean_duration": 2}
-    (where, message), = errors_of(d)
+    ((where, message),) = errors_of(d)
     assert where == "lanes[2]" and "capacity 6.66667 per period (after outages)" in message
     d["lanes"][2].pop("capacity")
     d["lanes"][2].pop("lead_time")
-    d["lanes"][2]["modes"] = [{"name": "slow", "lead_time": 2, "capacity": 5},
-                              {"name": "fast", "lead_time": 1, "capacity": 5}]
-    (where, message), = errors_of(d)                          # 10 per period, 6.67 when up
+    d["lanes"][2]["modes"] = [
+        {"name": "slow", "lead_time": 2, "capacity": 5},
+        {"name": "fast", "lead_time": 1, "capacity": 5},
+    ]
+    ((where, message),) = errors_of(d)  # 10 per period, 6.67 when up
     assert where == "lanes[2]"
-    d["lanes"][2]["modes"][1].pop("capacity")                # an uncapacitated mode makes it fine
+    d["lanes"][2]["modes"][1].pop("capacity")  # an uncapacitated mode makes it fine
     Scenario.from_dict(d)
 
 
@@ -307,8 +323,8 @@ def test_alternative_suppliers_add_up_and_an_uncapacitated_one_makes_it_fine():
     d = serial()
     d["lanes"].append({"from": "plant", "to": "retailer", "lead_time": 2, "capacity": 1})
     d["nodes"][0]["sourcing"] = "alternative"
-    d["lanes"][0]["capacity"] = 2                            # 2 + 1 < 4
-    (where, message), = errors_of(d)
+    d["lanes"][0]["capacity"] = 2  # 2 + 1 < 4
+    ((where, message),) = errors_of(d)
     assert where == "nodes[0]" and "lanes[0] (dc -> retailer), lanes[3] (plant -> retailer)" in message
     assert "at most 3 per period together" in message
     d["lanes"][0].pop("capacity")
@@ -346,7 +362,7 @@ def test_summary_names_every_node_lane_and_baseline(name, capsys):
 def test_summary_says_which_baselines_apply(capsys):
     assert main(["validate", "ex61"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^  clark_scarf +applies$", out, re.M)        # a serial chain with backorders
+    assert re.search(r"^  clark_scarf +applies$", out, re.M)  # a serial chain with backorders
     assert re.search(r"^  service_target +skipped: .*no service_target", out, re.M)
     assert main(["validate", "general"]) == 0
     out = capsys.readouterr().out
@@ -355,8 +371,12 @@ def test_summary_says_which_baselines_apply(capsys):
 
 def test_every_shipped_scenario_validates():
     for name in list_scenarios():
-        assert Scenario.from_dict(yaml.safe_load((scenarios_dir() / f"{name}.yaml").read_text()),
-                                  base_dir=scenarios_dir()).name == name
+        assert (
+            Scenario.from_dict(
+                yaml.safe_load((scenarios_dir() / f"{name}.yaml").read_text()), base_dir=scenarios_dir()
+            ).name
+            == name
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,12 +384,41 @@ def test_every_shipped_scenario_validates():
 # ------------------------------------------------------------------------------------------------
 _SHIPPED = {name: load_scenario(name).to_dict() for name in list_scenarios()}
 
-_BAD_VALUES = st.sampled_from([
-    None, True, "x", "", [], {}, [1, 2], {"a": 1}, -1, -0.5, 0, 1, 2.5, 1e-300, 5e-324, 3, 7,
-    float("nan"), float("inf"), -float("inf"), 1e300, 10**400, 1e13, 1e12, 1e9, 10**9, MAX_LEAD_TIME,
-    {"dist": "poisson", "mean": 1e300}, {"dist": "uniform_int", "low": 0, "high": 10**9},
-    {"dist": "negative_binomial", "mean": 1e-300, "sd": 1}, {"dist": "gamma", "mean": 1e-12, "sd": 1e12},
-])
+_BAD_VALUES = st.sampled_from(
+    [
+        None,
+        True,
+        "x",
+        "",
+        [],
+        {},
+        [1, 2],
+        {"a": 1},
+        -1,
+        -0.5,
+        0,
+        1,
+        2.5,
+        1e-300,
+        5e-324,
+        3,
+        7,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        1e300,
+        10**400,
+        1e13,
+        1e12,
+        1e9,
+        10**9,
+        MAX_LEAD_TIME,
+        {"dist": "poisson", "mean": 1e300},
+        {"dist": "uniform_int", "low": 0, "high": 10**9},
+        {"dist": "negative_binomial", "mean": 1e-300, "sd": 1},
+        {"dist": "gamma", "mean": 1e-12, "sd": 1e12},
+    ]
+)
 
 
 def _places(tree: Any, path: tuple = ()) -> list[tuple]:

@@ -1,0 +1,997 @@
+"""HDPO: policies trained by gradient descent through the differentiable twin of the period.
+
+Hindsight differentiable policy optimisation (Alvo, Russo & Kanoria 2023, "Neural inventory
+control in networks via hindsight differentiable policy optimization", arXiv:2306.11246): a batch
+of ``B`` trajectories of ``T`` periods is simulated from the scenario's start on common random
+numbers (demand and lead-time draws fixed before the policy acts, :func:`meio.envs.twin.draw_block`),
+the policy's orders go through the twin's period (:mod:`meio.envs.twin`, piecewise linear in the
+orders), and the loss
+
+    J(theta) = 1 / (B (T - w)) sum_b sum_{t >= w} c_t^b(theta)
+
+(the mean cost per period after a warm-up of ``w`` periods) is differentiated by autograd with
+respect to the network's parameters ``theta`` and minimised with Adam. No value function, no
+likelihood ratio: the gradient is the pathwise (hindsight) gradient of the sampled cost.
+
+Reads top to bottom:
+
+1. :class:`HDPOConfig` (pydantic, ``configs/hdpo/*.yaml``), :func:`load_hdpo_config`;
+2. :class:`HDPONet`: features of a :class:`~meio.envs.twin.TwinState` scaled by mean demand, a
+   multilayer perceptron (optionally one shared per role), and outputs feasible by construction
+   (order-up-to targets or capped orders);
+3. :class:`HDPOPolicy`: the project's policy face (``act(sim)``) around a network, save/load;
+4. :func:`train_hdpo`: the loop, evaluation on fixed seeds with early stopping, ``best/``,
+   ``final/``, ``checkpoints/ITER/`` for resuming.
+
+The run folder follows PPO's (``meio.agents.train``): ``config.yaml`` (with ``algo: hdpo``),
+``tb/``, ``evaluations.csv`` (same columns; ``steps`` counts iterations), ``best/``, ``final/``,
+``checkpoints/ITER/``, each saved folder written whole or not at all
+(:func:`meio.agents.policy.folder_written_whole`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from meio.agents.config import ConfigError
+from meio.agents.policy import META_FILE, checkpoint_steps, folder_written_whole, manifest_problem, read_json
+from meio.agents.train import EVAL_COLUMNS, TrainResult, _trim_evaluations, selection_cost
+from meio.envs.dynamics import COST_NAMES
+from meio.envs.hints import did_you_mean
+from meio.envs.metrics import evaluate
+from meio.envs.policies import primary_slots
+from meio.envs.resolve import ScenarioLike, resolve
+from meio.envs.run_settings import RUN_SETTINGS, check_run_settings
+from meio.envs.scenario import ScenarioError, read_yaml
+from meio.envs.simulator import Simulator
+from meio.envs.threads import parse_threads
+from meio.envs.topology import Topology
+from meio.envs.twin import TwinParams, TwinState, draw_block, initial_state, rollout, state_from_simulator
+
+__all__ = ["HDPOConfig", "HDPONet", "HDPOPolicy", "hdpo_configs_dir", "load_hdpo_config", "train_hdpo"]
+
+#: Files of a saved HDPO agent (``best/``, ``final/``, ``checkpoints/ITER/``).
+WEIGHTS_FILE = "policy.pt"
+#: Checkpoint-only files: the optimiser's state (tensors) and the loop's state (JSON).
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+#: Config fields a resumed run may change: they change the budget or the speed, never a step.
+RESUMABLE_CHANGES = ("iterations", "patience", "threads", "torch_threads", "description")
+#: Sanity limits against typing slips (not modelling rules).
+MAX_LAYER = 65_536
+MAX_ROWS = 10**6
+MAX_ITERATIONS = 10**9
+_OWN_ERROR = "meio_hdpo_config"
+_THREADS_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*([Aa][Uu][Tt][Oo]|0*[1-9][0-9]*)\s*$"},
+        {"type": "null"},
+    ]
+}
+#: Training row seeds are drawn below this bound (the simulator's streams take 32-bit seeds).
+_SEED_TOP = 2**31 - 1
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config
+# ------------------------------------------------------------------------------------------------
+class HDPOConfig(BaseModel):
+    """Hyper-parameters of :func:`train_hdpo`. Defaults follow the serial-system recipe of Alvo,
+    Russo & Kanoria (2023, their ``vanilla_serial`` and ``serial_system`` settings: Adam at
+    ``1e-2``, two hidden layers of 32 ELU units, 50-period trajectories with 30 ignored) scaled to
+    a small CPU budget."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, title="meio HDPO training config"
+    )
+
+    iterations: int = Field(
+        600,
+        ge=1,
+        le=MAX_ITERATIONS,
+        description=("Gradient steps of the whole run (one batch of simulated trajectories each)."),
+    )
+    batch_size: int = Field(
+        256,
+        ge=1,
+        le=MAX_ROWS,
+        description=("Trajectories per gradient step B (rows of common random numbers, fresh per step)."),
+    )
+    horizon: int = Field(
+        60, ge=2, le=100_000, description=("Periods T simulated per trajectory, from the scenario's initial state.")
+    )
+    warmup: int = Field(
+        20,
+        ge=0,
+        le=100_000,
+        description=("First w periods of each trajectory left out of the loss (the start-up transient); w < horizon."),
+    )
+    learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Adam learning rate.")
+    grad_clip: float = Field(10.0, gt=0.0, description="Clip of the gradient's global L2 norm.")
+    architecture: Literal["auto", "echelon", "installation", "quantity"] = Field(
+        "auto",
+        description=(
+            "echelon: the network sets echelon order-up-to targets, order max(target - echelon position, 0) "
+            "(every node one supplier); installation: installation order-up-to targets on each node's primary "
+            "slots; quantity: capped orders on every slot, quantity_cap x mean demand x sigmoid; auto: echelon "
+            "where it applies, else installation."
+        ),
+    )
+    hidden: tuple[Annotated[int, Field(ge=1, le=MAX_LAYER)], ...] = Field(
+        (32, 32),
+        max_length=16,
+        description=("Hidden layer sizes of the network(s); [] is a linear map of the features."),
+    )
+    activation: Literal["elu", "tanh", "relu"] = Field("elu", description="Activation of the hidden layers.")
+    share_roles: bool = Field(
+        False,
+        description=(
+            "Nodes of one role (same suppliers, same number of slots in, both with or both without customers "
+            "and children: e.g. the retailers of one warehouse) share one network, fed with the whole state "
+            "plus the node's own features and parameters (costs, lead time, mean demand)."
+        ),
+    )
+    quantity_cap: float = Field(
+        4.0,
+        gt=0.0,
+        le=1e6,
+        description=(
+            "architecture quantity: the most a slot orders, in multiples of the mean demand through its node."
+        ),
+    )
+    dtype: Literal["float32", "float64"] = Field("float32", description="Precision of the twin and the network.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Device of the training rollouts.")
+    eval_every: int = Field(
+        50,
+        ge=0,
+        le=MAX_ITERATIONS,
+        description=("Evaluate every this many iterations in the simulator (0: only at the end)."),
+    )
+    eval_periods: int = Field(
+        2_000,
+        ge=20,
+        le=RUN_SETTINGS["periods"][1],
+        description=("Periods per evaluation replication (after eval_warmup)."),
+    )
+    eval_warmup: int = Field(
+        100, ge=0, le=RUN_SETTINGS["warmup"][1], description=("Warm-up periods discarded in evaluations.")
+    )
+    eval_replications: int = Field(
+        4,
+        ge=2,
+        le=RUN_SETTINGS["replications"][1],
+        description=("Evaluation replications, seeds eval_seed, eval_seed + 1, ... (never used for training)."),
+    )
+    eval_seed: int = Field(10_000, ge=0, le=RUN_SETTINGS["seed"][1], description="First evaluation seed.")
+    patience: int = Field(
+        0,
+        ge=0,
+        le=MAX_ITERATIONS,
+        description=("Early stopping: stop after this many evaluations in a row without a new best (0: never)."),
+    )
+    checkpoint_every: int = Field(
+        100, ge=0, le=MAX_ITERATIONS, description=("Save a checkpoint every this many iterations (0: only at the end).")
+    )
+    torch_threads: int = Field(1, ge=1, le=1024, description="Threads of PyTorch (1 suits small, busy machines).")
+    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(_THREADS_SCHEMA)] = Field(
+        None,
+        description=("Threads of the evaluation simulator's step (meio.envs.threads); null: MEIO_THREADS, else 1."),
+    )
+    description: str = Field("", description="Free text: what the config is for and the budget it needs.")
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _layers_from_list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse_threads(value, "threads")
+        except ValueError as exc:
+            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": str(exc)}) from None
+
+    @model_validator(mode="after")
+    def _fields_agree(self) -> HDPOConfig:
+        problems = []
+        if self.warmup >= self.horizon:
+            problems.append(
+                f"warmup: {self.warmup} is not below horizon {self.horizon}; the loss needs periods after the warm-up"
+            )
+        try:
+            check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
+        except ValueError as exc:
+            problems.append(f"eval_periods, eval_replications: {exc}")
+        if problems:
+            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name (``hidden`` as a list): what a run's ``config.yaml`` stores."""
+        out = self.model_dump()
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> HDPOConfig:
+        """Check ``data`` and fill in the defaults; :class:`ConfigError` lists every problem, by field."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config: expected a mapping of hyper-parameters, got {type(data).__name__}")
+        data = dict(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _hdpo_config_error(exc, data) from None
+
+    def replace(self, **changes: Any) -> HDPOConfig:
+        """A checked copy with ``changes`` (``None`` keeps a value)."""
+        return HDPOConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+def _hdpo_config_error(exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
+    """pydantic's errors as ``field: value ... rule`` messages.
+
+    ``meio.agents.config._config_error`` cannot be reused: its rule lookup reads
+    ``PPOConfig.model_fields`` by name, so it fails on any other model's fields. This uses
+    pydantic's own wording of the rule instead.
+    """
+    names = list(HDPOConfig.model_fields)
+    unknown: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if error["type"] in ("extra_forbidden", "invalid_key"):
+            key = str(loc[0]) if loc else str(error["input"])
+            unknown.append((key, f"{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names)}"))
+        elif error["type"] == _OWN_ERROR:
+            found.extend((line.split(": ", 1)[0], line) for line in error["msg"].splitlines())
+        elif loc and str(loc[0]) not in seen:
+            name = str(loc[0])
+            seen.add(name)
+            value = data[name] if name in data else error["input"]
+            rule = error["msg"].replace("Input should", "it should", 1)
+            found.append((name, f"{name}: {value!r} is not accepted: {rule}"))
+    return ConfigError(errors=unknown + found)
+
+
+def hdpo_configs_dir() -> Path:
+    """Folder of the shipped HDPO configs (``configs/hdpo``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("meio.configs"))) / "hdpo"
+
+
+def load_hdpo_config(name_or_path: str | Path | None) -> HDPOConfig:
+    """A shipped config by name (``configs/hdpo/NAME.yaml``), a YAML file by path, or the defaults."""
+    if name_or_path is None:
+        return HDPOConfig()
+    path = Path(name_or_path)
+    if not path.is_file():
+        shipped = hdpo_configs_dir() / f"{name_or_path}.yaml"
+        if not shipped.is_file():
+            names = sorted(p.stem for p in hdpo_configs_dir().glob("*.yaml"))
+            raise ConfigError(
+                f"config: {str(name_or_path)!r} is neither a file nor a shipped HDPO config; "
+                f"shipped: {', '.join(names)}"
+            )
+        path = shipped
+    try:
+        data = read_yaml(path.read_text(), str(path))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    except ScenarioError as exc:
+        raise ConfigError(f"config: {path}: {exc}") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config: {path} must hold a mapping of hyper-parameters, got {type(data).__name__}")
+    return HDPOConfig.from_dict(data)
+
+
+# ------------------------------------------------------------------------------------------------
+# The network
+# ------------------------------------------------------------------------------------------------
+def _mlp(n_in: int, n_out: int, hidden: tuple[int, ...], activation: str) -> torch.nn.Sequential:
+    act = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
+    layers: list[torch.nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), act()]
+        width = h
+    last = torch.nn.Linear(width, n_out)
+    # A small last layer: the first policy is close to the constant targets the offsets give
+    # (a base-stock rule), and the network learns the state dependence from there.
+    with torch.no_grad():
+        last.weight.mul_(0.1)
+        last.bias.zero_()
+    layers.append(last)
+    return torch.nn.Sequential(*layers)
+
+
+def _echelon_lead(topo: Topology) -> np.ndarray:
+    """``L^e_j``: mean lead time into ``j`` plus the longest such sum on a path down from ``j``."""
+    lead = topo.lead_in()
+    total = lead.copy()
+    for j in reversed(range(topo.n_nodes)):  # topological order: children come later
+        children = [int(d) for s, d in zip(topo.lane_src, topo.lane_dst) if int(s) == j]
+        if children:
+            total[j] = lead[j] + max(total[c] for c in children)
+    return total
+
+
+class HDPONet(torch.nn.Module):
+    """Orders ``(B, S)`` from a :class:`~meio.envs.twin.TwinState`, feasible by construction.
+
+    Features, each node's quantities divided by ``mu_j`` (mean demand through node ``j``,
+    ``Topology.throughput``): on hand ``I_j``, customer backorders ``B_j``, owed to customers,
+    inbound (in transit and owed by suppliers), component stock, installation position and, where
+    every node has one supplier, the echelon position (Clark & Scarf 1960); the pipeline of every
+    slot by periods until arrival and its open obligations; supplier outages.
+
+    Outputs, ``z`` from the network plus a fixed offset ``b`` (so that the untrained policy is a
+    sensible base-stock rule: target ``mu_j (L_j + 1)``):
+
+    * ``echelon``: ``S^e_j = mu_j softplus(z_j + b_j)``, order ``max(S^e_j - IP^e_j, 0)``;
+    * ``installation``: ``S_j = mu_j softplus(z_j + b_j)``, order on each primary slot ``s``
+      ``max(r_s S_j - IP_s, 0)`` (``r_s`` the bill of materials; ``IP_s`` as
+      :func:`meio.envs.dynamics.inventory_positions`);
+    * ``quantity``: ``q_s = c mu_j r_s sigmoid(z_s + b_s)`` on every slot (``c`` = ``quantity_cap``).
+
+    A short supplier rations by the scenario's allocation rule inside the twin and the simulator.
+    """
+
+    def __init__(self, topo: Topology, cfg: HDPOConfig) -> None:
+        super().__init__()
+        arch = cfg.architecture
+        single = topo.node_with_several_suppliers() is None
+        if arch == "auto":
+            arch = "echelon" if single else "installation"
+        if arch == "echelon" and not single:
+            raise ValueError(
+                f"architecture: echelon needs every node to have one supplier; "
+                f"{topo.node_with_several_suppliers()!r} of {topo.scenario.name!r} has several "
+                "(use installation or quantity)"
+            )
+        self.arch = arch
+        n, s_n, m = topo.n_nodes, topo.n_slots, topo.n_lanes
+        self.n_nodes, self.n_slots, self.pipe_len = n, s_n, int(topo.pipe_len)
+        mu = np.asarray(topo.throughput, dtype=float)
+        mu = np.where(mu > 0, mu, max(float(mu.max(initial=0.0)), 1.0))
+        is_comp = topo.lane_is_component[topo.slot_lane].astype(bool)
+        bom = topo.lane_bom[topo.slot_lane].astype(float)
+        a_in = np.zeros((s_n, n))  # slot -> its node (ordinary slots)
+        a_in[np.arange(s_n), topo.slot_dst] = ~is_comp
+        a_all = np.zeros((s_n, n))
+        a_all[np.arange(s_n), topo.slot_dst] = 1.0
+        a_out = np.zeros((s_n, n))  # slot -> its supplying node
+        internal = topo.slot_src >= 0
+        a_out[np.flatnonzero(internal), topo.slot_src[internal]] = 1.0
+        lane_of = np.zeros((s_n, m))
+        lane_of[np.arange(s_n), topo.slot_lane] = 1.0
+        raw_in = np.zeros((m, n))
+        raw_in[np.arange(m), topo.lane_dst] = 1.0
+
+        def f(a: Any) -> torch.Tensor:
+            return torch.tensor(np.asarray(a, dtype=float), dtype=torch.float64)
+
+        # Derived from the topology every time the network is built: not part of the saved weights.
+        for name, value in dict(
+            mu=mu,
+            a_in=a_in,
+            a_all=a_all,
+            a_out=a_out,
+            lane_of=lane_of,
+            raw_in=raw_in,
+            bom=bom,
+            is_comp=is_comp.astype(float),
+            slot_mu=mu[topo.slot_dst],
+            desc=topo.descendants() if single else np.eye(n),
+        ).items():
+            self.register_buffer(name, f(value), persistent=False)
+        # index tensors built once: a Python list as an index would become a tensor on every call
+        self.register_buffer("slot_dst", torch.tensor(np.array(topo.slot_dst), dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "slot_lane_idx", torch.tensor(np.array(topo.slot_lane), dtype=torch.long), persistent=False
+        )
+        self.echelon_ok = single
+        primary = primary_slots(topo)
+        self.primary = primary.tolist()
+        # outputs: one per node (targets) or one per slot into the node (quantity)
+        if arch == "quantity":
+            out_slots = [[int(s) for s in topo.slots_into(j)] for j in range(n)]
+        else:
+            out_slots = [[int(s) for s in primary if topo.slot_dst[s] == j] for j in range(n)]
+        self.node_outputs = [len(out_slots[j]) if arch == "quantity" else 1 for j in range(n)]
+        lead = topo.lead_in()
+        guess = lead + 1.0
+        if arch == "echelon":
+            guess = _echelon_lead(topo) + 1.0
+        offsets = []
+        for j in range(n):
+            if arch == "quantity":
+                p = min(1.0 / cfg.quantity_cap, 0.5)
+                offsets += [math.log(p / (1 - p))] * self.node_outputs[j]
+            else:
+                offsets.append(math.log(math.expm1(float(guess[j]))))
+        self.register_buffer("offset", f(offsets), persistent=False)
+        # roles: nodes with the same suppliers, slots in, customers and children
+        has_children = np.isin(np.arange(n), topo.lane_src)
+        role: dict[tuple, list[int]] = {}
+        for j in range(n):
+            parents = tuple(
+                sorted(
+                    int(topo.lane_src[lane]) for lane in topo.in_lanes[topo.in_lane_ptr[j] : topo.in_lane_ptr[j + 1]]
+                )
+            )
+            key = (parents, self.node_outputs[j], bool(topo.demand_col[j] >= 0), bool(has_children[j]))
+            role.setdefault(key, []).append(j)
+        groups = [g for g in role.values() if len(g) > 1] if cfg.share_roles else []
+        shared = {j for g in groups for j in g}
+        self.own_nodes = [j for j in range(n) if j not in shared]
+        self.groups = groups
+        p_max = max(float(np.max(topo.penalty, initial=0.0)), 1e-9)
+        h_max = max(float(np.max(topo.holding, initial=0.0)), 1e-9)
+        node_params = np.stack(
+            [topo.holding / h_max, topo.penalty / p_max, lead / max(float(lead.max()), 1.0), mu / mu.mean()], 1
+        )
+        self.register_buffer("node_params", f(node_params), persistent=False)
+        self.n_node_feats = 7
+        n_feat = n * self.n_node_feats + s_n * self.pipe_len + len(topo.dis_start)
+        self.n_features = n_feat
+        self.own = (
+            _mlp(n_feat, sum(self.node_outputs[j] for j in self.own_nodes), cfg.hidden, cfg.activation)
+            if self.own_nodes
+            else None
+        )
+        self.shared = torch.nn.ModuleList(
+            _mlp(n_feat + self.n_node_feats + node_params.shape[1], self.node_outputs[g[0]], cfg.hidden, cfg.activation)
+            for g in groups
+        )
+        # where each node's outputs go in the flat output vector (node order)
+        starts = np.concatenate([[0], np.cumsum(self.node_outputs)]).astype(int)
+        self.node_slice = [(int(starts[j]), int(starts[j + 1])) for j in range(n)]
+        self.out_slots = out_slots
+        # One entry per ordering slot: its output column, node, slot and scale (units per output):
+        # c mu_j r_s for capped orders, mu_j for echelon targets, mu_j r_s for installation targets.
+        entries = [
+            (self.node_slice[j][0] + (i if arch == "quantity" else 0), j, s_, self._scale(arch, cfg, mu, bom, j, s_))
+            for j in range(n)
+            for i, s_ in enumerate(out_slots[j])
+        ]
+        self.register_buffer("out_z", torch.tensor([e[0] for e in entries], dtype=torch.long), persistent=False)
+        self.register_buffer("out_node", torch.tensor([e[1] for e in entries], dtype=torch.long), persistent=False)
+        self.register_buffer("out_slot", torch.tensor([e[2] for e in entries], dtype=torch.long), persistent=False)
+        self.register_buffer("out_scale", f([e[3] for e in entries]), persistent=False)
+
+    @staticmethod
+    def _scale(arch: str, cfg: HDPOConfig, mu: np.ndarray, bom: np.ndarray, j: int, s: int) -> float:
+        if arch == "quantity":
+            return float(cfg.quantity_cap * mu[j] * bom[s])
+        return float(mu[j] if arch == "echelon" else mu[j] * bom[s])
+
+    # ---- positions and features ----------------------------------------------------------------
+    def positions(self, state: TwinState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``(slot positions (B, S), node positions (B, N), echelon positions (B, N), parts)``,
+        as :meth:`Simulator.positions` and :meth:`Simulator.echelon_positions` define them
+        (``docs/model.md``); echelon positions are zeros where a node has several suppliers."""
+        dt = state.on_hand.dtype
+        bufs = {
+            k: getattr(self, k).to(dt)
+            for k in ("a_in", "a_all", "a_out", "lane_of", "raw_in", "bom", "is_comp", "desc")
+        }
+        pipe = state.pipe.sum(2)
+        owed = state.owed.sum(2)
+        inflow = pipe + owed
+        owed_out = owed @ bufs["a_out"]
+        net = state.on_hand - state.cust_bo - owed_out
+        node_in = inflow @ bufs["a_in"]
+        node_ip = net + node_in
+        lane_in = inflow @ bufs["lane_of"]
+        dst = self.slot_dst
+        lanes = self.slot_lane_idx
+        comp_ip = state.raw[:, lanes] + lane_in[:, lanes] + bufs["bom"] * net[:, dst]
+        slot_ip = torch.where(bufs["is_comp"] > 0, comp_ip, node_ip[:, dst])
+        raw_node = state.raw @ bufs["raw_in"]
+        if self.echelon_ok:
+            physical = state.on_hand + pipe @ bufs["a_all"] + raw_node - state.cust_bo
+            echelon = physical @ bufs["desc"].T + owed @ bufs["a_all"]
+        else:
+            echelon = torch.zeros_like(node_ip)
+        parts = {"owed_out": owed_out, "node_in": node_in, "raw_node": raw_node, "owed": owed}
+        return slot_ip, node_ip, echelon, parts
+
+    def features(self, state: TwinState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(global features (B, F), per-node features (B, N, 7), slot positions, echelon positions)``."""
+        slot_ip, node_ip, echelon, parts = self.positions(state)
+        dt = state.on_hand.dtype
+        mu = self.mu.to(dt)
+        per_node = (
+            torch.stack(
+                [
+                    state.on_hand,
+                    state.cust_bo,
+                    parts["owed_out"],
+                    parts["node_in"],
+                    parts["raw_node"],
+                    node_ip,
+                    echelon,
+                ],
+                2,
+            )
+            / mu[None, :, None]
+        )
+        pipe = state.pipe / self.slot_mu.to(dt)[None, :, None]
+        owed = parts["owed"] / self.slot_mu.to(dt)
+        glob = torch.cat([per_node.flatten(1), pipe[:, :, 1:].flatten(1), owed, state.down.to(dt)], 1)
+        return glob, per_node, slot_ip, echelon
+
+    def forward(self, state: TwinState) -> torch.Tensor:
+        glob, per_node, slot_ip, echelon = self.features(state)
+        dt = state.on_hand.dtype
+        w_dt = next(self.parameters()).dtype
+        x = glob.to(w_dt)
+        b = x.shape[0]
+        cols: list[torch.Tensor | None] = [None] * self.n_nodes
+        if self.own is not None:
+            z = self.own(x)
+            k = 0
+            for j in self.own_nodes:
+                cols[j] = z[:, k : k + self.node_outputs[j]]
+                k += self.node_outputs[j]
+        for net, group in zip(self.shared, self.groups):
+            own = torch.cat([per_node[:, group].to(w_dt), self.node_params[group].to(w_dt)[None].expand(b, -1, -1)], 2)
+            inp = torch.cat([x[:, None].expand(-1, len(group), -1), own], 2)
+            z = net(inp)  # (B, G, k)
+            for i, j in enumerate(group):
+                cols[j] = z[:, i]
+        z = torch.cat([c for c in cols if c is not None], 1).to(dt) + self.offset.to(dt)
+        orders = torch.zeros(b, self.n_slots, dtype=dt, device=z.device)
+        if self.out_slot.numel() == 0:
+            return orders
+        zk = z[:, self.out_z]
+        scale = self.out_scale.to(dt)
+        if self.arch == "quantity":
+            q = torch.sigmoid(zk) * scale
+        elif self.arch == "echelon":
+            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - echelon[:, self.out_node], min=0.0)
+        else:
+            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - slot_ip[:, self.out_slot], min=0.0)
+        return orders.index_copy(1, self.out_slot, q)
+
+
+# ------------------------------------------------------------------------------------------------
+# The policy face
+# ------------------------------------------------------------------------------------------------
+class HDPOPolicy:
+    """A trained HDPO network that orders for every row of a simulator (``act(sim) -> (n, S)``).
+
+    The simulator's state (its public arrays) is copied into a :class:`~meio.envs.twin.TwinState`
+    in the network's precision (:func:`meio.envs.twin.state_from_simulator`), the network maps it
+    to orders, rounded where the scenario has ``integer_orders``. The network is rebuilt for
+    the simulator's topology (its scales and offsets come from the scenario) and the saved weights
+    loaded into it; a scenario of another shape is refused naming both.
+    """
+
+    def __init__(
+        self, weights: Mapping[str, torch.Tensor], cfg: HDPOConfig, name: str = "hdpo", trained_on: str | None = None
+    ) -> None:
+        self.weights = {k: v.detach().clone().cpu() for k, v in weights.items()}
+        self.cfg = cfg
+        self.name = name
+        self.trained_on = trained_on
+        self._built: dict[int, tuple[HDPONet, TwinParams]] = {}
+
+    def _for(self, sim: Simulator) -> tuple[HDPONet, TwinParams]:
+        key = id(sim.topology)
+        if key not in self._built:
+            topo = sim.topology
+            try:
+                net = HDPONet(topo, self.cfg).to(torch.float64 if self.cfg.dtype == "float64" else torch.float32)
+            except ValueError as exc:
+                raise ValueError(f"scenario: {topo.scenario.name!r}: {exc}") from None
+            try:
+                net.load_state_dict(self.weights, strict=True)
+            except RuntimeError:
+                on = f" on {self.trained_on!r}" if self.trained_on else ""
+                raise ValueError(
+                    f"scenario: {topo.scenario.name!r} ({topo.n_nodes} nodes, {topo.n_slots} slots) "
+                    f"does not fit the network {self.name!r} trained{on}; use a scenario with the "
+                    "same network"
+                ) from None
+            net.eval()
+            # The state in the network's precision: the features and positions are then computed
+            # as in training, without a conversion per call.
+            params = TwinParams.from_topology(topo, dtype=next(net.parameters()).dtype, fixed_costs="count")
+            self._built = {key: (net, params)}
+        return self._built[key]
+
+    def check(self, sim: Simulator) -> None:
+        """Refuse ``sim``'s scenario if the network does not fit it."""
+        self._for(sim)
+
+    def act(self, sim: Simulator) -> np.ndarray:
+        net, params = self._for(sim)
+        with torch.no_grad():
+            orders = net(state_from_simulator(sim, params)).to(torch.float64).numpy()
+        if sim.topology.integer_orders:
+            orders = np.rint(orders)
+        return orders
+
+    # ---- saving and loading ---------------------------------------------------------------------
+    def save(self, folder: Path, meta: Mapping[str, Any]) -> None:
+        """Write the agent whole or not at all: ``policy.pt`` (a state_dict), ``meta.json``."""
+        with folder_written_whole(Path(folder)) as tmp:
+            self.save_into(tmp, meta)
+
+    def save_into(self, folder: Path, meta: Mapping[str, Any]) -> None:
+        torch.save(self.weights, folder / WEIGHTS_FILE)
+        (folder / META_FILE).write_text(json.dumps({**meta, "algo": "hdpo", "config": self.cfg.to_dict()}, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path, name: str = "hdpo") -> HDPOPolicy:
+        folder = Path(folder)
+        for f in (WEIGHTS_FILE, META_FILE):
+            if not (folder / f).is_file():
+                raise FileNotFoundError(
+                    f"model: {folder} has no {f}; expected a saved HDPO agent (best/, final/ "
+                    "or checkpoints/ITER/ of a run folder)"
+                )
+        problem = manifest_problem(folder)
+        if problem is not None:
+            raise ValueError(f"model: {folder} is damaged: {problem}")
+        meta = read_json(folder / META_FILE, "model")
+        if not isinstance(meta, dict) or meta.get("algo") != "hdpo":
+            raise ValueError(f"model: {folder / META_FILE} does not say algo: hdpo; it is not a saved HDPO agent")
+        try:
+            cfg = HDPOConfig.from_dict(meta.get("config"))
+        except ConfigError as exc:
+            raise ValueError(f"model: {folder / META_FILE}: config: {exc}") from None
+        try:
+            # weights_only: a state_dict is tensors in plain containers; no pickled code runs
+            weights = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            raise ValueError(
+                f"model: {folder / WEIGHTS_FILE} is not a readable state_dict ({type(exc).__name__}: {exc})"
+            ) from None
+        return cls(weights, cfg, name=name, trained_on=meta.get("scenario"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+def _training_base(rng: np.random.Generator, batch: int, eval_lo: int, eval_hi: int) -> int:
+    """First row seed of a training batch (rows ``base .. base + batch - 1``), drawn from ``rng``
+    so that no row uses an evaluation seed ``[eval_lo, eval_hi)``."""
+    while True:
+        base = int(rng.integers(0, _SEED_TOP - batch))
+        if base + batch <= eval_lo or base >= eval_hi:
+            return base
+
+
+def _write_run_config(run: Path, scenario: str, seed: int, cfg: HDPOConfig) -> None:
+    text = yaml.safe_dump(
+        {"algo": "hdpo", "scenario": scenario, "seed": seed, "config": cfg.to_dict()}, sort_keys=False
+    )
+    tmp = run / f".config.yaml.partial-{os.getpid()}"
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run / "config.yaml")
+
+
+def _read_run_config(run: Path) -> tuple[str, int, HDPOConfig]:
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {run} has no config.yaml; it is not a run folder")
+    try:
+        data = read_yaml(path.read_text(), str(path))
+    except (yaml.YAMLError, UnicodeDecodeError, ScenarioError) as exc:
+        raise ConfigError(f"{path}: not a readable run config ({exc})") from None
+    if not isinstance(data, dict) or data.get("algo") != "hdpo":
+        raise ConfigError(f"{path}: algo: not hdpo; resume the run with the algorithm that made it")
+    seed = data.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{path}: seed: {seed!r} is not an integer >= 0")
+    try:
+        cfg = HDPOConfig.from_dict(data.get("config"))
+    except ConfigError as exc:
+        raise ConfigError(errors=[(f"config.{f}", f"{path}: config.{m}") for f, m in exc.errors]) from None
+    return str(data.get("scenario")), seed, cfg
+
+
+def _load_checkpoint(folder: Path) -> dict[str, Any] | str:
+    """A checkpoint's contents, or why it cannot be used."""
+    problem = manifest_problem(folder)
+    if problem is not None:
+        return problem
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        weights = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        optim = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or missing file
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return {"state": state, "weights": weights, "optim": optim}
+
+
+class _Run:
+    """The loop's mutable state: what a checkpoint saves."""
+
+    def __init__(self) -> None:
+        self.iteration = 0
+        self.best_cost: float | None = None
+        self.since_best = 0
+        self.stopped = False
+
+
+def train_hdpo(
+    scenario: ScenarioLike,
+    cfg: HDPOConfig | None,
+    run_dir: str | Path,
+    seed: int = 0,
+    progress: bool = True,
+    resume: bool = False,
+) -> TrainResult:
+    """Train (or, with ``resume``, continue) an HDPO agent on ``scenario``; see the module docstring.
+
+    ``seed`` seeds the network's initialisation (torch) and the numpy ``Generator`` that draws each
+    batch's row seeds (never an evaluation seed). With ``resume``, the run's own ``config.yaml``
+    holds; a ``cfg`` given may differ from it only in :data:`RESUMABLE_CHANGES`, and training goes
+    on from the newest sound checkpoint (network, Adam's state, the Generator's state) to
+    ``iterations``, step for step as if it had not stopped. ``TrainResult.steps`` counts iterations.
+    """
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"--run-dir: {run} is a file; a run folder is a directory")
+    if resume:
+        _, seed, saved_cfg = _read_run_config(run)
+        if cfg is not None:
+            differ = [
+                f"{k} ({getattr(saved_cfg, k)!r} saved, {getattr(cfg, k)!r} given)"
+                for k in saved_cfg.to_dict()
+                if k not in RESUMABLE_CHANGES and getattr(cfg, k) != getattr(saved_cfg, k)
+            ]
+            if differ:
+                raise ConfigError(
+                    f"--resume: the config differs from the run's {run / 'config.yaml'} in "
+                    f"{', '.join(differ)}; only {', '.join(RESUMABLE_CHANGES)} may change"
+                )
+            saved_cfg = saved_cfg.replace(**{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
+        cfg = saved_cfg
+    else:
+        if cfg is None:
+            raise ConfigError("config: a new run needs a config (None is only for resuming)")
+        if run.exists() and any(run.iterdir()):
+            raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
+    topo = resolve(scenario)
+    sc = topo.scenario
+    torch.set_num_threads(cfg.torch_threads)
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    try:
+        params = TwinParams.from_topology(topo, device=cfg.device, dtype=dtype)
+    except ValueError as exc:
+        raise ValueError(f"scenario: {sc.name!r}: {exc}") from None
+    torch.manual_seed(seed)
+    net = HDPONet(topo, cfg).to(device=params.device, dtype=dtype)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
+    rng = np.random.default_rng(seed)
+    loop = _Run()
+    meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
+
+    stored_baseline: tuple[str | None, float | None] | None = None
+    if resume:
+        damaged: list[str] = []
+        for candidate in reversed(checkpoint_steps(run)):
+            loaded = _load_checkpoint(candidate)
+            if not isinstance(loaded, str):
+                try:
+                    net.load_state_dict(loaded["weights"])
+                except RuntimeError:
+                    raise ValueError(
+                        f"scenario: {sc.name!r} does not fit the network of the run {run} (checkpoint "
+                        f"{candidate.name}); resume it on its own scenario"
+                    ) from None
+                try:
+                    opt.load_state_dict(loaded["optim"])
+                    st = loaded["state"]
+                    rng.bit_generator.state = st["rng"]
+                    torch.set_rng_state(torch.tensor(st["torch_rng"], dtype=torch.uint8))
+                    loop.iteration, loop.best_cost = int(st["iteration"]), st["best_cost"]
+                    loop.since_best, loop.stopped = int(st["since_best"]), bool(st.get("stopped", False))
+                    name, cost = st.get("baseline", [None, None])
+                    stored_baseline = (name, float(cost)) if cost is not None else None
+                except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                    loaded = f"{STATE_FILE} or {OPTIMIZER_FILE} does not hold a training state ({exc!r})"
+            if isinstance(loaded, str):
+                _note(f"resume: skipped checkpoint {candidate}: {loaded}")
+                damaged.append(f"{candidate.name}: {loaded}")
+                continue
+            _note(f"resume: continuing {run} from iteration {loop.iteration:,} to {cfg.iterations:,}")
+            break
+        else:
+            if damaged:
+                raise ValueError(
+                    f"--resume: no checkpoint of {run} can be used ({'; '.join(damaged)}); start a new run, or "
+                    "remove checkpoints/ to train this one again from iteration 0"
+                )
+
+    run.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _trim_evaluations(run, loop.iteration)
+    _write_run_config(run, sc.name, seed, cfg)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run / "tb" / "hdpo"), purge_step=loop.iteration if resume else None)
+    if not resume or loop.iteration == 0:
+        rows = "\n".join(f"| {k} | {v} |" for k, v in {**cfg.to_dict(), **meta}.items())
+        writer.add_text("hyperparameters", f"| parameter | value |\n|---|---|\n{rows}", 0)
+
+    from meio.baselines.run import reference_baseline
+
+    if stored_baseline is not None:  # the same seeds and settings: no need to simulate it again
+        baseline_name, baseline_cost = stored_baseline
+    else:
+        found = reference_baseline(
+            topo,
+            periods=cfg.eval_periods,
+            warmup=cfg.eval_warmup,
+            replications=cfg.eval_replications,
+            seed=cfg.eval_seed,
+        )
+        baseline_name, baseline_cost = (None, None) if found is None else (found[0].name, found[1].cost_mean)
+    eval_sim = Simulator(topo, n=cfg.eval_replications, threads=cfg.threads)
+    eval_lo, eval_hi = cfg.eval_seed, cfg.eval_seed + cfg.eval_replications
+
+    def policy_now() -> HDPOPolicy:
+        return HDPOPolicy(net.state_dict(), cfg, trained_on=sc.name)
+
+    def evaluate_now(it: int) -> float:
+        result = evaluate(
+            eval_sim,
+            policy_now(),
+            periods=cfg.eval_periods,
+            warmup=cfg.eval_warmup,
+            replications=cfg.eval_replications,
+            seed=cfg.eval_seed,
+        )
+        writer.add_scalar("eval/cost", result.cost_mean, it)
+        writer.add_scalar("eval/cost_ci95", result.cost_ci95, it)
+        writer.add_scalar("eval/fill_rate", result.fill_rate["network"], it)
+        gap = None
+        if baseline_cost is not None:
+            gap = 100.0 * (result.cost_mean - baseline_cost) / baseline_cost
+            writer.add_scalar("eval/baseline_cost", baseline_cost, it)
+            writer.add_scalar("eval/gap_pct", gap, it)
+        # The same stability measures and selection rule as PPO's runs (meio.agents.train).
+        drifting = len(result.drifting)
+        writer.add_scalar("eval/spread_pct", 100.0 * result.spread, it)
+        writer.add_scalar("eval/drifting", drifting, it)
+        writer.add_scalar("eval/worst_replication", float(result.replication_costs.max()), it)
+        values = {
+            "steps": it,
+            "seconds": round(time.perf_counter() - started, 2),
+            "cost": result.cost_mean,
+            "cost_ci95": result.cost_ci95,
+            "fill_rate": result.fill_rate["network"],
+            "baseline": baseline_name,
+            "baseline_cost": baseline_cost,
+            "gap_pct": gap,
+            "spread_pct": 100.0 * result.spread,
+            "worst_replication": float(result.replication_costs.max()),
+            "drifting": drifting,
+        }
+        path = run / "evaluations.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(EVAL_COLUMNS)
+            w.writerow([values.get(c) for c in EVAL_COLUMNS])
+        score = selection_cost(result)
+        if loop.best_cost is None or score < loop.best_cost:
+            loop.best_cost = score
+            loop.since_best = 0
+            policy_now().save(run / "best", {**meta, "steps": it, "eval_cost": score})
+        else:
+            loop.since_best += 1
+        if progress:
+            _note(
+                f"iteration {it:,}: eval cost {result.cost_mean:.4f} +- {result.cost_ci95:.4f}"
+                + (f" (gap {gap:+.2f}% to {baseline_name})" if gap is not None else "")
+            )
+        return result.cost_mean
+
+    def checkpoint_now(it: int) -> None:
+        with folder_written_whole(run / "checkpoints" / str(it)) as tmp:
+            policy_now().save_into(tmp, {**meta, "steps": it})
+            torch.save(opt.state_dict(), tmp / OPTIMIZER_FILE)
+            (tmp / STATE_FILE).write_text(
+                json.dumps(
+                    {
+                        "iteration": it,
+                        "best_cost": loop.best_cost,
+                        "since_best": loop.since_best,
+                        "stopped": loop.stopped,
+                        "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state().tolist(),
+                        "baseline": [baseline_name, baseline_cost],
+                    }
+                )
+            )
+
+    def policy_fn(state: TwinState, k: int) -> torch.Tensor:
+        return net(state)
+
+    done_before = loop.iteration
+    last_eval = -1
+    while loop.iteration < cfg.iterations and not loop.stopped:
+        t0 = time.perf_counter()
+        base = _training_base(rng, cfg.batch_size, eval_lo, eval_hi)
+        draws = draw_block(params, cfg.batch_size, cfg.horizon, base)
+        result = rollout(params, policy_fn, initial_state(params, cfg.batch_size), draws)
+        per_part = result.costs[:, cfg.warmup :].mean((0, 1))
+        loss = per_part.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        loop.iteration += 1
+        it = loop.iteration
+        writer.add_scalar("cost/total", float(loss.detach()), it)
+        for name, value in zip(COST_NAMES, per_part.detach().tolist()):
+            writer.add_scalar(f"cost/{name}", value, it)
+        writer.add_scalar("train/grad_norm", float(grad_norm), it)
+        writer.add_scalar("time/iteration_ms", 1000.0 * (time.perf_counter() - t0), it)
+        writer.add_scalar("time/elapsed_s", time.perf_counter() - started, it)
+        writer.add_scalar("time/cpu_s", time.process_time() - cpu_started, it)
+        if cfg.eval_every and it % cfg.eval_every == 0:
+            evaluate_now(it)
+            last_eval = it
+            if cfg.patience and loop.since_best >= cfg.patience:
+                loop.stopped = True
+                _note(f"early stop at iteration {it:,}: {cfg.patience} evaluations without a new best")
+        if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations and not loop.stopped:
+            checkpoint_now(it)
+    it = loop.iteration
+    if it > done_before or not (run / "final").is_dir():
+        if last_eval != it:
+            evaluate_now(it)
+        checkpoint_now(it)
+        policy_now().save(run / "final", {**meta, "steps": it})
+    writer.flush()
+    writer.close()
+    return TrainResult(
+        run_dir=run,
+        steps=it,
+        best_eval_cost=loop.best_cost,
+        baseline_name=baseline_name,
+        baseline_cost=baseline_cost,
+        seconds=time.perf_counter() - started,
+        steps_this_call=it - done_before,
+    )

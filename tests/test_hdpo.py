@@ -1,0 +1,227 @@
+"""HDPO agents (meio.agents.hdpo): gradients through the twin, training, configs, saving, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from meio.agents.config import ConfigError
+from meio.agents.hdpo import HDPOConfig, HDPONet, HDPOPolicy, load_hdpo_config, train_hdpo
+from meio.agents.train import EVAL_COLUMNS
+from meio.envs.metrics import evaluate
+from meio.envs.resolve import resolve
+from meio.envs.scenario import list_scenarios
+from meio.envs.simulator import Simulator
+from meio.envs.twin import TwinParams, TwinUnsupported, draw_block, initial_state, rollout, state_from_simulator
+
+torch.set_num_threads(1)
+
+#: Small evaluation and training settings: the tests check behaviour, not quality.
+TINY = dict(
+    batch_size=16,
+    horizon=24,
+    warmup=4,
+    eval_every=0,
+    eval_periods=200,
+    eval_warmup=20,
+    eval_replications=2,
+    checkpoint_every=0,
+    hidden=[8],
+)
+
+
+def _supported() -> list[str]:
+    names = []
+    for name in list_scenarios():
+        try:
+            TwinParams.from_topology(name)
+        except TwinUnsupported:
+            continue
+        names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _supported())
+def test_gradients_are_finite_and_nonzero_on_every_supported_scenario(name: str) -> None:
+    """The loss (mean cost after the warm-up) has a finite gradient in the network's parameters,
+    not zero: the policy's orders reach the costs through the twin."""
+    topo = resolve(name)
+    cfg = HDPOConfig.from_dict({"hidden": [8]})
+    torch.manual_seed(0)
+    net = HDPONet(topo, cfg).double()
+    params = TwinParams.from_topology(topo)
+    draws = draw_block(params, 8, 16, seed=3)
+    result = rollout(params, lambda s, k: net(s), initial_state(params, 8), draws)
+    result.costs[:, 4:].sum(-1).mean().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0.0
+
+
+@pytest.mark.parametrize("name", ["ex61", "distribution", "assembly", "dual_sourcing"])
+def test_positions_agree_with_the_simulator(name: str) -> None:
+    """The network's installation (slot) and echelon positions are the simulator's
+    (``Simulator.positions``, ``Simulator.echelon_positions``) on states reached by random orders."""
+    topo = resolve(name)
+    sim = Simulator(topo, n=6)
+    sim.reset(seeds=1)
+    rng = np.random.default_rng(2)
+    scale = np.maximum(topo.throughput[topo.slot_dst], 1.0)
+    for _ in range(25):
+        sim.step(rng.uniform(0.0, 2.0, size=(6, topo.n_slots)) * scale)
+    net = HDPONet(topo, HDPOConfig.from_dict({"architecture": "installation"})).double()
+    slot_ip, _, echelon, _ = net.positions(
+        state_from_simulator(sim, TwinParams.from_topology(topo, fixed_costs="count"))
+    )
+    _, want_slot = sim.positions()
+    used = np.array(net.primary)
+    np.testing.assert_allclose(slot_ip.numpy()[:, used], want_slot[:, used], atol=1e-9)
+    if topo.node_with_several_suppliers() is None:
+        np.testing.assert_allclose(echelon.numpy(), sim.echelon_positions(), atol=1e-9)
+
+
+def test_orders_are_feasible_by_construction() -> None:
+    """Whatever the weights, orders are finite and >= 0; capped orders stay under their cap."""
+    topo = resolve("distribution")
+    params = TwinParams.from_topology(topo)
+    state = rollout(
+        params,
+        lambda s, k: torch.full((4, topo.n_slots), 3.0, dtype=torch.float64),
+        initial_state(params, 4),
+        draw_block(params, 4, 10, seed=0),
+    ).state
+    for arch in ("installation", "quantity", "echelon"):
+        torch.manual_seed(1)
+        net = HDPONet(topo, HDPOConfig.from_dict({"architecture": arch, "share_roles": True})).double()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0.0, 5.0)
+            q = net(state)
+        assert bool(torch.isfinite(q).all()) and bool((q >= 0).all())
+        if arch == "quantity":
+            cap = 4.0 * torch.tensor(topo.throughput[topo.slot_dst] * topo.lane_bom[topo.slot_lane])
+            assert bool((q <= cap + 1e-9).all())
+
+
+def test_share_roles_shares_one_network_across_the_retailers() -> None:
+    """With share_roles the retailers of one warehouse use one network, fed with each retailer's
+    own parameters: changing one retailer's parameters changes its order, not the others'."""
+    topo = resolve("distribution")
+    net = HDPONet(topo, HDPOConfig.from_dict({"share_roles": True, "architecture": "installation"})).double()
+    retailers = [j for j in range(topo.n_nodes) if topo.demand_col[j] >= 0]
+    assert len(retailers) > 1 and [sorted(g) for g in net.groups] == [sorted(retailers)]
+    assert len(net.shared) == 1 and retailers[0] not in net.own_nodes
+    params = TwinParams.from_topology(topo)
+    state = rollout(
+        params,
+        lambda s, k: torch.full((4, topo.n_slots), 1.0, dtype=torch.float64),
+        initial_state(params, 4),
+        draw_block(params, 4, 8, seed=0),
+    ).state
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 1.0)
+        before = net(state)
+        net.node_params[retailers[0], 0] += 1.0  # its holding cost, as the network sees it
+        after = net(state)
+    slots = {j: [s for s in net.primary if topo.slot_dst[s] == j][0] for j in retailers}
+    assert not torch.equal(before[:, slots[retailers[0]]], after[:, slots[retailers[0]]])
+    for j in retailers[1:]:
+        assert torch.equal(before[:, slots[j]], after[:, slots[j]])
+
+
+def test_a_short_training_lowers_the_cost_on_ex61(tmp_path: Path) -> None:
+    """Untrained versus trained policy, simulated on the same seeds (common random numbers)."""
+    cfg = HDPOConfig.from_dict(
+        {**TINY, "iterations": 12, "batch_size": 16, "horizon": 30, "warmup": 6, "learning_rate": 0.03}
+    )
+    torch.manual_seed(0)
+    untrained = HDPOPolicy(HDPONet(resolve("ex61"), cfg).state_dict(), cfg)
+    result = train_hdpo("ex61", cfg, tmp_path / "run", seed=0, progress=False)
+    assert result.steps == 12
+    trained = HDPOPolicy.load(tmp_path / "run" / "final")
+    before = evaluate("ex61", untrained, periods=500, warmup=50, replications=4, seed=500)
+    after = evaluate("ex61", trained, periods=500, warmup=50, replications=4, seed=500)
+    assert after.cost_mean < 0.8 * before.cost_mean
+    run = tmp_path / "run"
+    assert (run / "best" / "meta.json").is_file() and (run / "evaluations.csv").is_file()
+    assert json.loads((run / "final" / "meta.json").read_text())["algo"] == "hdpo"
+    header = (run / "evaluations.csv").read_text().splitlines()[0]
+    assert header.split(",") == EVAL_COLUMNS  # PPO's columns, so one plot reads both
+    rows = list(csv.reader((run / "evaluations.csv").read_text().splitlines()))
+    assert all(len(r) == len(EVAL_COLUMNS) for r in rows) and rows[-1][0] == "12"
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"learnig_rate": 0.1}, "learnig_rate"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"architecture": "echelons"}, "architecture"),
+        ({"hidden": [32, 0]}, "hidden"),
+        ({"horizon": 10, "warmup": 10}, "warmup"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_config_errors_name_the_field(data: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        HDPOConfig.from_dict(data)
+    assert any(f == field and msg.startswith(f"{field}: ") for f, msg in err.value.errors), err.value.errors
+
+
+def test_unknown_key_gets_a_hint_and_shipped_configs_load() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean 'learning_rate'"):
+        HDPOConfig.from_dict({"learnig_rate": 0.1})
+    assert load_hdpo_config("default").iterations >= 1
+    with pytest.raises(ConfigError, match="^config: 'nope'"):
+        load_hdpo_config("nope")
+
+
+def test_save_and_reload_give_identical_actions(tmp_path: Path) -> None:
+    topo = resolve("distribution")
+    cfg = HDPOConfig.from_dict({"share_roles": True, "hidden": [16]})
+    torch.manual_seed(4)
+    net = HDPONet(topo, cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    policy = HDPOPolicy(net.state_dict(), cfg, trained_on="distribution")
+    policy.save(tmp_path / "agent", {"scenario": "distribution"})
+    loaded = HDPOPolicy.load(tmp_path / "agent")
+    sim = Simulator(topo, n=5)
+    sim.reset(seeds=9)
+    for _ in range(20):
+        a, b = policy.act(sim), loaded.act(sim)
+        np.testing.assert_array_equal(a, b)
+        assert np.array_equal(a, np.rint(a))  # distribution has integer_orders
+        sim.step(a)
+    with pytest.raises(ValueError, match="^scenario: 'ex61'"):
+        loaded.check(Simulator("ex61", n=1))
+
+
+def test_resume_reaches_the_same_total_and_the_same_weights(tmp_path: Path) -> None:
+    """A run stopped after 2 iterations and resumed to 4 ends where a straight run of 4 ends."""
+    cfg = HDPOConfig.from_dict({**TINY, "iterations": 4, "checkpoint_every": 2})
+    straight = train_hdpo("ex61", cfg, tmp_path / "a", seed=3, progress=False)
+    train_hdpo("ex61", cfg.replace(iterations=2), tmp_path / "b", seed=3, progress=False)
+    resumed = train_hdpo("ex61", cfg, tmp_path / "b", seed=3, progress=False, resume=True)
+    assert straight.steps == resumed.steps == 4 and resumed.steps_this_call == 2
+    wa = torch.load(tmp_path / "a" / "final" / "policy.pt", weights_only=True)
+    wb = torch.load(tmp_path / "b" / "final" / "policy.pt", weights_only=True)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # a damaged newest checkpoint is skipped (its manifest no longer matches): the run goes on from
+    # the one before and again ends with the same weights
+    with (tmp_path / "b" / "checkpoints" / "4" / "policy.pt").open("ab") as fh:
+        fh.write(b"x")
+    again = train_hdpo("ex61", cfg.replace(iterations=4), tmp_path / "b", seed=3, progress=False, resume=True)
+    assert again.steps_this_call == 2
+    wc = torch.load(tmp_path / "b" / "final" / "policy.pt", weights_only=True)
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    with pytest.raises(ConfigError, match="hidden"):
+        train_hdpo("ex61", cfg.replace(hidden=[4]), tmp_path / "b", progress=False, resume=True)
