@@ -23,7 +23,7 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
@@ -45,10 +45,10 @@ MAX_LAYER = 65_536  # units of one hidden layer
 
 #: Error type of the messages this module's validators write whole (``field: value ... rule``), one
 #: per line: the thread setting and the rules between fields.
-_OWN_ERROR = "meio_config"
+OWN_ERROR = "meio_config"
 
 #: JSON Schema of the ``threads`` field: what :func:`meio.envs.threads.parse_threads` accepts.
-_THREADS_SCHEMA = {
+THREADS_SCHEMA = {
     "anyOf": [
         {"type": "integer", "minimum": 1},
         {"type": "string", "pattern": r"^\s*([Aa][Uu][Tt][Oo]|0*[1-9][0-9]*)\s*$"},
@@ -225,7 +225,7 @@ class PPOConfig(BaseModel):
         le=1024,
         description=("Threads of PyTorch (1 is fastest on small machines, and stable when they are busy)."),
     )
-    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(_THREADS_SCHEMA)] = Field(
+    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(THREADS_SCHEMA)] = Field(
         None,
         description=(
             "Threads of the batched environment's step (meio.envs.threads): null takes meio train --threads, "
@@ -251,7 +251,7 @@ class PPOConfig(BaseModel):
         try:
             return parse_threads(value, "threads")
         except ValueError as exc:
-            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": str(exc)}) from None
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> PPOConfig:
@@ -270,7 +270,7 @@ class PPOConfig(BaseModel):
         except ValueError as exc:
             problems.append(f"eval_periods, eval_replications: {exc}")
         if problems:
-            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": "\n".join(problems)})
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,7 +293,7 @@ class PPOConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise _config_error(exc, data) from None
+            raise config_error(PPOConfig, exc, data) from None
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A checked copy with ``changes``; a change of ``None`` means "not given" and keeps the value.
@@ -304,10 +304,10 @@ class PPOConfig(BaseModel):
 
 
 @functools.cache
-def _declared_rule(name: str) -> tuple[Any, float | None, bool, float | None]:
-    """``(type, lower bound, lower bound strict, upper bound)`` of field ``name`` as declared (``None`` dropped
-    from an optional type)."""
-    info = PPOConfig.model_fields[name]
+def _declared_rule(model: type[BaseModel], name: str) -> tuple[Any, float | None, bool, float | None]:
+    """``(type, lower bound, lower bound strict, upper bound)`` of field ``name`` of ``model`` as declared
+    (``None`` dropped from an optional type)."""
+    info = model.model_fields[name]
     kind: Any = info.annotation
     if get_origin(kind) in (Union, types.UnionType):
         kind = next(a for a in get_args(kind) if a is not type(None))
@@ -324,9 +324,9 @@ def _declared_rule(name: str) -> tuple[Any, float | None, bool, float | None]:
     return kind, lo, strict, hi
 
 
-def _problem(name: str, error: ErrorDetails, value: Any) -> str:
+def _problem(model: type[BaseModel], name: str, error: ErrorDetails, value: Any) -> str:
     """What is wrong with ``value`` for field ``name``, in the words of the field's declared rule."""
-    kind, lo, strict, hi = _declared_rule(name)
+    kind, lo, strict, hi = _declared_rule(model, name)
     if kind is bool:
         return f"{value!r} is not true or false"
     if kind is str:
@@ -354,9 +354,11 @@ def _problem(name: str, error: ErrorDetails, value: Any) -> str:
     return f"{value!r} is out of range; it must be {' and '.join(parts)}"
 
 
-def _config_error(exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
-    """pydantic's errors in the project's words: one message per field, naming the field, the value and the rule."""
-    names = list(PPOConfig.model_fields)
+def config_error(model: type[BaseModel], exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
+    """pydantic's errors of a training config ``model`` (PPO's, HDPO's) in the project's words: one
+    message per field, naming the field, the value and the rule. Validators write their own whole
+    messages as errors of type :data:`OWN_ERROR`."""
+    names = list(model.model_fields)
     unknown: list[tuple[str, str]] = []
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -365,13 +367,13 @@ def _config_error(exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
         if error["type"] in ("extra_forbidden", "invalid_key"):  # invalid_key: a key that is not text
             key = str(loc[0]) if loc else str(error["input"])
             unknown.append((key, f"{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names)}"))
-        elif error["type"] == _OWN_ERROR:
+        elif error["type"] == OWN_ERROR:
             found.extend((line.split(": ", 1)[0], line) for line in error["msg"].splitlines())
         elif loc and loc[0] not in seen:  # the first problem of a field says it all
             name = str(loc[0])
             seen.add(name)
             value = data[name] if name in data else error["input"]  # the whole value, not one item of a list
-            found.append((name, f"{name}: {_problem(name, error, value)}"))
+            found.append((name, f"{name}: {_problem(model, name, error, value)}"))
     return ConfigError(errors=unknown + found)
 
 
@@ -392,24 +394,29 @@ def config_json_schema() -> dict[str, Any]:
     }
 
 
-def configs_dir() -> Path:
-    """Folder of the shipped training configs (``configs/ppo``)."""
+def configs_dir(algo: str = "ppo") -> Path:
+    """Folder of the shipped training configs of ``algo`` (``configs/ppo``, ``configs/hdpo``)."""
     from importlib import resources
 
-    return Path(str(resources.files("meio.configs"))) / "ppo"
+    return Path(str(resources.files("meio.configs"))) / algo
 
 
-def load_config(name_or_path: str | Path | None) -> PPOConfig:
-    """A shipped config by name (``configs/ppo/NAME.yaml``), a YAML file by path, or the defaults."""
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+
+
+def read_config(model: type[ConfigModel], name_or_path: str | Path | None, algo: str) -> ConfigModel:
+    """A config of ``model`` (which has ``from_dict``): a shipped one by name
+    (``configs/<algo>/NAME.yaml``), a YAML file by path, or the defaults (``None``)."""
     if name_or_path is None:
-        return PPOConfig()
+        return model()
     path = Path(name_or_path)
     if not path.is_file():
-        shipped = configs_dir() / f"{name_or_path}.yaml"
+        shipped = configs_dir(algo) / f"{name_or_path}.yaml"
         if not shipped.is_file():
-            names = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+            names = sorted(p.stem for p in configs_dir(algo).glob("*.yaml"))
             raise ConfigError(
-                f"config: {str(name_or_path)!r} is neither a file nor a shipped config; shipped: {', '.join(names)}"
+                f"config: {str(name_or_path)!r} is neither a file nor a shipped config of {algo}; "
+                f"shipped: {', '.join(names)}"
             )
         path = shipped
     try:
@@ -420,4 +427,9 @@ def load_config(name_or_path: str | Path | None) -> PPOConfig:
         raise ConfigError(f"config: {path}: {exc}") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"config: {path} must hold a mapping of hyper-parameters, got {type(data).__name__}")
-    return PPOConfig.from_dict(data)
+    return model.from_dict(data)  # type: ignore[attr-defined]
+
+
+def load_config(name_or_path: str | Path | None) -> PPOConfig:
+    """A shipped PPO config by name (``configs/ppo/NAME.yaml``), a YAML file by path, or the defaults."""
+    return read_config(PPOConfig, name_or_path, "ppo")

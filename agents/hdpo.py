@@ -47,11 +47,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from meio.agents.config import ConfigError
-from meio.agents.policy import META_FILE, checkpoint_steps, folder_written_whole, manifest_problem, read_json
+from meio.agents.config import OWN_ERROR, THREADS_SCHEMA, ConfigError, config_error, configs_dir, read_config
+from meio.agents.policy import (
+    HDPO_WEIGHTS_FILE,
+    META_FILE,
+    checkpoint_steps,
+    folder_written_whole,
+    manifest_problem,
+    read_json,
+)
 from meio.agents.train import EVAL_COLUMNS, TrainResult, _trim_evaluations, selection_cost
 from meio.envs.dynamics import COST_NAMES
-from meio.envs.hints import did_you_mean
 from meio.envs.metrics import evaluate
 from meio.envs.policies import primary_slots
 from meio.envs.resolve import ScenarioLike, resolve
@@ -65,7 +71,7 @@ from meio.envs.twin import TwinParams, TwinState, draw_block, initial_state, rol
 __all__ = ["HDPOConfig", "HDPONet", "HDPOPolicy", "hdpo_configs_dir", "load_hdpo_config", "train_hdpo"]
 
 #: Files of a saved HDPO agent (``best/``, ``final/``, ``checkpoints/ITER/``).
-WEIGHTS_FILE = "policy.pt"
+WEIGHTS_FILE = HDPO_WEIGHTS_FILE
 #: Checkpoint-only files: the optimiser's state (tensors) and the loop's state (JSON).
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
@@ -75,14 +81,6 @@ RESUMABLE_CHANGES = ("iterations", "patience", "threads", "torch_threads", "desc
 MAX_LAYER = 65_536
 MAX_ROWS = 10**6
 MAX_ITERATIONS = 10**9
-_OWN_ERROR = "meio_hdpo_config"
-_THREADS_SCHEMA = {
-    "anyOf": [
-        {"type": "integer", "minimum": 1},
-        {"type": "string", "pattern": r"^\s*([Aa][Uu][Tt][Oo]|0*[1-9][0-9]*)\s*$"},
-        {"type": "null"},
-    ]
-}
 #: Training row seeds are drawn below this bound (the simulator's streams take 32-bit seeds).
 _SEED_TOP = 2**31 - 1
 
@@ -192,7 +190,7 @@ class HDPOConfig(BaseModel):
         100, ge=0, le=MAX_ITERATIONS, description=("Save a checkpoint every this many iterations (0: only at the end).")
     )
     torch_threads: int = Field(1, ge=1, le=1024, description="Threads of PyTorch (1 suits small, busy machines).")
-    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(_THREADS_SCHEMA)] = Field(
+    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(THREADS_SCHEMA)] = Field(
         None,
         description=("Threads of the evaluation simulator's step (meio.envs.threads); null: MEIO_THREADS, else 1."),
     )
@@ -211,7 +209,7 @@ class HDPOConfig(BaseModel):
         try:
             return parse_threads(value, "threads")
         except ValueError as exc:
-            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": str(exc)}) from None
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
 
     @model_validator(mode="after")
     def _fields_agree(self) -> HDPOConfig:
@@ -225,7 +223,7 @@ class HDPOConfig(BaseModel):
         except ValueError as exc:
             problems.append(f"eval_periods, eval_replications: {exc}")
         if problems:
-            raise PydanticCustomError(_OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": "\n".join(problems)})
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,70 +243,21 @@ class HDPOConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise _hdpo_config_error(exc, data) from None
+            raise config_error(HDPOConfig, exc, data) from None
 
     def replace(self, **changes: Any) -> HDPOConfig:
         """A checked copy with ``changes`` (``None`` keeps a value)."""
         return HDPOConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
 
-def _hdpo_config_error(exc: ValidationError, data: Mapping[Any, Any]) -> ConfigError:
-    """pydantic's errors as ``field: value ... rule`` messages.
-
-    ``meio.agents.config._config_error`` cannot be reused: its rule lookup reads
-    ``PPOConfig.model_fields`` by name, so it fails on any other model's fields. This uses
-    pydantic's own wording of the rule instead.
-    """
-    names = list(HDPOConfig.model_fields)
-    unknown: list[tuple[str, str]] = []
-    found: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for error in exc.errors(include_url=False):
-        loc = error["loc"]
-        if error["type"] in ("extra_forbidden", "invalid_key"):
-            key = str(loc[0]) if loc else str(error["input"])
-            unknown.append((key, f"{key}: unknown key{did_you_mean(key, names)}; allowed keys: {', '.join(names)}"))
-        elif error["type"] == _OWN_ERROR:
-            found.extend((line.split(": ", 1)[0], line) for line in error["msg"].splitlines())
-        elif loc and str(loc[0]) not in seen:
-            name = str(loc[0])
-            seen.add(name)
-            value = data[name] if name in data else error["input"]
-            rule = error["msg"].replace("Input should", "it should", 1)
-            found.append((name, f"{name}: {value!r} is not accepted: {rule}"))
-    return ConfigError(errors=unknown + found)
-
-
 def hdpo_configs_dir() -> Path:
     """Folder of the shipped HDPO configs (``configs/hdpo``)."""
-    from importlib import resources
-
-    return Path(str(resources.files("meio.configs"))) / "hdpo"
+    return configs_dir("hdpo")
 
 
 def load_hdpo_config(name_or_path: str | Path | None) -> HDPOConfig:
     """A shipped config by name (``configs/hdpo/NAME.yaml``), a YAML file by path, or the defaults."""
-    if name_or_path is None:
-        return HDPOConfig()
-    path = Path(name_or_path)
-    if not path.is_file():
-        shipped = hdpo_configs_dir() / f"{name_or_path}.yaml"
-        if not shipped.is_file():
-            names = sorted(p.stem for p in hdpo_configs_dir().glob("*.yaml"))
-            raise ConfigError(
-                f"config: {str(name_or_path)!r} is neither a file nor a shipped HDPO config; "
-                f"shipped: {', '.join(names)}"
-            )
-        path = shipped
-    try:
-        data = read_yaml(path.read_text(), str(path))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    except ScenarioError as exc:
-        raise ConfigError(f"config: {path}: {exc}") from None
-    if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"config: {path} must hold a mapping of hyper-parameters, got {type(data).__name__}")
-    return HDPOConfig.from_dict(data)
+    return read_config(HDPOConfig, name_or_path, "hdpo")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from meio.envs.spaces import ActionMap, ObservationMap
 
 #: Files of a saved agent inside a run folder's ``best/``, ``final/`` or ``checkpoints/STEP/``.
 MODEL_FILE = "model.zip"
+#: The weights of a saved HDPO agent (a torch ``state_dict``, read with ``weights_only=True``).
+HDPO_WEIGHTS_FILE = "policy.pt"
 NORMALIZER_FILE = "obs_normalizer.json"
 META_FILE = "meta.json"
 #: Sizes and SHA-256 of every other file of a saved folder, written last: a folder whose files do
@@ -327,7 +329,7 @@ def checkpoint_steps(run_dir: Path) -> list[Path]:
 #: before there was a second algorithm wrote none.
 AGENT_KINDS: dict[str, tuple[str, str]] = {
     "ppo": ("meio.agents.policy:PPOPolicy", MODEL_FILE),
-    "hdpo": ("meio.agents.hdpo:HDPOPolicy", "policy.pt"),  # meio.agents.hdpo.WEIGHTS_FILE
+    "hdpo": ("meio.agents.hdpo:HDPOPolicy", HDPO_WEIGHTS_FILE),
 }
 _WEIGHT_FILES = tuple(dict.fromkeys(f for _, f in AGENT_KINDS.values()))
 
