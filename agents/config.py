@@ -23,10 +23,19 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from meio.envs.hints import did_you_mean
@@ -79,7 +88,69 @@ def _rebuild_error(errors: list[tuple[str, str]]) -> ConfigError:
     return ConfigError(errors=errors)
 
 
-class PPOConfig(BaseModel):
+class TrainingConfig(BaseModel):
+    """What every training config (PPO's, HDPO's) shares: strict, frozen, no unknown keys; a
+    ``threads`` field read by the one thread rule (:func:`meio.envs.threads.parse_threads`); YAML
+    lists for the tuple fields; ``from_dict`` raising :class:`ConfigError` with every problem; and
+    ``to_dict`` / ``replace``. Subclasses declare their fields and their rules between fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _tuples_from_lists(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML gives a list; strict mode takes only a tuple, so lists (and only lists) are converted,
+        # for the fields declared as tuples (layer sizes).
+        if isinstance(value, list) and get_origin(cls.model_fields[info.field_name].annotation) is tuple:
+            return tuple(value)
+        return value
+
+    @field_validator("threads", mode="before", check_fields=False)
+    @classmethod
+    def _thread_count(cls, value: Any) -> Any:
+        # One rule for every thread setting (threads, --threads, MEIO_THREADS): "3" -> 3, "AUTO" -> "auto".
+        if value is None:
+            return None
+        try:
+            return parse_threads(value, "threads")
+        except ValueError as exc:
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
+
+    @staticmethod
+    def refuse(problems: list[str]) -> None:
+        """Raise the rules between fields that failed, all together (one ``field: ...`` message each)."""
+        if problems:
+            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name, in declaration order (tuples as lists): what a run's ``config.yaml`` stores."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Self:
+        """Check ``data`` (a config file's mapping; ``None`` is empty) and fill in the defaults.
+
+        Raises :class:`ConfigError` listing every problem.
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config: expected a mapping of hyper-parameters, got {type(data).__name__}")
+        data = dict(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise config_error(cls, exc, data) from None
+
+    def replace(self, **changes: Any) -> Self:
+        """A checked copy with ``changes``; a change of ``None`` means "not given" and keeps the value.
+
+        Unlike pydantic's ``model_copy(update=...)``, which copies without checking, this applies every rule.
+        """
+        return self.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+class PPOConfig(TrainingConfig):
     """Hyper-parameters of :func:`meio.agents.train.train` (stable-baselines3 PPO over the batched VecEnv).
 
     Symbols follow Schulman et al., "Proximal Policy Optimization Algorithms" (2017) for the
@@ -87,9 +158,7 @@ class PPOConfig(BaseModel):
     Generalized Advantage Estimation" (2016) for gamma and lambda.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, title="meio training config"
-    )
+    model_config = ConfigDict(title="meio training config")
 
     n_envs: int = Field(
         16,
@@ -236,23 +305,6 @@ class PPOConfig(BaseModel):
     )
     description: str = Field("", description="Free text: what the config is for and the budget it needs.")
 
-    @field_validator("net_arch", mode="before")
-    @classmethod
-    def _layers_from_list(cls, value: Any) -> Any:
-        # YAML gives a list; strict mode takes only a tuple, so lists (and only lists) are converted.
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("threads", mode="before")
-    @classmethod
-    def _thread_count(cls, value: Any) -> Any:
-        # One rule for every thread setting (threads, --threads, MEIO_THREADS): "3" -> 3, "AUTO" -> "auto".
-        if value is None:
-            return None
-        try:
-            return parse_threads(value, "threads")
-        except ValueError as exc:
-            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
-
     @model_validator(mode="after")
     def _sizes_fit(self) -> PPOConfig:
         # Rules between fields, checked once each field is sound; all of them are reported together.
@@ -269,38 +321,8 @@ class PPOConfig(BaseModel):
             check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
         except ValueError as exc:
             problems.append(f"eval_periods, eval_replications: {exc}")
-        if problems:
-            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+        self.refuse(problems)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field by name, in declaration order (``net_arch`` as a list): what a run's ``config.yaml`` stores."""
-        out = self.model_dump()
-        out["net_arch"] = list(self.net_arch)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> PPOConfig:
-        """Check ``data`` (a config file's mapping; ``None`` is empty) and fill in the defaults.
-
-        Raises :class:`ConfigError` listing every problem.
-        """
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"config: expected a mapping of hyper-parameters, got {type(data).__name__}")
-        data = dict(data)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise config_error(PPOConfig, exc, data) from None
-
-    def replace(self, **changes: Any) -> PPOConfig:
-        """A checked copy with ``changes``; a change of ``None`` means "not given" and keeps the value.
-
-        Unlike pydantic's ``model_copy(update=...)``, which copies without checking, this applies every rule.
-        """
-        return PPOConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
 
 @functools.cache

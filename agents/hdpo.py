@@ -44,10 +44,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
-from meio.agents.config import OWN_ERROR, THREADS_SCHEMA, ConfigError, config_error, configs_dir, read_config
+from meio.agents.config import THREADS_SCHEMA, ConfigError, TrainingConfig, configs_dir, read_config
 from meio.agents.policy import (
     HDPO_WEIGHTS_FILE,
     META_FILE,
@@ -64,7 +63,6 @@ from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.run_settings import RUN_SETTINGS, check_run_settings
 from meio.envs.scenario import ScenarioError, read_yaml
 from meio.envs.simulator import Simulator
-from meio.envs.threads import parse_threads
 from meio.envs.topology import Topology
 from meio.envs.twin import TwinParams, TwinState, draw_block, initial_state, rollout, state_from_simulator
 
@@ -92,15 +90,13 @@ def _note(message: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Config
 # ------------------------------------------------------------------------------------------------
-class HDPOConfig(BaseModel):
+class HDPOConfig(TrainingConfig):
     """Hyper-parameters of :func:`train_hdpo`. Defaults follow the serial-system recipe of Alvo,
     Russo & Kanoria (2023, their ``vanilla_serial`` and ``serial_system`` settings: Adam at
     ``1e-2``, two hidden layers of 32 ELU units, 50-period trajectories with 30 ignored) scaled to
     a small CPU budget."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, allow_inf_nan=False, title="meio HDPO training config"
-    )
+    model_config = ConfigDict(title="meio HDPO training config")
 
     iterations: int = Field(
         600,
@@ -196,21 +192,6 @@ class HDPOConfig(BaseModel):
     )
     description: str = Field("", description="Free text: what the config is for and the budget it needs.")
 
-    @field_validator("hidden", mode="before")
-    @classmethod
-    def _layers_from_list(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("threads", mode="before")
-    @classmethod
-    def _thread_count(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return parse_threads(value, "threads")
-        except ValueError as exc:
-            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
-
     @model_validator(mode="after")
     def _fields_agree(self) -> HDPOConfig:
         problems = []
@@ -222,32 +203,8 @@ class HDPOConfig(BaseModel):
             check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
         except ValueError as exc:
             problems.append(f"eval_periods, eval_replications: {exc}")
-        if problems:
-            raise PydanticCustomError(OWN_ERROR, "{message}", {"message": "\n".join(problems)})
+        self.refuse(problems)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field by name (``hidden`` as a list): what a run's ``config.yaml`` stores."""
-        out = self.model_dump()
-        out["hidden"] = list(self.hidden)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> HDPOConfig:
-        """Check ``data`` and fill in the defaults; :class:`ConfigError` lists every problem, by field."""
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"config: expected a mapping of hyper-parameters, got {type(data).__name__}")
-        data = dict(data)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise config_error(HDPOConfig, exc, data) from None
-
-    def replace(self, **changes: Any) -> HDPOConfig:
-        """A checked copy with ``changes`` (``None`` keeps a value)."""
-        return HDPOConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
 
 def hdpo_configs_dir() -> Path:
