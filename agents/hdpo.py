@@ -37,7 +37,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -660,8 +660,13 @@ def train_hdpo(
     seed: int = 0,
     progress: bool = True,
     resume: bool = False,
+    on_evaluation: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue) an HDPO agent on ``scenario``; see the module docstring.
+
+    ``on_evaluation``, as in :func:`meio.agents.train.train`, is called after each evaluation is
+    written with ``{"steps" (iterations), "eval/cost", "eval/cost_ci95", "eval/fill_rate",
+    "eval/gap_pct" (with a reference)}``; ``meio.experiment`` reports them to Ray Tune.
 
     ``seed`` seeds the network's initialisation (torch) and the numpy ``Generator`` that draws each
     batch's row seeds (never an evaluation seed). With ``resume``, the run's own ``config.yaml``
@@ -826,6 +831,16 @@ def train_hdpo(
             policy_now().save(run / "best", {**meta, "steps": it, "eval_cost": score})
         else:
             loop.since_best += 1
+        if on_evaluation is not None:  # after the row and best/: a caller may stop the run here
+            on_evaluation(
+                {
+                    "steps": float(it),
+                    "eval/cost": result.cost_mean,
+                    "eval/cost_ci95": result.cost_ci95,
+                    "eval/fill_rate": result.fill_rate["network"],
+                    **({} if gap is None else {"eval/gap_pct": gap}),
+                }
+            )
         if progress:
             _note(
                 f"iteration {it:,}: eval cost {result.cost_mean:.4f} +- {result.cost_ci95:.4f}"

@@ -142,7 +142,8 @@ def test_a_short_training_lowers_the_cost_on_ex61(tmp_path: Path) -> None:
     )
     torch.manual_seed(0)
     untrained = HDPOPolicy(HDPONet(resolve("ex61"), cfg).state_dict(), cfg)
-    result = train_hdpo("ex61", cfg, tmp_path / "run", seed=0, progress=False)
+    seen: list[dict[str, float]] = []
+    result = train_hdpo("ex61", cfg, tmp_path / "run", seed=0, progress=False, on_evaluation=seen.append)
     assert result.steps == 12
     trained = HDPOPolicy.load(tmp_path / "run" / "final")
     before = evaluate("ex61", untrained, periods=500, warmup=50, replications=4, seed=500)
@@ -155,6 +156,11 @@ def test_a_short_training_lowers_the_cost_on_ex61(tmp_path: Path) -> None:
     assert header.split(",") == EVAL_COLUMNS  # PPO's columns, so one plot reads both
     rows = list(csv.reader((run / "evaluations.csv").read_text().splitlines()))
     assert all(len(r) == len(EVAL_COLUMNS) for r in rows) and rows[-1][0] == "12"
+    # Each evaluation reached the caller (meio experiment reports them to Ray Tune) as written.
+    table = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert [e["steps"] for e in seen] == [float(r["steps"]) for r in table]
+    assert [e["eval/cost"] for e in seen] == pytest.approx([float(r["cost"]) for r in table], rel=1e-12)
+    assert all("eval/gap_pct" in e for e in seen)  # ex61 has a reference (Clark-Scarf)
 
 
 @pytest.mark.parametrize(
