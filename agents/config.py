@@ -174,11 +174,24 @@ class PPOConfig(TrainingConfig):
             "the network's reward (meio.envs.decentralised)."
         ),
     )
-    action_mode: Literal["order_up_to", "order_quantity"] = Field(
+    action_mode: Literal["order_up_to", "order_quantity", "echelon_order_up_to", "base_stock_residual"] = Field(
         "order_up_to",
         description=(
-            "order_up_to (actions are target positions: a base-stock rule is one constant action) or "
-            "order_quantity (actions are order sizes)."
+            "order_up_to (actions are target installation positions: a base-stock rule is one constant "
+            "action), order_quantity (actions are order sizes), echelon_order_up_to (targets for the echelon "
+            "position of the slot's destination: the node and everything downstream; one supplier per node) "
+            "or base_stock_residual (a residual of at most residual_range periods of mean demand on the "
+            "targets of the run's reference base-stock policy, computed when training starts and saved with "
+            "the agent; the zero action is that policy)."
+        ),
+    )
+    residual_range: float = Field(
+        2.0,
+        gt=0.0,
+        le=1000.0,
+        description=(
+            "base_stock_residual: the largest change r of a target, in periods of mean demand through the "
+            "node (an action a in [-1, 1] moves the target by a r mu_j); ignored by the other action modes."
         ),
     )
     horizon: int | None = Field(
@@ -195,6 +208,17 @@ class PPOConfig(TrainingConfig):
             "and only lets the policy's orders drift with it."
         ),
     )
+    pipeline_length: int | None = Field(
+        None,
+        ge=0,
+        le=RUN_SETTINGS["periods"][1],
+        description=(
+            "Pipeline features the agent sees per slot (lane and mode): null gives one per period of the "
+            "slot's longest lead time (the layout changes with the lead times); P gives exactly P per slot, "
+            "zeros past the slot's lead time, so the agent can be evaluated on the same network with other "
+            "lead times up to P (meio sweep --models). A scenario with a longer lead time is refused."
+        ),
+    )
     initial_stock_spread: float = Field(
         0.0,
         ge=0.0,
@@ -203,6 +227,26 @@ class PPOConfig(TrainingConfig):
             "draws each node's starting on-hand stock uniformly on [0, f mu_j (1 + L_j)] (mean demand "
             "through the node times one plus its lead time), so training visits overstocked and empty states "
             "that a long run can reach. Evaluations always start from the scenario's state."
+        ),
+    )
+    episode_start: Literal["initial", "continue"] = Field(
+        "initial",
+        description=(
+            "What a training episode starts from after a truncation: initial, the scenario's starting state; "
+            "continue, the state the last episode ended in (stock, pipeline, backorders, random streams and "
+            "calendar run on; only the episode's clock, its totals and periods_left restart), so episodes "
+            "start from the states a long run of the current policy visits and a run-away state is trained "
+            "on, not left behind. A row's first episode starts from the scenario's state "
+            "(meio.envs.vec_env; docs/agents.md, 'Drift and long runs')."
+        ),
+    )
+    continue_share: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "With episode_start continue: the share f of the env copies that continue (the first "
+            "ceil(f n_envs)); the others restart from the scenario's state (a mixed form). 1 with initial."
         ),
     )
     normalize_obs: bool = Field(
@@ -321,6 +365,10 @@ class PPOConfig(TrainingConfig):
             check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
         except ValueError as exc:
             problems.append(f"eval_periods, eval_replications: {exc}")
+        if self.episode_start == "initial" and self.continue_share != 1.0:
+            problems.append(
+                f"continue_share: {self.continue_share!r} needs episode_start: continue (initial restarts every copy)"
+            )
         self.refuse(problems)
         return self
 
@@ -406,7 +454,7 @@ def config_json_schema() -> dict[str, Any]:
     choices and description; unknown keys are refused (``additionalProperties: false``). It cannot
     say two things the loader checks: that numbers are finite (JSON has no NaN; YAML's ``.nan``
     passes a JSON Schema validator) and the rules between fields (``batch_size <= n_steps * n_envs``,
-    the rollout and evaluation sizes).
+    the rollout and evaluation sizes, ``continue_share`` other than 1 only with ``episode_start: continue``).
     """
     return {
         **PPOConfig.model_json_schema(),

@@ -55,7 +55,14 @@ from meio.agents.policy import (
     manifest_problem,
     read_json,
 )
-from meio.agents.train import EVAL_COLUMNS, TrainResult, _trim_evaluations, selection_cost
+from meio.agents.train import (
+    EVAL_COLUMNS,
+    TrainResult,
+    _trim_evaluations,
+    evaluation_scalars,
+    selection_cost,
+    write_run_hparams,
+)
 from meio.envs.dynamics import COST_NAMES
 from meio.envs.metrics import evaluate
 from meio.envs.policies import primary_slots
@@ -66,7 +73,17 @@ from meio.envs.simulator import Simulator
 from meio.envs.topology import Topology
 from meio.envs.twin import TwinParams, TwinState, draw_block, initial_state, rollout, state_from_simulator
 
-__all__ = ["HDPOConfig", "HDPONet", "HDPOPolicy", "hdpo_configs_dir", "load_hdpo_config", "train_hdpo"]
+__all__ = [
+    "HDPOConfig",
+    "HDPONet",
+    "HDPOPolicy",
+    "hdpo_configs_dir",
+    "hdpo_scenario_problem",
+    "load_hdpo_config",
+    "ordering_slots",
+    "train_hdpo",
+    "twin_params",
+]
 
 #: Files of a saved HDPO agent (``best/``, ``final/``, ``checkpoints/ITER/``).
 WEIGHTS_FILE = HDPO_WEIGHTS_FILE
@@ -120,6 +137,15 @@ class HDPOConfig(TrainingConfig):
         description=("First w periods of each trajectory left out of the loss (the start-up transient); w < horizon."),
     )
     learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Adam learning rate.")
+    transport_credit: bool = Field(
+        True,
+        description=(
+            "Where every node has one supplier: credit the unit (transport) cost of the stock a trajectory "
+            "adds to each lane's echelon, v_s (E_j(T) - E_j(w)) with E_j the physical echelon stock of the "
+            "lane's node j, so that a unit bought in the last lead time of a trajectory (paid inside it, "
+            "delivered after it) is not charged as a pure loss (see train_hdpo)."
+        ),
+    )
     grad_clip: float = Field(10.0, gt=0.0, description="Clip of the gradient's global L2 norm.")
     architecture: Literal["auto", "echelon", "installation", "quantity"] = Field(
         "auto",
@@ -429,6 +455,16 @@ class HDPONet(torch.nn.Module):
         parts = {"owed_out": owed_out, "node_in": node_in, "raw_node": raw_node, "owed": owed}
         return slot_ip, node_ip, echelon, parts
 
+    def physical_echelon(self, state: TwinState) -> torch.Tensor:
+        """``E_j`` ``(B, N)``: stock on hand, in transit and as components at ``j`` and below it, less
+        customer backorders (the echelon position without open obligations); only where every node
+        has one supplier (:attr:`echelon_ok`)."""
+        dt = state.on_hand.dtype
+        physical = (
+            state.on_hand + state.pipe.sum(2) @ self.a_all.to(dt) + state.raw @ self.raw_in.to(dt) - state.cust_bo
+        )
+        return physical @ self.desc.to(dt).T
+
     def features(self, state: TwinState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(global features (B, F), per-node features (B, N, 7), slot positions, echelon positions)``."""
         slot_ip, node_ip, echelon, parts = self.positions(state)
@@ -486,6 +522,51 @@ class HDPONet(torch.nn.Module):
         else:
             q = torch.clamp(torch.nn.functional.softplus(zk) * scale - slot_ip[:, self.out_slot], min=0.0)
         return orders.index_copy(1, self.out_slot, q)
+
+
+def ordering_slots(topo: Topology, cfg: HDPOConfig) -> np.ndarray:
+    """The slots an :class:`HDPONet` of ``cfg`` may order on: every slot with ``quantity``, else
+    each node's primary slots (:func:`meio.envs.policies.primary_slots`); the others get 0."""
+    if cfg.architecture == "quantity":
+        return np.arange(topo.n_slots)
+    return primary_slots(topo)
+
+
+def twin_params(
+    topo: Topology, cfg: HDPOConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> TwinParams:
+    """The twin of ``topo`` for training a network of ``cfg``.
+
+    A fixed ordering cost ``K_s 1[q_s > 0]`` has no useful gradient, so the twin refuses it
+    (``docs/twin.md``). On a slot the network never orders on (an alternative mode or source beside
+    the primary slot, under the ``echelon`` and ``installation`` architectures) the cost is never
+    incurred; there it is charged as the kernel does (``fixed_costs="count"``, always 0), and the
+    scenario trains. On a slot the network orders on it is refused, naming the slot.
+    """
+    slots = ordering_slots(topo, cfg)
+    fixed = [int(s) for s in slots if float(topo.slot_fixed_cost[s]) != 0.0]
+    if fixed:
+        s = fixed[0]
+        try:
+            TwinParams.from_topology(topo, device=device, dtype=dtype)
+        except ValueError as exc:
+            raise ValueError(
+                f"architecture {cfg.architecture}: the network orders on {topo.slot_names[s]}, which has a "
+                f"fixed cost {float(topo.slot_fixed_cost[s]):g} per order; {exc}"
+            ) from None
+    return TwinParams.from_topology(topo, device=device, dtype=dtype, fixed_costs="count")
+
+
+def hdpo_scenario_problem(scenario: ScenarioLike, cfg: HDPOConfig) -> str | None:
+    """Why :func:`train_hdpo` with ``cfg`` cannot train on ``scenario`` (the twin refuses a key, or
+    the architecture does not fit the network), or ``None`` where it can."""
+    topo = resolve(scenario)
+    try:
+        twin_params(topo, cfg)
+        HDPONet(topo, cfg)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -703,10 +784,10 @@ def train_hdpo(
     sc = topo.scenario
     torch.set_num_threads(cfg.torch_threads)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    try:
-        params = TwinParams.from_topology(topo, device=cfg.device, dtype=dtype)
-    except ValueError as exc:
-        raise ValueError(f"scenario: {sc.name!r}: {exc}") from None
+    problem = hdpo_scenario_problem(topo, cfg)
+    if problem is not None:
+        raise ValueError(f"scenario: {sc.name!r}: {problem}")
+    params = twin_params(topo, cfg, device=cfg.device, dtype=dtype)
     torch.manual_seed(seed)
     net = HDPONet(topo, cfg).to(device=params.device, dtype=dtype)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -753,7 +834,8 @@ def train_hdpo(
 
     run.mkdir(parents=True, exist_ok=True)
     if resume:
-        _trim_evaluations(run, loop.iteration)
+        # a run restarted from iteration 0 (no checkpoint yet) evaluates iteration 0 again: drop its old row too
+        _trim_evaluations(run, loop.iteration if loop.iteration else -1)
     _write_run_config(run, sc.name, seed, cfg)
 
     from torch.utils.tensorboard import SummaryWriter
@@ -782,6 +864,8 @@ def train_hdpo(
     def policy_now() -> HDPOPolicy:
         return HDPOPolicy(net.state_dict(), cfg, trained_on=sc.name)
 
+    last_scalars: dict[str, float] = {}  # of the last evaluation: the run's final metrics
+
     def evaluate_now(it: int) -> float:
         result = evaluate(
             eval_sim,
@@ -791,19 +875,14 @@ def train_hdpo(
             replications=cfg.eval_replications,
             seed=cfg.eval_seed,
         )
-        writer.add_scalar("eval/cost", result.cost_mean, it)
-        writer.add_scalar("eval/cost_ci95", result.cost_ci95, it)
-        writer.add_scalar("eval/fill_rate", result.fill_rate["network"], it)
-        gap = None
-        if baseline_cost is not None:
-            gap = 100.0 * (result.cost_mean - baseline_cost) / baseline_cost
-            writer.add_scalar("eval/baseline_cost", baseline_cost, it)
-            writer.add_scalar("eval/gap_pct", gap, it)
-        # The same stability measures and selection rule as PPO's runs (meio.agents.train).
+        # The same scalars, stability measures and selection rule as PPO's runs (meio.agents.train).
+        scalars = evaluation_scalars(result, baseline_cost)
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, it)
+        last_scalars.clear()
+        last_scalars.update(scalars)
+        gap = scalars.get("eval/gap_pct")
         drifting = len(result.drifting)
-        writer.add_scalar("eval/spread_pct", 100.0 * result.spread, it)
-        writer.add_scalar("eval/drifting", drifting, it)
-        writer.add_scalar("eval/worst_replication", float(result.replication_costs.max()), it)
         values = {
             "steps": it,
             "seconds": round(time.perf_counter() - started, 2),
@@ -816,6 +895,7 @@ def train_hdpo(
             "spread_pct": 100.0 * result.spread,
             "worst_replication": float(result.replication_costs.max()),
             "drifting": drifting,
+            "trending": len(result.trending),
         }
         path = run / "evaluations.csv"
         new = not path.exists()
@@ -866,11 +946,25 @@ def train_hdpo(
                 )
             )
 
+    # Truncation credit (HDPOConfig.transport_credit). Over the loss window [w, T) the units shipped
+    # on slot s into node j (the only supplier's lane) are the sales below j plus the change of j's
+    # physical echelon stock: sum_t x_s,t = D_j + E_j(T) - E_j(w). So v_s sum_t x_s,t - v_s (E_j(T) -
+    # E_j(w)) = v_s D_j, the transport cost a stationary policy pays per unit sold; the credit has
+    # zero mean in the long run and removes the cost of units paid for inside the window and used
+    # after it, which would otherwise push every order in the last lead time to 0.
+    unit = torch.tensor(np.asarray(topo.slot_unit_cost, dtype=float), dtype=dtype, device=params.device)
+    credit_on = bool(cfg.transport_credit and net.echelon_ok and bool((unit != 0).any()))
+    marks: dict[str, torch.Tensor] = {}
+
     def policy_fn(state: TwinState, k: int) -> torch.Tensor:
+        if credit_on and k == cfg.warmup:
+            marks["start"] = net.physical_echelon(state)
         return net(state)
 
     done_before = loop.iteration
     last_eval = -1
+    if cfg.eval_every and loop.iteration == 0:
+        evaluate_now(0)  # the untrained policy: where the learning curve starts (and maybe the best)
     while loop.iteration < cfg.iterations and not loop.stopped:
         t0 = time.perf_counter()
         base = _training_base(rng, cfg.batch_size, eval_lo, eval_hi)
@@ -878,6 +972,11 @@ def train_hdpo(
         result = rollout(params, policy_fn, initial_state(params, cfg.batch_size), draws)
         per_part = result.costs[:, cfg.warmup :].mean((0, 1))
         loss = per_part.sum()
+        if credit_on:
+            added = net.physical_echelon(result.state) - marks.pop("start")
+            credit = (added[:, net.slot_dst] * unit).sum(1).mean() / (cfg.horizon - cfg.warmup)
+            loss = loss - credit
+            writer.add_scalar("cost/transport_credit", float(credit.detach()), loop.iteration + 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -904,6 +1003,8 @@ def train_hdpo(
         if last_eval != it:
             evaluate_now(it)
         checkpoint_now(it)
+        # before final/: a run stopped between the two completes both on resume
+        write_run_hparams(run, "hdpo", cfg.to_dict(), meta, loop.best_cost, last_scalars, it)
         policy_now().save(run / "final", {**meta, "steps": it})
     writer.flush()
     writer.close()

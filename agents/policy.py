@@ -24,7 +24,7 @@ from meio.envs.decentralised import NodeView
 from meio.envs.hints import did_you_mean
 from meio.envs.policies import Policy
 from meio.envs.simulator import Simulator
-from meio.envs.spaces import ActionMap, ObservationMap
+from meio.envs.spaces import ACTION_MODES, ActionMap, ObservationMap, ResidualBase
 
 #: Files of a saved agent inside a run folder's ``best/``, ``final/`` or ``checkpoints/STEP/``.
 MODEL_FILE = "model.zip"
@@ -151,12 +151,18 @@ class PPOPolicy:
         horizon: int | None = None,
         observe_time: bool = True,
         trained_on: str | None = None,
+        pipeline_length: int | None = None,
+        residual: ResidualBase | None = None,
     ) -> None:
         self.model = model
+        # base_stock_residual: the base-stock levels the actions are a residual on (saved in meta.json)
+        self.residual = residual
         self.trained_on = trained_on  # the training scenario's name, for messages
         self.control = control
         self.horizon = horizon  # the training episodes' length (periods_left counts it down)
         self.observe_time = observe_time
+        # the fixed number of pipeline features per slot it was trained with (None: the lead times')
+        self.pipeline_length = pipeline_length
         self.action_mode = action_mode
         self.obs_mean = obs_mean
         self.obs_var = obs_var
@@ -169,13 +175,18 @@ class PPOPolicy:
     def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap, NodeView | None]:
         key = id(sim.topology)
         if key not in self._maps:
-            obs_map = ObservationMap(sim.topology, horizon=self.horizon, observe_time=self.observe_time)
+            obs_map = ObservationMap(
+                sim.topology,
+                horizon=self.horizon,
+                observe_time=self.observe_time,
+                pipeline_length=self.pipeline_length,
+            )
             view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
             self._check_fits(
                 sim.scenario.name,
                 *((view.size, view.act_len) if view is not None else (obs_map.size, sim.topology.n_slots)),
             )
-            self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode), view)}
+            self._maps = {key: (obs_map, ActionMap(sim.topology, self.action_mode, self.residual), view)}
         return self._maps[key]
 
     def check(self, sim: Simulator) -> None:
@@ -249,6 +260,8 @@ class PPOPolicy:
                     "control": self.control,
                     "horizon": self.horizon,
                     "observe_time": self.observe_time,
+                    "pipeline_length": self.pipeline_length,
+                    **({} if self.residual is None else {"residual_base": self.residual.to_dict()}),
                 },
                 indent=2,
             )
@@ -268,7 +281,7 @@ class PPOPolicy:
             raise ValueError(f"model: {folder} is damaged: {problem}")
         meta = read_json(folder / META_FILE, "model")
         stats = read_json(folder / NORMALIZER_FILE, "model")
-        if not isinstance(meta, dict) or meta.get("action_mode") not in ("order_up_to", "order_quantity"):
+        if not isinstance(meta, dict) or meta.get("action_mode") not in ACTION_MODES:
             raise ValueError(f"model: {folder / META_FILE} has no valid action_mode; it is not a saved agent's")
         action_mode = str(meta["action_mode"])
         try:
@@ -291,7 +304,12 @@ class PPOPolicy:
             "horizon": meta.get("horizon"),
             "observe_time": meta.get("observe_time", True),
             "trained_on": meta.get("scenario"),
+            "pipeline_length": meta.get("pipeline_length"),
         }
+        if action_mode == "base_stock_residual":
+            extra["residual"] = ResidualBase.from_dict(
+                meta.get("residual_base"), f"model: {folder / META_FILE}: residual_base"
+            )
         if norm is None:
             return cls(model, action_mode, None, None, **extra)
         return cls(model, action_mode, *norm, **extra)

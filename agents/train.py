@@ -42,7 +42,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EveryNTimesteps
-from stable_baselines3.common.logger import HParam
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -77,6 +76,7 @@ from meio.envs.metrics import SHORT_TOL, Evaluation, evaluate, fill_rate
 from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.scenario import Scenario, ScenarioError, read_yaml
 from meio.envs.simulator import Simulator
+from meio.envs.spaces import ResidualBase
 from meio.envs.topology import COST_NAMES
 from meio.envs.vec_env import MultiEchelonVecEnv, make_vec_env
 
@@ -149,6 +149,36 @@ def best_baseline(scenario: ScenarioLike, cfg: PPOConfig, progress: bool = False
         return None, None
     b, ev = found
     return b.name, ev.cost_mean
+
+
+def residual_base(scenario: ScenarioLike, cfg: PPOConfig) -> ResidualBase | None:
+    """``action_mode: base_stock_residual``: the base-stock policy the actions are a residual on; ``None``
+    in the other modes. It is the run's reference (:func:`meio.baselines.run.reference_baseline`:
+    Clark-Scarf on a serial chain) when that is a base-stock policy, else the cheapest stable one of
+    the local and simulation-optimised installation and echelon base-stock policies, all evaluated on
+    the evaluation seeds, so a resumed run computes the same levels again. The levels are saved in
+    the agent's ``meta.json``."""
+    if cfg.action_mode != "base_stock_residual":
+        return None
+    from meio.baselines.run import choose_reference, reference_baseline, run_baselines
+
+    settings: dict[str, Any] = dict(
+        periods=cfg.eval_periods, warmup=cfg.eval_warmup, replications=cfg.eval_replications, seed=cfg.eval_seed
+    )
+    found = reference_baseline(scenario, **settings)
+    if found is None or found[0].kind not in ("installation", "echelon") or found[0].extra.get("reorder_points"):
+        # an (s, S) or dual-sourcing reference: the best plain base-stock policy instead
+        report = run_baselines(scenario, include=("local", "optimised_installation", "optimised_echelon"), **settings)
+        results = {b.name: (b, ev) for b, ev in report.results}
+        name = choose_reference({n: ev for n, (_, ev) in results.items()})
+        if name is None:
+            raise ConfigError(
+                "action_mode: base_stock_residual needs a stable base-stock policy to be a residual on; this "
+                "scenario has none (use order_up_to)"
+            )
+        found = results[name]
+    b = found[0]
+    return ResidualBase(kind=b.kind, levels=dict(b.levels), residual_range=cfg.residual_range, name=b.name)
 
 
 class MetricsCallback(BaseCallback):
@@ -229,19 +259,181 @@ class BetweenRollouts(EveryNTimesteps):
 
 
 def selection_cost(result: Evaluation) -> float:
-    """The cost by which ``best/`` is chosen among a run's evaluations: the mean cost per period, or,
-    where a replication drifted (:attr:`~meio.envs.metrics.Evaluation.drifting`), the cost of the
-    worst replication. A policy that runs away in one of the evaluation's replications will run away
-    in a planner's long run too; ranking it by its worst replication puts it behind every stable
-    evaluation of similar mean, while a run whose every evaluation drifts still keeps its least bad."""
-    return float(result.replication_costs.max()) if result.drifting else float(result.cost_mean)
+    """The cost by which ``best/`` is chosen among a run's evaluations: the mean cost per period of a
+    stable evaluation; where a replication drifted (:attr:`~meio.envs.metrics.Evaluation.drifting`),
+    at least the cost of the worst replication; where a replication trends upward
+    (:attr:`~meio.envs.metrics.Evaluation.trending`), at least the worst replication's cost over the
+    window's last quarter (:attr:`~meio.envs.metrics.Evaluation.late_costs`), where it is heading.
+    A policy that runs away in the evaluation's replications, one of them or all, will run away in a
+    planner's long run too; ranking it by where its worst replication got to puts it behind every
+    stable evaluation of similar mean, while a run whose every evaluation drifts still keeps its
+    least bad."""
+    score = float(result.cost_mean)
+    if result.drifting:
+        score = max(score, float(result.replication_costs.max()))
+    if result.trending:
+        score = max(score, float(result.late_costs.max()))
+    return score
+
+
+def gap_pct(cost: float, baseline_cost: float | None) -> float | None:
+    """Gap of an evaluation cost ``c`` to the run's reference ``c*``: ``100 (c - c*) / c*`` per cent,
+    ``None`` where the run has no reference."""
+    return None if baseline_cost is None else 100.0 * (cost - baseline_cost) / baseline_cost
+
+
+def evaluation_scalars(result: Evaluation, baseline_cost: float | None) -> dict[str, float]:
+    """Every TensorBoard scalar of one evaluation, by tag: the one list PPO's and HDPO's runs log.
+
+    ``eval/cost``, ``eval/cost_ci95``, ``eval/fill_rate`` (network), ``eval/baseline_cost`` and
+    ``eval/gap_pct`` (:func:`gap_pct`, with a reference), ``eval/spread_pct``, ``eval/drifting``,
+    ``eval/worst_replication``, ``eval/trending`` (replications whose cost climbs within the window)
+    and ``eval/max_trend_pct`` (the largest rise, first to last quarter, in per cent); per demand
+    node ``d`` its fill rate ``eval/fill_rate/<d>`` (``beta_d``, MODEL.md "Service metrics") and,
+    where the scenario gives it a ``service_target``
+    ``beta*_d``, ``eval/target_gap/<d>`` ``= beta_d - beta*_d`` (met when ``>= 0``, the rule of
+    :func:`meio.envs.metrics.meets_target`); per named segment ``g`` its demand-weighted fill rate
+    ``eval/segment_fill_rate/<g>`` (:meth:`~meio.envs.metrics.Evaluation.segment_table`). A node
+    without a segment of its own name is its own segment, already logged as a node.
+    """
+    out = {
+        "eval/cost": float(result.cost_mean),
+        "eval/cost_ci95": float(result.cost_ci95),
+        "eval/fill_rate": float(result.fill_rate["network"]),
+    }
+    gap = gap_pct(result.cost_mean, baseline_cost)
+    if baseline_cost is not None and gap is not None:
+        out["eval/baseline_cost"] = float(baseline_cost)
+        out["eval/gap_pct"] = gap
+    # Replications that disagree (a spread, a drifting seed) expose a policy that wanders off in
+    # some runs: the mean alone hides it (docs/agents.md, "Long-run stability").
+    out["eval/spread_pct"] = 100.0 * result.spread
+    out["eval/drifting"] = float(len(result.drifting))
+    out["eval/worst_replication"] = float(result.replication_costs.max())
+    # A replication compared with itself: catches a run-away in every replication at once.
+    out["eval/trending"] = float(len(result.trending))
+    rises = result.trends
+    if not np.isnan(rises).all():
+        out["eval/max_trend_pct"] = 100.0 * float(np.nanmax(rises))
+    for node in result.mean_demand:  # the demand nodes, in the scenario's order
+        out[f"eval/fill_rate/{node}"] = float(result.fill_rate[node])
+        target = result.service_targets.get(node)
+        if target is not None:
+            out[f"eval/target_gap/{node}"] = float(result.fill_rate[node]) - float(target)
+    named = {seg for node, seg in result.segments.items() if seg != node}
+    if named:
+        table = result.segment_table()
+        for seg in table.index:
+            if seg in named:
+                out[f"eval/segment_fill_rate/{seg}"] = float(table.at[seg, "fill_rate"])
+    return out
+
+
+#: Tags of the run's final metrics, the metric columns of TensorBoard's HParams dashboard.
+FINAL_METRICS = ("final/best_eval_cost", "final/eval_cost", "final/gap_pct", "final/fill_rate")
+
+
+def final_metrics(best_cost: float | None, last: Mapping[str, float] | None) -> dict[str, float]:
+    """The run's final metrics (:data:`FINAL_METRICS`) from its best selection cost
+    (:func:`selection_cost`, what ``best/`` was chosen by) and the scalars of its last evaluation
+    (:func:`evaluation_scalars`); those a run does not have (no evaluation, no reference) are left out."""
+    out = {} if best_cost is None else {"final/best_eval_cost": float(best_cost)}
+    pairs = (("final/eval_cost", "eval/cost"), ("final/gap_pct", "eval/gap_pct"), ("final/fill_rate", "eval/fill_rate"))
+    for tag, key in pairs:
+        if last is not None and key in last:
+            out[tag] = float(last[key])
+    return out
+
+
+def hparam_values(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A config as HParams values: nested mappings flattened to ``a.b`` keys; booleans, numbers and
+    strings as they are; anything else (lists, ``None``) as its JSON text (``[64, 64]``, ``null``),
+    since the HParams dashboard holds only booleans, numbers and strings."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(hparam_values(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value)
+    return out
+
+
+def write_hparams(
+    tb: Path, hparams: Mapping[str, bool | int | float | str], metrics: Mapping[str, float], step: int
+) -> None:
+    """The run's entry in TensorBoard's HParams dashboard: the folder ``tb/hparams/``, one event file
+    in the HParams plugin's format (``tensorboard.plugins.hparams``): a session start holding
+    ``hparams``, the ``metrics`` as scalars at ``step`` and a session end. TensorBoard takes every
+    run folder with a session start for a session, and a session's metrics from its scalars.
+
+    No experiment summary is written (``torch.utils.tensorboard``'s ``hparams`` and SB3's ``HParam``
+    write one per run): TensorBoard then builds the dashboard's columns from the union of all runs'
+    hyper-parameters and metric tags, so PPO and HDPO runs compare in one table, where one run's
+    experiment summary would set the columns for all. The folder is replaced whole
+    (:func:`meio.agents.policy.folder_written_whole`), so a run resumed and finished again still has
+    one entry, with its own final values.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard import SummaryWriter
+
+    def summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+        value = Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+        return Summary(value=[value])
+
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    for key, value in hparams.items():
+        if isinstance(value, bool):  # before numbers: a bool is an int in Python
+            start.hparams[key].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[key].number_value = float(value)
+        else:
+            start.hparams[key].string_value = str(value)
+    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+    for stale in [*tb.glob(".hparams.partial-*"), *tb.glob(".hparams.old-*")]:  # a write cut short
+        shutil.rmtree(stale, ignore_errors=True)
+    with folder_written_whole(tb / "hparams") as folder:
+        writer = SummaryWriter(str(folder))
+        try:
+            writer.file_writer.add_summary(
+                summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)),
+                step,
+            )
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, step)
+            writer.file_writer.add_summary(
+                summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end)), step
+            )
+        finally:
+            writer.close()
+
+
+def write_run_hparams(
+    run: Path,
+    algo: str,
+    config: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    best_cost: float | None,
+    last: Mapping[str, float] | None,
+    steps: int,
+) -> None:
+    """A finished run's HParams entry (:func:`write_hparams` into ``run/tb``): the algorithm, the
+    config (:func:`hparam_values`), the scenario and seed (``meta``), and the final metrics
+    (:func:`final_metrics`) at the run's last step."""
+    values = {"algo": algo, **hparam_values(config), **hparam_values(meta)}
+    write_hparams(run / "tb", values, final_metrics(best_cost, last), steps)
 
 
 class EvaluationCallback(BaseCallback):
     """One evaluation per ``on_step`` (scheduled by :class:`BetweenRollouts`): the deterministic
-    policy with frozen normalisation on the fixed evaluation seeds, logged as ``eval/*``, a row of
-    ``evaluations.csv``, and ``best/`` when its cost is the lowest so far. At the start of training
-    it logs the hyper-parameters."""
+    policy with frozen normalisation on the fixed evaluation seeds, logged as ``eval/*``
+    (:func:`evaluation_scalars`), a row of ``evaluations.csv``, and ``best/`` when its cost is the
+    lowest so far. At the start of training it logs the hyper-parameters as a text table and, in a
+    run that starts from step 0 and evaluates at all, evaluates the untrained policy at step 0 (which
+    may stay the best: then ``best/`` is the untrained policy)."""
 
     def __init__(
         self,
@@ -257,6 +449,8 @@ class EvaluationCallback(BaseCallback):
         self.run_dir, self.cfg, self.scenario, self.meta = run_dir, cfg, scenario, meta
         self.baseline_name, self.baseline_cost = baseline
         self.best_cost: float | None = None
+        #: Scalars of the last evaluation (:func:`evaluation_scalars`), for the run's final metrics.
+        self.last: dict[str, float] | None = None
         self.horizon = cfg.horizon or scenario.horizon
         self.eval_sim = Simulator(scenario, n=cfg.eval_replications, threads=cfg.threads)
         self.started = time.perf_counter()
@@ -267,8 +461,9 @@ class EvaluationCallback(BaseCallback):
         self.logger.record(
             "hyperparameters", f"| parameter | value |\n|---|---|\n{rows}", exclude=("stdout", "log", "json", "csv")
         )
-        hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
-        self.logger.record("hparams", HParam(hparams, {"eval/cost": 0.0}), exclude=("stdout", "log", "json", "csv"))
+        # The HParams entry is written at the end (write_hparams), with the final metrics.
+        if cfg.eval_every and self.num_timesteps == 0:
+            self.evaluate_now()  # the untrained policy: where the learning curve starts
 
     def policy(self) -> PPOPolicy:
         env = self.training_env
@@ -282,7 +477,9 @@ class EvaluationCallback(BaseCallback):
             control=self.cfg.control,
             horizon=self.horizon,
             observe_time=self.cfg.observe_time,
+            pipeline_length=self.cfg.pipeline_length,
             trained_on=self.scenario.name,
+            residual=_base_env(self.training_env).action_map.residual,
         )
 
     def _on_step(self) -> bool:
@@ -300,20 +497,12 @@ class EvaluationCallback(BaseCallback):
             replications=cfg.eval_replications,
             seed=cfg.eval_seed,
         )
-        self.logger.record("eval/cost", result.cost_mean)
-        self.logger.record("eval/cost_ci95", result.cost_ci95)
-        self.logger.record("eval/fill_rate", result.fill_rate["network"])
-        gap = None
-        if self.baseline_cost is not None:
-            gap = 100.0 * (result.cost_mean - self.baseline_cost) / self.baseline_cost
-            self.logger.record("eval/baseline_cost", self.baseline_cost)
-            self.logger.record("eval/gap_pct", gap)
-        # Replications that disagree (a spread, a drifting seed) expose a policy that wanders off in
-        # some runs: the mean alone hides it (docs/agents.md, "Long-run stability").
+        scalars = evaluation_scalars(result, self.baseline_cost)
+        for tag, value in scalars.items():
+            self.logger.record(tag, value)
+        self.last = scalars
+        gap = scalars.get("eval/gap_pct")
         drifting = len(result.drifting)
-        self.logger.record("eval/spread_pct", 100.0 * result.spread)
-        self.logger.record("eval/drifting", drifting)
-        self.logger.record("eval/worst_replication", float(result.replication_costs.max()))
         # Written now, at the step evaluated: SB3 dumps the logger only after the coming rollout, which
         # would put every evaluation one rollout late on the learning curves (and the last update's
         # train/* values, recorded at this same step, go with it).
@@ -337,6 +526,7 @@ class EvaluationCallback(BaseCallback):
                     100.0 * result.spread,
                     float(result.replication_costs.max()),
                     drifting,
+                    len(result.trending),
                 ]
             )
         score = selection_cost(result)
@@ -428,6 +618,7 @@ EVAL_COLUMNS = [
     "spread_pct",
     "worst_replication",
     "drifting",
+    "trending",
 ]
 
 
@@ -717,8 +908,12 @@ def train(
         action_mode=cfg.action_mode,
         horizon=cfg.horizon,
         observe_time=cfg.observe_time,
+        pipeline_length=cfg.pipeline_length,
         initial_stock_spread=cfg.initial_stock_spread,
         threads=cfg.threads,
+        episode_start=cfg.episode_start,
+        continue_share=cfg.continue_share,
+        residual=residual_base(topo, cfg),
     )
     venv = (
         DecentralisedVecEnv(topo, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(topo, **env_kwargs)
@@ -808,7 +1003,8 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     if resume:
         _set_aside(run, damaged)
-        _trim_evaluations(run, done)
+        # a run restarted from step 0 (no checkpoint yet) evaluates step 0 again: drop its old row too
+        _trim_evaluations(run, done if checkpoint is not None else -1)
         _note(
             f"resume: continuing {run} from step {done:,}"
             + (f" (checkpoint {checkpoint.folder.name})" if checkpoint is not None else " (no checkpoint yet)")
@@ -834,6 +1030,8 @@ def train(
     if cfg.eval_every:
         evaluator.on_step()
     model.logger.dump(model.num_timesteps)  # the last update's train/* and the last evaluation
+    # before final/: a run stopped between the two completes both on resume
+    write_run_hparams(run, "ppo", cfg.to_dict(), meta, evaluator.best_cost, evaluator.last, model.num_timesteps)
     evaluator.policy().save(run / "final", {**meta, "steps": model.num_timesteps})
     return TrainResult(
         run_dir=run,
@@ -870,6 +1068,7 @@ def _finish_resumed(
         if cfg.eval_every:
             evaluator.on_step()  # at the model's count, checkpoint.steps
             model.logger.dump(checkpoint.steps)
+        write_run_hparams(run, "ppo", cfg.to_dict(), meta, evaluator.best_cost, evaluator.last, checkpoint.steps)
         evaluator.policy().save(run / "final", {**meta, "steps": checkpoint.steps})
         best = evaluator.best_cost
     else:

@@ -8,7 +8,8 @@ action is the orders on the slots into it, padded to the largest number of such 
 
 :class:`DecentralisedVecEnv` exposes ``n_envs x N`` node-agents to SB3 over one batched
 :class:`~meio.envs.vec_env.MultiEchelonVecEnv`: every agent of a copy acts in the same period, and all
-share the copy's reward (a cooperative team), its episode ends and its auto-resets.
+share the copy's reward (a cooperative team), its episode ends and its auto-resets (or, with
+``episode_start="continue"``, its episodes that go on from the state the last one ended in).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from meio.envs.scenario import Scenario
-from meio.envs.spaces import OBS_BOUND, ObservationMap
+from meio.envs.spaces import OBS_BOUND, ObservationMap, ResidualBase
 from meio.envs.threads import Threads
 from meio.envs.topology import Topology
 from meio.envs.vec_env import MultiEchelonVecEnv
@@ -79,6 +80,10 @@ class DecentralisedVecEnv(VecEnv):
         observe_time: bool = True,
         initial_stock_spread: float = 0.0,
         threads: Threads = None,
+        episode_start: str = "initial",
+        continue_share: float = 1.0,
+        pipeline_length: int | None = None,
+        residual: ResidualBase | None = None,
     ) -> None:
         self.inner = MultiEchelonVecEnv(
             scenario,
@@ -89,6 +94,10 @@ class DecentralisedVecEnv(VecEnv):
             observe_time=observe_time,
             initial_stock_spread=initial_stock_spread,
             threads=threads,
+            episode_start=episode_start,
+            continue_share=continue_share,
+            pipeline_length=pipeline_length,
+            residual=residual,
         )
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology

@@ -226,6 +226,150 @@ def drifting_replications(per_period: np.ndarray, tol: float = DRIFT_TOL, z: flo
     return tuple(flagged)
 
 
+#: The trend rule (:func:`replication_trends`): a replication trends when the mean of its last quarter
+#: of the window exceeds the mean of its first quarter by more than ``TREND_TOL`` of the first
+#: quarter's plus ``TREND_Z`` standard errors of the difference, from ``TREND_BATCHES`` batch means
+#: of the replication (five per quarter). A window under ``TREND_MIN_PERIODS`` periods (batches under
+#: 10 periods) is not assessed. Calibrated in docs/agents.md ("Drift and long runs").
+TREND_TOL = 0.05
+TREND_Z = 4.0
+TREND_BATCHES = 20
+TREND_MIN_PERIODS = 200
+
+#: The stability criterion (:func:`outlying_replications`): no replication more than ``PAIRED_TOL``
+#: above the median both in cost and in cost ratio to the reference on the same random numbers.
+PAIRED_TOL = 0.02
+
+
+def replication_trends(
+    per_period: np.ndarray, tol: float = TREND_TOL, z: float = TREND_Z
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Rise of each replication's cost from the first to the last quarter of the window, and the rows
+    that trend upward.
+
+    ``per_period`` ``(R, T)``: the cost per period of each replication after the warm-up. Per row,
+    ``K = TREND_BATCHES`` batch means ``Y_1..Y_K`` of ``T // K`` periods; with ``q = K / 4``, the
+    early level ``E = mean(Y_1..Y_q)``, the late level ``L = mean(Y_{K-q+1}..Y_K)`` and the rise
+    ``d = L - E``. Its standard error ``se = sqrt(2 v / q)`` takes ``v``, the variance of one batch
+    mean, pooled within the four quarters (each quarter's batches about their own mean, ``4 (q - 1)``
+    degrees of freedom), so a level that moves between quarters does not hide itself by inflating
+    ``v``. Batch means of long batches are nearly independent (the batch-means argument, Law,
+    Simulation Modeling and Analysis, 5th ed., sec. 9.5.3). Row ``r`` trends when
+    ``d_r > tol |E_r| + z se_r``: a stationary cost has ``d`` of mean 0 and sd ``se``, however
+    strongly autocorrelated from period to period, so only a rise beyond ``tol`` and the noise is
+    flagged; a replication that runs away during the window, or keeps climbing, is. This compares a
+    replication with itself: an evaluation whose every replication runs away is caught too, which
+    the across-replication band (:func:`drifting_replications`) cannot do.
+
+    Returns ``(rise, rows)``: ``rise`` ``(R,)`` is ``d_r / |E_r|`` (NaN where ``E_r = 0``), ``rows``
+    the flagged rows; both empty / all-NaN where ``T < TREND_MIN_PERIODS``.
+    """
+    x = np.asarray(per_period, dtype=float)
+    r, t = x.shape
+    if t < TREND_MIN_PERIODS:
+        return np.full(r, np.nan), ()
+    early, late, se = quarter_levels(x)
+    rise = late - early
+    flagged = rise > tol * np.abs(early) + z * se
+    rel = np.where(early != 0, rise / np.where(early != 0, np.abs(early), 1.0), np.nan)
+    return rel, tuple(int(i) for i in np.flatnonzero(flagged))
+
+
+def quarter_levels(per_period: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``per_period`` ``(R, T)``, ``T >= TREND_BATCHES``: the early level ``E``, the late
+    level ``L`` and the standard error ``se`` of ``L - E`` that :func:`replication_trends` uses, each ``(R,)``."""
+    x = np.asarray(per_period, dtype=float)
+    r, t = x.shape
+    k = TREND_BATCHES
+    q = k // 4
+    size = t // k
+    if size < 1:
+        raise ValueError(f"{t} periods cannot make {k} batches; run more periods")
+    quarters = x[:, : size * k].reshape(r, 4, q, size).mean(axis=3)
+    v = ((quarters - quarters.mean(axis=2, keepdims=True)) ** 2).sum(axis=(1, 2)) / (4 * (q - 1))
+    return quarters[:, 0].mean(axis=1), quarters[:, 3].mean(axis=1), np.sqrt(2.0 * v / q)
+
+
+def late_costs(per_period: np.ndarray) -> np.ndarray:
+    """Mean cost of each replication over the last quarter of its ``TREND_BATCHES`` batches ``(R,)``:
+    where a trending replication is heading (the level :func:`replication_trends` compares)."""
+    x = np.asarray(per_period, dtype=float)
+    size = x.shape[1] // TREND_BATCHES
+    if size < 1:
+        return x.mean(axis=1)
+    used = size * TREND_BATCHES
+    return x[:, used - size * (TREND_BATCHES // 4) : used].mean(axis=1)
+
+
+def paired_spread(costs: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray]:
+    """Spread of the paired ratios: ``max_r rho_r / median_r rho_r - 1`` with ``rho_r = c_r / b_r``.
+
+    ``costs`` and ``reference`` ``(R,)``: per replication, the average cost of the policy and of a
+    reference policy (the best classical one) run on the same random numbers (same seed). The
+    common demand cancels from the ratio: a stretch of high demand raises both, so a stable policy's
+    ratios agree much more closely than its costs do, and the reference's own ratio is 1 in every
+    replication. A policy that runs away in some replications keeps a high ratio in those however
+    long the window. Returns ``(spread, ratios)``; raises ``ValueError`` when the shapes differ or a
+    reference cost is not positive.
+    """
+    c = np.asarray(costs, dtype=float)
+    b = np.asarray(reference, dtype=float)
+    if c.shape != b.shape or c.ndim != 1:
+        raise ValueError(f"reference: {b.shape} replication costs for {c.shape}; pair the same replications")
+    if not (b > 0).all():
+        raise ValueError(f"reference: replication costs {b.tolist()} must all be > 0 to form ratios")
+    ratios = c / b
+    return replication_spread(ratios), ratios
+
+
+def outlying_replications(costs: np.ndarray, reference: np.ndarray, tol: float = PAIRED_TOL) -> tuple[int, ...]:
+    """Replications more than ``tol`` above the median both in cost and in paired ratio:
+    ``c_r > (1 + tol) median(c)`` and ``rho_r > (1 + tol) median(rho)``, ``rho_r = c_r / b_r``
+    (:func:`paired_spread`).
+
+    A replication that ran away is high on both. Chance is high on one only: a stretch of costly
+    demand lifts ``c_r`` and ``b_r`` together, so a policy whose cost follows the reference's (one
+    near the optimum) has a high ``c_r`` with an ordinary ratio; a policy whose cost does not follow
+    it (one holding far more stock, its cost mostly holding) has a high ratio where the reference
+    was lucky, with an ordinary ``c_r``.
+    """
+    c = np.asarray(costs, dtype=float)
+    _, ratios = paired_spread(c, reference)
+    if c.size < 2:
+        return ()
+    high = (c > (1.0 + tol) * np.median(c)) & (ratios > (1.0 + tol) * np.median(ratios))
+    return tuple(int(i) for i in np.flatnonzero(high))
+
+
+def long_run_problems(ev: Evaluation, reference: Evaluation | None = None, tol: float = PAIRED_TOL) -> list[str]:
+    """The stability criterion of a long evaluation (docs/agents.md, "Drift and long runs"): what it
+    breaks, ``[]`` when it holds.
+
+    A policy is stable over the window when (1) no replication trends upward
+    (:func:`replication_trends`), (2) none left the others' band (:func:`drifting_replications`) and
+    (3) with a ``reference`` (the best classical policy on the same seeds), no replication is more
+    than ``tol`` above the median both in cost and in paired ratio ``c_r / b_r``
+    (:func:`outlying_replications`). Neither spread alone is a criterion: on a long pipeline the
+    optimum's own replications spread by more than 2% in cost over 100,000 periods, and a stable
+    policy far from the optimum spreads by more than 2% in ratio where the reference's cost moves
+    and its own does not.
+    """
+    problems = []
+    if ev.trending:
+        problems.append("trending seed(s) " + ",".join(str(ev.seed + r) for r in ev.trending))
+    if ev.drifting:
+        problems.append("drifting seed(s) " + ",".join(str(ev.seed + r) for r in ev.drifting))
+    if reference is not None and ev.replications > 1:
+        ev.paired_spread(reference)  # the same seeds and window, or ValueError
+        out = outlying_replications(ev.replication_costs, reference.replication_costs, tol)
+        if out:
+            problems.append(
+                f"seed(s) {','.join(str(ev.seed + r) for r in out)} over {100 * tol:.0f}% above the median in cost "
+                "and in ratio to the reference"
+            )
+    return problems
+
+
 @dataclass
 class Evaluation:
     """KPIs of one policy on one scenario (see ``to_dict`` for the reported fields)."""
@@ -392,6 +536,35 @@ class Evaluation:
         (:func:`drifting_replications`)."""
         return drifting_replications(self.per_period_cost)
 
+    @property
+    def trends(self) -> np.ndarray:
+        """Per replication, the rise of its cost from the first to the last quarter of the window
+        relative to the first (:func:`replication_trends`; NaN for a window too short to tell)."""
+        return replication_trends(self.per_period_cost)[0]
+
+    @property
+    def trending(self) -> tuple[int, ...]:
+        """Replications (rows; seed ``seed + row``) whose cost climbs over the window
+        (:func:`replication_trends`)."""
+        return replication_trends(self.per_period_cost)[1]
+
+    @property
+    def late_costs(self) -> np.ndarray:
+        """Average cost of each replication over the last quarter of the window (:func:`late_costs`)."""
+        return late_costs(self.per_period_cost)
+
+    def paired_spread(self, reference: Evaluation) -> tuple[float, np.ndarray]:
+        """:func:`paired_spread` against ``reference``, an evaluation of another policy on the same
+        scenario, seeds and window (``ValueError`` otherwise)."""
+        mine = (self.scenario, self.seed, self.replications, self.periods, self.warmup)
+        theirs = (reference.scenario, reference.seed, reference.replications, reference.periods, reference.warmup)
+        if mine != theirs:
+            raise ValueError(
+                f"reference: (scenario, seed, replications, periods, warmup) {theirs} differ from {mine}; "
+                "paired ratios need the same random numbers"
+            )
+        return paired_spread(self.replication_costs, reference.replication_costs)
+
     def instability(self) -> str:
         """``"backlog at retailer grows by 1.0000 units/period"`` for the unstable nodes ("" if none)."""
         return "; ".join(
@@ -415,6 +588,8 @@ class Evaluation:
             "replication_costs": [float(c) for c in self.replication_costs],
             "spread": self.spread,
             "drifting_seeds": [self.seed + row for row in self.drifting],
+            "replication_trends": [None if math.isnan(x) else float(x) for x in self.trends],
+            "trending_seeds": [self.seed + row for row in self.trending],
             "cost_per_period_excluding_pipeline": {
                 "mean": self.cost_ex_pipeline_mean,
                 "ci95": self.cost_ex_pipeline_ci95,
@@ -455,6 +630,14 @@ class Evaluation:
             ),
             "cost split: " + ", ".join(f"{k} {v:.4f}" for k, v in self.cost_split.items()),
         ]
+        trending = self.trending
+        if trending:
+            rises = self.trends
+            lines.append(
+                "TRENDING: seed(s) "
+                + ", ".join(f"{self.seed + r} (+{100 * rises[r]:.1f}%)" for r in trending)
+                + " cost more in the window's last quarter than in its first"
+            )
         if self.replications > 1:
             costs = self.replication_costs
             drift = self.drifting

@@ -9,6 +9,15 @@ observation is the new episode's first, ``info["terminal_observation"]`` holds t
 SB3 bootstraps from the terminal observation). The episode's totals are in ``info["episode"]``
 (``r``, ``l``, ``t`` as SB3's ``Monitor`` writes them) and ``info["episode_cost_split"]``.
 
+``episode_start`` (:data:`meio.envs.multi_echelon.EPISODE_STARTS`) says what the new episode starts
+from: ``initial``, the scenario's starting state; ``continue``, the state the row ended in (its
+stock, pipeline, backorders, random streams and the simulator's clock run on; only the episode's
+clock and totals restart, and ``periods_left``, read modulo the horizon, reads 1), so that the
+episodes start from the states a long run of the current policy visits, and a row's periods are,
+one for one, those of a single untruncated run. With ``continue_share`` ``f < 1`` only the first
+``ceil(f n_envs)`` rows continue, the others restart (a mixed form). ``reset()`` always starts every
+row from the scenario's state.
+
 Per-period infos for every row cost more than the step itself at large batches, so by default
 ``infos`` only carry the episode-end entries and the period's arrays are attributes:
 ``last_costs`` ``(n, len(COST_NAMES))``, ``last_node_out`` ``(n, D, len(OUT_NAMES))`` (columns
@@ -22,6 +31,7 @@ batches of at least ``meio.envs.dynamics.PARALLEL_ROWS`` rows.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -30,10 +40,10 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from meio.envs.multi_echelon import check_spread, resolve_topology, step_info
+from meio.envs.multi_echelon import check_episode_start, check_spread, resolve_topology, step_info
 from meio.envs.resolve import ScenarioLike
 from meio.envs.simulator import Simulator
-from meio.envs.spaces import ActionMap, ObservationMap
+from meio.envs.spaces import ActionMap, ObservationMap, ResidualBase
 from meio.envs.threads import Threads
 from meio.envs.topology import COST_NAMES
 
@@ -52,6 +62,10 @@ class MultiEchelonVecEnv(VecEnv):
         observe_time: bool = True,
         initial_stock_spread: float = 0.0,
         threads: Threads = None,
+        episode_start: str = "initial",
+        continue_share: float = 1.0,
+        pipeline_length: int | None = None,
+        residual: ResidualBase | None = None,
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
@@ -60,9 +74,15 @@ class MultiEchelonVecEnv(VecEnv):
         self.scenario = topo.scenario
         self.sim = Simulator(topo, n=int(n_envs), threads=threads)
         self.action_mode = action_mode or self.scenario.action_mode
-        self.action_map = ActionMap(topo, self.action_mode)
-        self.observation_map = ObservationMap(topo, observe_time=observe_time)
+        self.action_map = ActionMap(topo, self.action_mode, residual)
+        self.observation_map = ObservationMap(topo, observe_time=observe_time, pipeline_length=pipeline_length)
         self.initial_stock_spread = check_spread(initial_stock_spread)
+        self.episode_start, self.continue_share = check_episode_start(episode_start, continue_share)
+        # Rows whose episodes continue from the state they ended in (the rest restart).
+        self._continues = np.zeros(int(n_envs), dtype=bool)
+        if self.episode_start == "continue":
+            self._continues[: math.ceil(self.continue_share * int(n_envs))] = True
+        self._ep_t0 = np.zeros(int(n_envs), dtype=np.int64)
         self.render_mode = None
         self.step_infos = step_infos
         self.slot_names = topo.slot_names
@@ -95,6 +115,7 @@ class MultiEchelonVecEnv(VecEnv):
 
     def _start_episodes(self, rows: np.ndarray, seeds: Any = None) -> None:
         """Reset ``rows`` to the scenario's initial state (with exploring starts if asked)."""
+        self._ep_t0[rows] = 0
         self.sim.reset(seeds=seeds, rows=rows)
         if self.initial_stock_spread:
             self.sim.spread_initial_stock(rows, self.initial_stock_spread, self.observation_map.node_scale)
@@ -111,7 +132,7 @@ class MultiEchelonVecEnv(VecEnv):
         rewards = -result.costs.sum(axis=1)
         self._ep_return += rewards
         self._ep_costs += result.costs
-        dones = self.sim.t >= self.scenario.horizon
+        dones = self.sim.t - self._ep_t0 >= self.scenario.horizon
         infos: list[dict[str, Any]] = (
             [step_info(result, i) for i in range(self.num_envs)]
             if self.step_infos
@@ -122,7 +143,7 @@ class MultiEchelonVecEnv(VecEnv):
             done_rows = np.flatnonzero(dones)
             now = time.perf_counter()
             returns = self._ep_return[done_rows].tolist()
-            lengths = self.sim.t[done_rows].tolist()
+            lengths = (self.sim.t[done_rows] - self._ep_t0[done_rows]).tolist()
             elapsed = np.round(now - self._ep_start[done_rows], 6).tolist()
             splits = self._ep_costs[done_rows].tolist()
             for k, i in enumerate(done_rows):
@@ -131,7 +152,10 @@ class MultiEchelonVecEnv(VecEnv):
                 info["TimeLimit.truncated"] = True
                 info["episode"] = {"r": returns[k], "l": lengths[k], "t": elapsed[k]}
                 info["episode_cost_split"] = dict(zip(COST_NAMES, splits[k]))
-            self._start_episodes(done_rows)
+            going_on = self._continues[done_rows]
+            self._ep_t0[done_rows[going_on]] = self.sim.t[done_rows[going_on]]
+            if not going_on.all():
+                self._start_episodes(done_rows[~going_on])
             self._ep_return[done_rows] = 0.0
             self._ep_costs[done_rows] = 0.0
             self._ep_start[done_rows] = now

@@ -297,6 +297,8 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # One colour per policy across every plot of the report, in the table's order.
+    colors = plots.policy_colors(list(result.table.policy))
     files: dict[str, Path] = {}
     table = result.table
     files["csv"] = out / "results.csv"
@@ -341,6 +343,7 @@ def write_report(
                 fset,
                 note=f"demo budget (cheaper than meio frontier's default): {budget_note(fset)}; "
                 f"policies on {st['replications']} x {st['periods']} periods",
+                colors=colors,
             )
             files["frontier"], files["frontier_csv"], files["frontier_md"] = ffiles["png"], ffiles["csv"], ffiles["md"]
     files["stock"] = out / "stock_positioning.png"
@@ -348,21 +351,29 @@ def write_report(
         {r["policy"]: {n: r[f"stock_{n}"] for n in nodes} for _, r in table.iterrows()},
         nodes,
         files["stock"],
-        "mean on-hand stock",
+        "mean on-hand stock (units)",
         f"{sc.name}: where the stock is held",
+        colors=colors,
     )
     files["bullwhip"] = out / "bullwhip.png"
     plots.plot_grouped(
         {r["policy"]: {n: r[f"order_var_ratio_{n}"] for n in nodes} for _, r in table.iterrows()},
         nodes,
         files["bullwhip"],
-        "order variance / demand variance",
-        f"{sc.name}: order-variance ratio per echelon",
+        "order-variance ratio\n(variance of orders placed / of demand seen)",
+        f"{sc.name}: order-variance ratio per node (bullwhip)",
         hline=1.0,
+        colors=colors,
+        # docs/model.md: the ratio is undefined where a node sees no demand (nothing is ordered from it).
+        undefined="not ordered from",
+        zero="orders never vary",
+        hline_label="1: no amplification",
     )
     if result.models:
         path = out / "learning_curves.png"
-        if plots.plot_learning_curves(result.models, path, f"{sc.name}: evaluation cost while training"):
+        if plots.plot_learning_curves(
+            result.models, path, f"{sc.name}: evaluation cost while training", colors=colors, n_nodes=len(nodes)
+        ):
             files["learning"] = path
     lines = [f"# Benchmark: {sc.name}", ""]
     if sc.description:
@@ -422,9 +433,12 @@ def write_report(
         "base-stock policy meeting it (inventory investment on hand against fill rate, 95% CI "
         "bars; `frontier.csv`, `frontier.md`, docs/frontier.md), and each policy of the table.",
         "stock": "Where the stock is held: mean on-hand per node.",
-        "bullwhip": "Order-variance ratio per node (1 = no amplification).",
-        "learning": "Learning curves: evaluation cost on fixed seeds while training, with the "
-        "baseline the run was measured against.",
+        "bullwhip": "Order-variance ratio per node (bullwhip; 1 = no amplification). A node that nothing is "
+        "ordered from sees no demand and has no ratio: its empty bar says 'not ordered from'; a node whose "
+        "orders never vary (none placed, or a constant) is marked so.",
+        "learning": "Learning curves: evaluation cost per period on fixed seeds (95% CI band) against the periods "
+        "simulated in training (decentralised steps divided by the node-agents, HDPO iterations times batch "
+        "and horizon), with the baseline the run was measured against.",
     }
     for key, caption in captions.items():
         if key in files:

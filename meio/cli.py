@@ -260,11 +260,26 @@ def _sweep(args: argparse.Namespace) -> int:
     from meio.sweep import parse_values, run_sweep, write_sweep
 
     baselines = tuple(x.strip() for x in args.baselines.split(",")) if args.baselines else None
-    kwargs = {"baselines": baselines} if baselines else {}
+    kwargs: dict = {"baselines": baselines} if baselines else {}
+    if len(args.param) != len(args.values):
+        raise ValueError(
+            f"--param/--values: {len(args.param)} --param and {len(args.values)} --values; "
+            "give one --values after each --param"
+        )
+    out = args.out or f"runs/sweep-{'_x_'.join(args.param).replace('/', '_')}"
+    if args.retrain:
+        from meio.agents.config import load_config
+
+        cfg = load_config(args.retrain)
+        kwargs.update(retrain=cfg.replace(total_steps=args.steps), retrain_dir=Path(out) / "retrain")
+        kwargs["parallel"] = args.parallel
+    elif args.steps is not None or args.parallel:
+        raise ValueError("--steps and --parallel go with --retrain CONFIG")
+    one = len(args.param) == 1
     result = run_sweep(
         args.scenario,
-        args.param,
-        parse_values(args.values),
+        args.param[0] if one else args.param,
+        parse_values(args.values[0]) if one else [parse_values(v) for v in args.values],
         models=args.models or (),
         periods=args.periods,
         warmup=args.warmup,
@@ -273,9 +288,10 @@ def _sweep(args: argparse.Namespace) -> int:
         progress=True,
         **kwargs,
     )
-    out = args.out or f"runs/sweep-{args.param.replace('/', '_')}"
     files = write_sweep(result, out)
-    cols = [c for c in ("value", "policy", "cost_mean", "cost_ci95", "fill_rate") if c in result.table]
+    keys = ["value"] if one else list(result.params)
+    shown = (*keys, "policy", "cost_mean", "cost_ci95", "fill_rate", "cost_diff", "cost_diff_ci95")
+    cols = [c for c in shown if c in result.table]
     print(markdown_table(result.table[cols]))
     for name, why in result.skipped.items():
         print(f"skipped {name}: {why}")
@@ -684,15 +700,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser(
         "sweep",
-        help="what if: change one scenario parameter over values, re-optimise and compare",
+        help="what if: change scenario parameters over values (a grid), re-optimise and compare",
         description="For each value of --param (a path into the scenario file such as nodes[retailer].demand.mean, "
-        "lanes[plant->dc].lead_time or nodes[0].holding_cost), re-optimise the baselines and re-evaluate "
-        "the given models on common random numbers; write sweep.csv, sweep.md and sweep.png.",
+        "lanes[plant->dc].lead_time or nodes[0].holding_cost, or lanes[LANE].lead_time_spread: a mean-preserving "
+        "spread of that lead time), re-optimise the baselines and re-evaluate the given models on common random "
+        "numbers; repeat --param/--values for a grid of every combination. Writes sweep.csv, sweep.md and "
+        "sweep.png, with paired differences to the first combination.",
     )
     _evaluation_args(sw, periods=5000, warmup=200, replications=8)
-    sw.add_argument("--param", required=True, help="path of the parameter to change")
-    sw.add_argument("--values", required=True, help="comma-separated values")
+    sw.add_argument("--param", required=True, action="append", help="path of a parameter to change (repeat for a grid)")
+    sw.add_argument(
+        "--values", required=True, action="append", help="comma-separated values (one --values per --param)"
+    )
     sw.add_argument("--models", nargs="*", help="run folders of trained agents to re-evaluate")
+    sw.add_argument(
+        "--retrain",
+        metavar="CONFIG",
+        help="train a new PPO agent with this config (shipped name or YAML path) at every value or "
+        "combination and evaluate it there (as ppo:retrained); runs go to OUT/retrain/",
+    )
+    sw.add_argument("--steps", type=int, help="with --retrain: training steps per agent, overriding the config")
+    sw.add_argument("--parallel", action="store_true", help="with --retrain: train the agents in parallel on Ray Tune")
     sw.add_argument("--baselines", help="comma-separated baseline names (default: all that apply)")
     sw.add_argument("--out", help="output folder (default runs/sweep-PARAM)")
     sw.set_defaults(func=_sweep)

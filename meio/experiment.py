@@ -26,10 +26,11 @@ The results table (:func:`results_table`) has one row per scenario, method and c
 seed the trained agent (``best/``) and every applicable classical policy are simulated on common
 random numbers (:func:`meio.benchmark.run_benchmark`), giving the agent's cost and its paired gap
 ``g_k = 100 (C_agent - C_ref) / C_ref`` to the reference classical policy (Clark-Scarf where it
-applies, else the cheapest stable one). Over the seeds ``k = 1..K`` the table gives the mean with
-its 95% Student-t interval and the interquartile mean (IQM: the mean of the middle half of the
-sorted values, Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical
-Precipice", NeurIPS 2021, as ``rliable`` computes it).
+applies, else the cheapest stable one). These simulations run as Ray tasks (one per scenario for
+the classical policies, one per trial for its agent), one CPU and one thread each. Over the seeds
+``k = 1..K`` the table gives the mean with its 95% Student-t interval and the interquartile mean
+(IQM: the mean of the middle half of the sorted values, Agarwal et al., "Deep Reinforcement
+Learning at the Edge of the Statistical Precipice", NeurIPS 2021, as ``rliable`` computes it).
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ class SearchSpec(_Strict):
 
 class StoppingSpec(_Strict):
     """Early stopping of bad trials: ASHA (Li et al. 2020) or the median stopping rule (Golovin et
-    al. 2017), on the search metric, in training steps; no trial is stopped before ``grace_evaluations``
-    evaluations."""
+    al. 2017), on the search metric, in evaluations (each method's own ``eval_every``); no trial is
+    stopped before ``grace_evaluations`` evaluations."""
 
     scheduler: Literal["asha", "median"]
     grace_evaluations: int = Field(1, ge=1)
@@ -399,6 +400,8 @@ def trial_threads() -> int:
     try:
         import ray
 
+        if not ray.is_initialized():  # asking a context outside Ray would start a Ray instance
+            return 1
         return max(1, int(round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     except Exception:  # noqa: BLE001 - outside a Ray worker there is nothing assigned
         return 1
@@ -440,11 +443,19 @@ def _run_trial(config: dict[str, Any]) -> None:
     interrupt = config.get("interrupt")
     last: dict[str, float] = {}
 
+    interval = (m.budget or spec.budget).eval_every
+
     def report(metrics: dict[str, float]) -> None:
-        # Tune's schedulers need the metric in every result: NaN where the scenario has no baseline
-        metrics = {"eval/gap_pct": math.nan, **metrics}
+        # Tune's schedulers need the metric in every result: NaN where the scenario has no baseline;
+        # they count time in evaluations, a unit every method shares
+        metrics = {"eval/gap_pct": math.nan, **metrics, "evaluations": metrics["steps"] / interval}
         last.update(metrics)
-        if interrupt and interrupt == [t["scenario"], t["seed"]] and not (run / ".interrupted").exists():
+        if (
+            interrupt
+            and interrupt == [t["scenario"], t["seed"]]
+            and metrics["steps"] > 0  # after some training (step 0 evaluates the untrained policy)
+            and not (run / ".interrupted").exists()
+        ):
             (run / ".interrupted").touch()
             raise RuntimeError(f"interrupted {run} at step {metrics['steps']:.0f} (the test's fault)")
         with tempfile.TemporaryDirectory() as tmp:
@@ -459,8 +470,17 @@ def _run_trial(config: dict[str, Any]) -> None:
     if not last:  # a method without the hook, or a resumed run that was already finished: the run's own rows
         for row in pd.read_csv(run / "evaluations.csv").itertuples():
             report({"steps": float(row.steps), "eval/cost": float(row.cost), "eval/gap_pct": float(row.gap_pct)})
+    steps = float(result.steps)
     tune.report(
-        {**last, "steps": float(result.steps), "trial/finished": 1.0, **pinned, "cell": cell, "run_dir": str(run)}
+        {
+            **last,
+            "steps": steps,
+            "evaluations": steps / interval,
+            "trial/finished": 1.0,
+            **pinned,
+            "cell": cell,
+            "run_dir": str(run),
+        }
     )
 
 
@@ -483,6 +503,8 @@ def start_ray(address: str | None = None, cpus: int | None = None, cpus_per_tria
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
     else:
         ray.init(
+            # "local": a new instance of our own, never a cluster another user left running (ray start)
+            address="local",
             num_cpus=cpus or os.cpu_count() or 1,
             runtime_env={"env_vars": env},
             include_dashboard=False,
@@ -491,21 +513,24 @@ def start_ray(address: str | None = None, cpus: int | None = None, cpus_per_tria
 
 
 def _scheduler(spec: ExperimentSpec) -> Any:
+    """Tune's scheduler for ``early_stopping``, timed in evaluations (the reported ``evaluations``:
+    a trial's steps over its method's ``eval_every``), so that methods of different units (PPO's
+    environment steps, HDPO's iterations) reach their rungs after the same number of evaluations."""
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
     es = spec.early_stopping
     if es is None:
         return None
-    grace = es.grace_evaluations * spec.budget.eval_every
     if es.scheduler == "asha":
-        # max_t beyond the total: ASHA stops a trial that reaches max_t, which would cut it before final/
+        budgets = [m.budget or spec.budget for m in spec.methods.values()]
+        # max_t beyond the longest trial: ASHA stops a trial that reaches max_t, which would cut it before final/
         return ASHAScheduler(
-            time_attr="steps",
-            max_t=4 * spec.budget.total_steps,
-            grace_period=grace,
+            time_attr="evaluations",
+            max_t=4 * max(math.ceil(b.total_steps / b.eval_every) for b in budgets),
+            grace_period=es.grace_evaluations,
             reduction_factor=es.reduction_factor,
         )
-    return MedianStoppingRule(time_attr="steps", grace_period=grace, min_samples_required=2)
+    return MedianStoppingRule(time_attr="evaluations", grace_period=es.grace_evaluations, min_samples_required=2)
 
 
 def _tuner(
@@ -570,8 +595,8 @@ def run_experiment(
     """Run every trial of ``spec`` (see the module docstring) and write the results into ``out``:
     ``results.csv``, ``results.md``, ``gaps.png``, ``trials.csv``; ``runs/`` holds the run folders.
 
-    ``interrupt``: ``(scenario, seed)`` whose trial fails once at its first evaluation (a stand-in
-    for a lost node, for the tests of ``resume``)."""
+    ``interrupt``: ``(scenario, seed)`` whose trial fails once at its first evaluation after step 0
+    (a stand-in for a lost node, for the tests of ``resume``)."""
     from ray import tune
 
     out = Path(out)
@@ -648,47 +673,126 @@ def _mean_ci(x: np.ndarray) -> tuple[float, float]:
     return mean_ci95(x) if len(x) >= 2 else (float(np.mean(x)), math.nan)
 
 
-def results_table(spec: ExperimentSpec, trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every trained agent and the classical policies on common random numbers, per scenario
-    (:func:`meio.benchmark.run_benchmark`); then one row per scenario, method and config over seeds."""
+def _evaluation_settings(spec: ExperimentSpec) -> dict[str, Any]:
+    """The keyword arguments of :func:`meio.benchmark.run_benchmark` the spec's ``evaluation`` fixes."""
+    ev = spec.evaluation
+    kw: dict[str, Any] = {
+        "periods": ev.periods,
+        "warmup": ev.warmup,
+        "replications": ev.replications,
+        "seed": ev.seed,
+        "search_periods": ev.search_periods,
+        "search_replications": ev.search_replications,
+    }
+    if ev.baselines:
+        kw["baselines"] = tuple(ev.baselines)
+    return kw
+
+
+def classical_side(ref: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The classical policies of one scenario on the table's seeds (:func:`meio.benchmark.run_benchmark`
+    with no agent): the reference policy's name, its cost ``C_ref`` and its per-replication mean costs
+    ``c_ref[i]``. ``reference`` is ``None`` where no classical policy of ``settings`` applies."""
     from meio.benchmark import run_benchmark
 
-    ev = spec.evaluation
-    kw = {"baselines": tuple(ev.baselines)} if ev.baselines else {}
+    try:
+        bench = run_benchmark(ref, **settings)
+    except ValueError as exc:
+        # every baseline asked for was skipped as not applicable: no yardstick, so no gaps
+        if "no policy to benchmark" not in str(exc):
+            raise
+        return {"reference": None, "reference_cost": math.nan, "reference_means": None}
+    reference = bench.evaluations[bench.reference]
+    return {
+        "reference": bench.reference,
+        "reference_cost": float(reference.cost_mean),
+        "reference_means": reference.per_period_cost.mean(axis=1),
+    }
+
+
+def learned_side(ref: str, method: str, run_dir: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """One trial's agent (``best/``, else ``final/``) on the table's seeds, simulated as
+    :func:`meio.benchmark.run_benchmark` simulates its policies (one :class:`~meio.envs.simulator.Simulator`
+    of ``replications`` rows, seeds ``seed ..``): its cost ``C_k`` and per-replication mean costs
+    ``c_k[i]``; ``None`` for a run without a saved agent."""
+    from meio.envs.metrics import evaluate
+    from meio.envs.resolve import resolve
+    from meio.envs.simulator import Simulator
+
+    run = Path(run_dir)
+    if not ((run / "best").is_dir() or (run / "final").is_dir()):
+        return None
+    policy = method_for(method).load_policy(run, run.name)
+    n = settings["replications"]
+    ev = evaluate(
+        Simulator(resolve(ref), n=n),
+        policy,
+        periods=settings["periods"],
+        warmup=settings["warmup"],
+        replications=n,
+        seed=settings["seed"],
+    )
+    return {"cost": float(ev.cost_mean), "means": ev.per_period_cost.mean(axis=1)}
+
+
+def paired_gap(agent_means: np.ndarray, reference_means: np.ndarray, reference_cost: float) -> float:
+    """The paired gap in % of :func:`meio.benchmark.run_benchmark`: ``100 mean_i(c_k[i] - c_ref[i]) / C_ref``
+    over the replications ``i`` (common random numbers), the same operations in the same order, so the
+    table's gaps equal the benchmark's bit for bit (a test compares them)."""
+    from meio.envs.metrics import mean_ci95
+
+    diff = agent_means - reference_means
+    d = mean_ci95(diff)[0] if np.any(diff) else 0.0
+    return 100.0 * d / reference_cost
+
+
+def _pinned_call(f: Callable[..., Any], *args: Any) -> Any:
+    """``f(*args)`` in a Ray task, its numeric threads pinned to the CPUs Ray gave it, as a trial's."""
+    pin_threads(trial_threads())
+    return f(*args)
+
+
+def _run_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """``[f(*args) ...]``: as Ray tasks of one CPU (and one thread) each when Ray is running, in
+    parallel over the cluster, started in the order given; else one after another here."""
+    import ray
+
+    if not ray.is_initialized():
+        return [f(*args) for f, args in calls]
+    task = ray.remote(num_cpus=1)(_pinned_call)
+    return ray.get([task.remote(f, *args) for f, args in calls])
+
+
+def results_table(spec: ExperimentSpec, trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trained agent and the classical policies on common random numbers, per scenario; then
+    one row per scenario, method and config over seeds.
+
+    The simulations are independent, so each is one task (:func:`classical_side` per scenario,
+    :func:`learned_side` per trial) run on Ray when it is up, one CPU and one thread each, like a
+    trial; the driver only pairs the results (:func:`paired_gap`). The numbers are those of
+    :func:`meio.benchmark.run_benchmark` with the agents as ``extra_policies``, bit for bit."""
+    settings = _evaluation_settings(spec)
+    refs = list(dict.fromkeys(trials["scenario_ref"]))
+    # the classical searches are the long tasks: submitted first, so they start first
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(classical_side, (ref, settings)) for ref in refs]
+    trial_rows = trials.to_dict("records")
+    calls += [(learned_side, (r["scenario_ref"], r["method"], r["run_dir"], settings)) for r in trial_rows]
+    done = _run_all(calls)
+    classical = dict(zip(refs, done[: len(refs)]))
     per_seed = []
-    for ref, group in trials.groupby("scenario_ref", sort=False):
-        policies = {}
-        for r in group.itertuples():
-            run = Path(r.run_dir)
-            if (run / "best").is_dir() or (run / "final").is_dir():
-                label = run.name
-                policies[label] = method_for(r.method).load_policy(run, label)
-        bench = run_benchmark(
-            ref,
-            periods=ev.periods,
-            warmup=ev.warmup,
-            replications=ev.replications,
-            seed=ev.seed,
-            search_periods=ev.search_periods,
-            search_replications=ev.search_replications,
-            extra_policies=policies,
-            **kw,
+    for r, agent in zip(trial_rows, done[len(refs) :]):
+        c = classical[r["scenario_ref"]]
+        known = agent is not None and c["reference"] is not None
+        per_seed.append(
+            {
+                **r,
+                "reference": c["reference"] or "-",
+                "reference_cost": c["reference_cost"],
+                "cost": agent["cost"] if agent is not None else math.nan,
+                "gap_pct": paired_gap(agent["means"], c["reference_means"], c["reference_cost"]) if known else math.nan,
+            }
         )
-        tab = bench.table.set_index("policy")
-        ref_cost = float(tab.loc[bench.reference, "cost_mean"])
-        for r in group.itertuples():
-            label = Path(r.run_dir).name
-            found = label in tab.index
-            per_seed.append(
-                {
-                    **r._asdict(),
-                    "reference": bench.reference,
-                    "reference_cost": ref_cost,
-                    "cost": float(tab.loc[label, "cost_mean"]) if found else math.nan,
-                    "gap_pct": float(tab.loc[label, "gap_pct"]) if found else math.nan,
-                }
-            )
-    seeds = pd.DataFrame(per_seed).drop(columns=["Index"])
+    seeds = pd.DataFrame(per_seed)
     rows = []
     for (scenario, method, cell), g in seeds.groupby(["scenario", "method", "cell"], sort=False):
         g = g.dropna(subset=["cost"])
@@ -726,6 +830,7 @@ def write_results(table: pd.DataFrame, per_seed: pd.DataFrame, out: Path) -> dic
     import matplotlib.pyplot as plt
 
     from meio.benchmark import markdown_table
+    from meio.plots import policy_colors
 
     files = {
         "csv": out / "results.csv",
@@ -738,22 +843,25 @@ def write_results(table: pd.DataFrame, per_seed: pd.DataFrame, out: Path) -> dic
     files["md"].write_text(markdown_table(table) + "\n")
     scenarios = list(dict.fromkeys(table["scenario"]))
     series = list(dict.fromkeys(zip(table["method"], table["cell"])))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(scenarios) + 2), 4))
+    colors = policy_colors([f"{method} {cell}" for method, cell in series])  # one per method and config
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(scenarios) + 4.5), 4))
     width = 0.8 / max(len(series), 1)
     for k, (method, cell) in enumerate(series):
         sub = table[(table["method"] == method) & (table["cell"] == cell)].set_index("scenario")
         xs = [i - 0.4 + width * (k + 0.5) for i, s in enumerate(scenarios) if s in sub.index]
         ys = [sub.loc[s, "gap_pct"] for s in scenarios if s in sub.index]
-        es = [np.nan_to_num(sub.loc[s, "gap_ci95_pct"]) for s in scenarios if s in sub.index]
+        # No bar where there is no interval (one seed): a bar of zero would claim a certain gap.
+        es = [float(sub.loc[s, "gap_ci95_pct"]) for s in scenarios if s in sub.index]
         label = f"{method} {cell}" + (f" ({sub['config'].iloc[0]})" if sub["config"].iloc[0] != "-" else "")
-        ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label=label)
+        ax.errorbar(xs, ys, yerr=es, fmt="o", capsize=4, label=label, color=colors[f"{method} {cell}"])
     ax.axhline(0.0, color="grey", lw=1, ls="--")
     refs = dict(zip(table["scenario"], table["reference"]))
     ax.set_xticks(range(len(scenarios)), [f"{s}\nvs {refs[s]}" for s in scenarios], fontsize=8)
     ax.set_xlim(-0.6, len(scenarios) - 0.4)
-    ax.set_ylabel("gap to the reference classical policy (%)")
+    ax.set_ylabel("cost gap to the reference classical policy\n(% of its cost per period)")
     ax.set_title("learned policies: mean gap over seeds, 95% CI")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(files["png"], dpi=120)
     plt.close(fig)

@@ -529,38 +529,46 @@ def _investment(ev: Evaluation) -> tuple[float, float]:
 
 def policy_points(
     evaluations: Mapping[str, Evaluation], scenario: ScenarioLike, node: str | None = None
-) -> dict[str, tuple[float, float, float]]:
-    """``{policy: (fill rate, investment on hand, its ci95)}`` of evaluated policies, the fill rate of
-    the frontier's group (:func:`constrained_group`): the network's, a demand node's, or a segment's
-    (the demand-weighted mean of its nodes' fill rates, weighted by their mean demand per period)."""
+) -> dict[str, tuple[float, float, float, float]]:
+    """``{policy: (fill rate, investment on hand, its ci95, fill rate ci95)}`` of evaluated policies,
+    the fill rate of the frontier's group (:func:`constrained_group`): the network's, a demand node's,
+    or a segment's (the demand-weighted mean of its nodes' fill rates, weighted by their mean demand
+    per period), with its 95% interval (:func:`~meio.envs.metrics.ratio_ci95` over the evaluation's
+    samples; ``nan`` where the evaluation keeps none)."""
     topo = resolve(scenario)
     label, columns = constrained_group(topo, node)
     names = [topo.node_names[topo.demand_nodes[d]] for d in columns]
     weights = np.array([topo.demand_specs[d].base_mean() for d in columns])
-    out: dict[str, tuple[float, float, float]] = {}
+    out: dict[str, tuple[float, float, float, float]] = {}
     for name, ev in evaluations.items():
         samples = getattr(ev, "filled_samples", np.zeros((0, 0)))
+        fill_ci = math.nan
         if label == "network" or (len(columns) == 1 and label in ev.fill_rate):
             fill = float(ev.fill_rate[label])
+            fill_ci = float(getattr(ev, "fill_rate_ci95", {}).get(label, math.nan))
         elif samples.size:  # the segment's units filled over its units demanded
             cols = list(columns)
             fill = float(samples[:, cols].sum() / max(ev.demand_samples[:, cols].sum(), 1e-300))
+            if samples.shape[0] >= 2:
+                fill_ci = float(ratio_ci95(samples[:, cols].sum(axis=1), ev.demand_samples[:, cols].sum(axis=1))[1])
         else:
             fill = float(np.dot([ev.fill_rate[n] for n in names], weights) / max(weights.sum(), 1e-300))
-        out[name] = (fill, *_investment(ev))
+        out[name] = (fill, *_investment(ev), fill_ci)
     return out
 
 
 def write_frontier(
     df: pd.DataFrame,
-    points: Mapping[str, tuple[float, float, float]],
+    points: Mapping[str, tuple[float, ...]],
     out_dir: str | Path,
     scenario: str,
     settings: Mapping[str, Any],
     note: str = "",
+    colors: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``frontier.csv`` (every column), ``frontier.md`` (:func:`frontier_markdown`) and
-    ``frontier.png`` (:func:`meio.plots.plot_cost_service_frontier`) into ``out_dir``."""
+    ``frontier.png`` (:func:`meio.plots.plot_cost_service_frontier`; ``colors``: each policy's colour
+    in the report it belongs to) into ``out_dir``."""
     from meio import plots
 
     out = Path(out_dir)
@@ -571,7 +579,12 @@ def write_frontier(
     group = str(df["group"].iloc[0])
     where = "network-wide" if group == "network" else f"at {group}, the others keeping their targets"
     plots.plot_cost_service_frontier(
-        df, dict(points), files["png"], f"{scenario}: cost-service frontier ({where})", note or budget_note(settings)
+        df,
+        dict(points),
+        files["png"],
+        f"{scenario}: cost-service frontier ({where})",
+        note or budget_note(settings),
+        colors=colors,
     )
     return files
 

@@ -110,7 +110,7 @@ def test_train_algo_hdpo_writes_an_hdpo_run(hdpo_run):
         assert _meta(hdpo_run / sub)["algo"] == "hdpo"
         assert (hdpo_run / sub / AGENT_KINDS["hdpo"][1]).is_file()
     assert _meta(hdpo_run / "final")["steps"] == 2
-    assert list(pd.read_csv(hdpo_run / "evaluations.csv").steps) == [1, 2]
+    assert list(pd.read_csv(hdpo_run / "evaluations.csv").steps) == [0, 1, 2]
     assert find_saved_agent(hdpo_run) == hdpo_run / "best"
 
 
@@ -221,13 +221,13 @@ def test_benchmark_models_labels_rows_by_algorithm(hdpo_run, ppo_run, tmp_path, 
         expected = evaluate("ex61", cls.load(run / "best"), **EVAL)
         assert table.loc[label, "cost_mean"] == pytest.approx(expected.cost_mean, rel=1e-12)
     assert f"hdpo:{hdpo_run.name}" in capsys.readouterr().out
-    # learning curves: one panel per algorithm, each with the unit its evaluations.csv counts
+    # learning curves: both algorithms on one axis, periods simulated in training; an HDPO
+    # iteration simulates batch_size trajectories of horizon periods
     learning = [f for f in closed if f is not None and f.axes and "while training" in f.axes[0].get_title()][-1]
-    assert [ax.get_xlabel() for ax in learning.axes] == ["environment steps", "gradient iterations (HDPO)"]
-    curve = learning.axes[1].lines[0]
-    assert curve.get_label() == f"hdpo:{hdpo_run.name} eval/cost"
+    assert learning.axes[0].get_xlabel() == "periods simulated in training (summed over copies)"
+    (curve,) = [line for line in learning.axes[0].lines if line.get_label() == f"hdpo:{hdpo_run.name} eval/cost"]
     evals = pd.read_csv(hdpo_run / "evaluations.csv")
-    np.testing.assert_array_equal(curve.get_xdata(), evals.steps)
+    np.testing.assert_array_equal(curve.get_xdata(), evals.steps * TINY_HDPO["batch_size"] * TINY_HDPO["horizon"])
     np.testing.assert_allclose(curve.get_ydata(), evals.cost, rtol=1e-12)
 
 
@@ -283,7 +283,7 @@ def test_resume_of_an_hdpo_run_needs_no_algo(hdpo_run, tmp_path, capsys):
     assert main(["train", "--scenario", "ex61", "--resume", str(run), "--total-steps", "3"]) == 0
     assert "3 iterations (hdpo)" in capsys.readouterr().out
     assert _meta(run / "final")["steps"] == 3 and _meta(run / "final")["algo"] == "hdpo"
-    assert list(pd.read_csv(run / "evaluations.csv").steps) == [1, 2, 3]
+    assert list(pd.read_csv(run / "evaluations.csv").steps) == [0, 1, 2, 3]
     assert yaml.safe_load((run / "config.yaml").read_text())["algo"] == "hdpo"
     # at its total: nothing to do, in the run's own unit
     assert main(["train", "--scenario", "ex61", "--run-dir", str(run), "--resume"]) == 0

@@ -144,7 +144,7 @@ def test_scenario_without_analytic_baselines_still_benchmarks_and_says_why(tmp_p
         heights = bar_heights(fig)
         for _, r in res.table.iterrows():
             np.testing.assert_allclose(heights[r["policy"]], [r[column + n] for n in nodes], equal_nan=True)
-    assert stock_fig.axes[0].get_ylabel() == "mean on-hand stock"
+    assert stock_fig.axes[0].get_ylabel() == "mean on-hand stock (units)"
     assert "where the stock is held" in stock_fig.axes[0].get_title()
     assert [list(line.get_ydata()) for line in bullwhip_fig.axes[0].lines] == [[1.0, 1.0]]  # the no-bullwhip line
 

@@ -136,7 +136,8 @@ def test_evaluations_and_checkpoints_fall_on_the_configs_intervals_in_whole_roll
     want_evals = sorted({*range(every_eval, total + 1, every_eval), total})
     want_checkpoints = sorted({*range(every_checkpoint, total + 1, every_checkpoint), total})
     run = trained["run"]
-    assert [int(r["steps"]) for r in _csv_rows(run)] == want_evals
+    # the untrained policy is evaluated at step 0 as well (from _on_training_start, not _on_step)
+    assert [int(r["steps"]) for r in _csv_rows(run)] == [0, *want_evals]
     assert sorted(int(p.name) for p in (run / "checkpoints").iterdir()) == want_checkpoints
     assert [s for s, _ in trained["evaluations"]] == want_evals
     assert [s for s, _ in trained["checkpoints"]] == want_checkpoints

@@ -23,6 +23,8 @@ SHIPPED = sorted(configs_dir().glob("*.yaml"))
 # saved config.yaml and its hparams table would change), and an integer field must stay an int.
 FLOATS = {
     "initial_stock_spread",
+    "continue_share",
+    "residual_range",
     "gamma",
     "gae_lambda",
     "learning_rate",
@@ -36,6 +38,7 @@ FLOATS = {
 INTS = {
     "n_envs",
     "horizon",
+    "pipeline_length",
     "n_steps",
     "batch_size",
     "n_epochs",
@@ -49,7 +52,7 @@ INTS = {
     "torch_threads",
 }
 BOOLS = {"observe_time", "normalize_obs", "normalize_reward"}
-TEXTS = {"control", "action_mode", "lr_schedule", "activation", "description"}
+TEXTS = {"control", "action_mode", "lr_schedule", "activation", "description", "episode_start"}
 
 # The documented defaults (docs/agents.md, the field descriptions), with their types.
 DEFAULTS = {
@@ -58,7 +61,11 @@ DEFAULTS = {
     "action_mode": "order_up_to",
     "horizon": None,
     "observe_time": True,
+    "pipeline_length": None,
     "initial_stock_spread": 0.0,
+    "episode_start": "initial",
+    "continue_share": 1.0,
+    "residual_range": 2.0,
     "normalize_obs": True,
     "normalize_reward": True,
     "gamma": 0.99,
@@ -147,8 +154,8 @@ def test_every_problem_is_reported_at_once_each_naming_its_field():
 def test_choices_get_a_did_you_mean_hint_and_non_text_keys_are_unknown():
     with pytest.raises(
         ConfigError,
-        match=r"^action_mode: 'order_upto' is not one of order_up_to, order_quantity "
-        r"\(did you mean 'order_up_to'\?\)$",
+        match=r"^action_mode: 'order_upto' is not one of order_up_to, order_quantity, echelon_order_up_to, "
+        r"base_stock_residual \(did you mean 'order_up_to'\?\)$",
     ):
         PPOConfig.from_dict({"action_mode": "order_upto"})
     with pytest.raises(ConfigError, match=r"^7: unknown key; allowed keys: n_envs, control"):
@@ -235,8 +242,18 @@ def test_an_old_run_folder_config_reads_back_and_round_trips(tmp_path):
     saved = read_run_config(tmp_path)
     assert (saved.scenario, saved.seed) == ("ex61", 3)
     assert saved.cfg == load_config("default").replace(description="")
-    text = yaml.safe_dump({"scenario": "ex61", "seed": 3, "config": saved.cfg.to_dict()}, sort_keys=False)
-    assert text == OLD_RUN  # what a new run writes, byte for byte
+    # what a new run writes: the old file's fields with their values, in their order, and each field
+    # added since at its default; read back, it is the same config
+    old = yaml.safe_load(OLD_RUN)["config"]
+    written = saved.cfg.to_dict()
+    assert {k: v for k, v in written.items() if k in old} == old
+    assert [k for k in written if k in old] == list(old)
+    assert {k: v for k, v in written.items() if k not in old} == {
+        k: PPOConfig.model_fields[k].default for k in written if k not in old
+    }
+    text = yaml.safe_dump({"scenario": "ex61", "seed": 3, "config": written}, sort_keys=False)
+    (tmp_path / "config.yaml").write_text(text)
+    assert read_run_config(tmp_path).cfg == saved.cfg
 
 
 def schema_validator() -> jsonschema.protocols.Validator:
@@ -267,7 +284,9 @@ def test_the_schema_refuses_unknown_keys_and_broken_rules():
 
 # What JSON Schema cannot say: NaN and infinity (JSON has none), 5.0 versus 5 (one number in JSON),
 # and the rules between fields; the cross-field messages are matched to leave those out.
-CROSS_RULES = re.compile(r"exceeds the rollout size|steps per rollout|^eval_periods, eval_replications: ")
+CROSS_RULES = re.compile(
+    r"exceeds the rollout size|steps per rollout|^eval_periods, eval_replications: |needs episode_start: continue"
+)
 VALUES = [
     -1,
     0,

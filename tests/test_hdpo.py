@@ -231,3 +231,60 @@ def test_resume_reaches_the_same_total_and_the_same_weights(tmp_path: Path) -> N
     assert all(torch.equal(wa[k], wc[k]) for k in wa)
     with pytest.raises(ConfigError, match="hidden"):
         train_hdpo("ex61", cfg.replace(hidden=[4]), tmp_path / "b", progress=False, resume=True)
+
+
+@pytest.mark.parametrize(("name", "sold"), [("orgym_invmgmt_backlog", "demand"), ("orgym_invmgmt", "filled")])
+def test_transport_credit_is_the_flow_balance_of_the_echelon(name: str, sold: str) -> None:
+    """The truncation credit rests on flow conservation: over periods [w, T) the units shipped on a
+    lane into node j equal the units sold below j (demand with backorders, filled demand with lost
+    sales) plus the change of j's physical echelon stock E_j. Checked on the transport cost the twin
+    charges, under random orders that make the capacities bind and stock run out."""
+    from meio.envs.dynamics import COST_NAMES, OUT_NAMES
+
+    topo = resolve(name)
+    params = TwinParams.from_topology(topo)
+    net = HDPONet(topo, HDPOConfig()).double()
+    gen = torch.Generator().manual_seed(5)
+    mean = torch.tensor(topo.throughput[topo.slot_dst], dtype=torch.float64)
+    w, t = 7, 40
+    marks = {}
+
+    def policy(state, k):  # type: ignore[no-untyped-def]
+        if k == w:
+            marks["start"] = net.physical_echelon(state)
+        return torch.rand(16, topo.n_slots, generator=gen, dtype=torch.float64) * 6.0 * mean
+
+    result = rollout(params, policy, initial_state(params, 16), draw_block(params, 16, t, seed=11))
+    paid = result.costs[:, w:, COST_NAMES.index("transport")].sum(1)
+    sales = result.node_out[:, w:, :, OUT_NAMES.index(sold)].sum(1)  # (B, D)
+    below = torch.tensor(topo.descendants()[:, topo.demand_nodes], dtype=torch.float64)  # (N, D)
+    added = net.physical_echelon(result.state) - marks["start"]
+    unit = torch.tensor(topo.slot_unit_cost, dtype=torch.float64)
+    dst = torch.tensor(topo.slot_dst)
+    expected = ((sales @ below.T + added)[:, dst] * unit).sum(1)
+    assert float(paid.min()) > 0.0
+    torch.testing.assert_close(paid, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_fixed_costs_train_only_off_the_slots_the_network_orders_on() -> None:
+    """general's fixed cost is on the express mode, a slot the installation network never orders
+    on: HDPO trains there and the twin charges no fixed cost; fixed_cost's is on the primary lane:
+    refused naming the key."""
+    from meio.agents.hdpo import hdpo_scenario_problem, twin_params
+    from meio.envs.dynamics import COST_NAMES
+
+    cfg = load_hdpo_config("default")
+    with pytest.raises(TwinUnsupported):
+        TwinParams.from_topology("general")
+    assert hdpo_scenario_problem("general", cfg) is None
+    topo = resolve("general")
+    params = twin_params(topo, cfg, dtype=torch.float64)
+    net = HDPONet(topo, cfg).double()
+    with torch.no_grad():
+        result = rollout(params, lambda s, k: net(s), initial_state(params, 8), draw_block(params, 8, 20, seed=2))
+    assert float(result.costs[..., COST_NAMES.index("ordering")].abs().max()) == 0.0
+    why = hdpo_scenario_problem("fixed_cost", cfg)
+    assert why is not None and "lanes[0].fixed_cost" in why and "depot->shop" in why
+    # capped orders on every slot, express included: the fixed cost would be paid, so refused
+    why = hdpo_scenario_problem("general", cfg.replace(architecture="quantity"))
+    assert why is not None and "plant_a->dc:express" in why

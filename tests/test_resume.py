@@ -102,7 +102,7 @@ def finished(stopped, tmp_path_factory) -> tuple[Path, int, str, str]:
     return (run, *_run_cli(_resume_args(run)))
 
 
-def test_resume_without_total_steps_continues_to_the_runs_own_total(finished):
+def test_resume_without_total_steps_continues_to_the_runs_own_total(finished, stopped):
     run, code, out, err = finished
     assert code == 0, err
     # the run's own total (1,000, rounded up to whole rollouts of 256), not the default config's 3M
@@ -111,7 +111,11 @@ def test_resume_without_total_steps_continues_to_the_runs_own_total(finished):
     assert "trained 1024 steps" in out
     assert _steps(run) == [256, 512, 768, 1024]
     assert json.loads((run / "final" / "meta.json").read_text())["steps"] == 1024
-    assert _evaluated_steps(run) == [512, 1024]
+    assert _evaluated_steps(run) == [0, 512, 1024]
+    # the rows up to the checkpoint (the untrained policy's at step 0 included) are kept as written
+    kept = (stopped / "evaluations.csv").read_text().splitlines()
+    assert _evaluated_steps(stopped) == [0, 512]
+    assert (run / "evaluations.csv").read_text().splitlines()[: len(kept)] == kept
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["config"]["total_steps"] == 1000 and saved["seed"] == 2
 
@@ -181,7 +185,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_one_before_used(finished, tmp_
     assert (run / "checkpoints" / "1024.damaged" / part).is_file()
     assert manifest_problem(run / "checkpoints" / "1024") is None
     # the evaluation at 1,024 of the stretch trained again was dropped, then made again
-    assert _evaluated_steps(run) == [512, 1024]
+    assert _evaluated_steps(run) == [0, 512, 1024]
 
 
 def test_a_run_stopped_after_its_last_checkpoint_completes_its_final_evaluation(finished, tmp_path, capsys):
@@ -193,7 +197,7 @@ def test_a_run_stopped_after_its_last_checkpoint_completes_its_final_evaluation(
     assert result.steps == 1024 and result.steps_this_call == 0
     assert json.loads((run / "final" / "meta.json").read_text())["steps"] == 1024
     assert manifest_problem(run / "final") is None
-    assert _evaluated_steps(run) == [512, 1024]  # redone, not repeated
+    assert _evaluated_steps(run) == [0, 512, 1024]  # redone, not repeated
     assert result.baseline_name == "clark_scarf"
 
 
