@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image as mpimg
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,20 +21,6 @@ from meio.envs.topology import compile_topology
 from meio.sweep import run_sweep, set_param, write_sweep
 
 FAST = dict(periods=300, warmup=20, replications=3, seed=0)
-
-
-@pytest.fixture
-def figures(monkeypatch) -> list[Figure]:
-    """Every figure the code under test closes, in order, kept open long enough to be read."""
-    closed: list[Figure] = []
-    real_close = plt.close
-
-    def close(fig: Figure | None = None) -> None:
-        closed.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plt, "close", close)
-    return closed
 
 
 def check_png(path: Path, fig: Figure, dpi: int) -> np.ndarray:

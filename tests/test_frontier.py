@@ -7,12 +7,10 @@ import math
 from dataclasses import replace
 
 import matplotlib.image as mpimg
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
-from matplotlib.figure import Figure
 
 from meio.baselines.run import run_baselines
 from meio.cli import main
@@ -49,20 +47,6 @@ def with_targets(name: str, targets: dict[str, float], segments: dict[str, str] 
 @pytest.fixture(scope="module")
 def ex61_frontier() -> pd.DataFrame:
     return cost_service_frontier("ex61", TARGETS, **EVAL, **SEARCH)
-
-
-@pytest.fixture
-def figures(monkeypatch) -> list[Figure]:
-    """Every figure the code under test closes, kept open long enough to be read."""
-    closed: list[Figure] = []
-    real_close = plt.close
-
-    def close(fig: Figure | None = None) -> None:
-        closed.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plt, "close", close)
-    return closed
 
 
 def test_frontier_is_monotone_within_its_cis(ex61_frontier):

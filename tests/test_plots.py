@@ -37,20 +37,6 @@ TINY = dict(periods=100, warmup=10, replications=2, search_periods=50, search_re
 EVAL_HEADER = "steps,seconds,cost,cost_ci95,fill_rate,baseline,baseline_cost,gap_pct\n"
 
 
-@pytest.fixture
-def figures(monkeypatch) -> list[Figure]:
-    """Every figure the code under test closes, in order, kept readable."""
-    closed: list[Figure] = []
-    real_close = plt.close
-
-    def close(fig: Figure | None = None) -> None:
-        closed.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plt, "close", close)
-    return closed
-
-
 def _run(folder: Path, config: dict, rows: list[tuple[int, float, float]], baseline: float = 5.0) -> Path:
     """A run folder holding what training leaves for the plots: ``config.yaml`` and ``evaluations.csv``."""
     folder.mkdir(parents=True)

@@ -8,11 +8,9 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 from scipy import stats
 
 from meio.agents.config import ConfigError, PPOConfig
@@ -44,20 +42,6 @@ TINY_PPO = dict(
     eval_warmup=5,
     eval_replications=2,
 )
-
-
-@pytest.fixture
-def figures(monkeypatch) -> list[Figure]:
-    """Every figure the code under test closes, kept open long enough to be read."""
-    closed: list[Figure] = []
-    real_close = plt.close
-
-    def close(fig: Figure | None = None) -> None:
-        closed.append(fig)
-        real_close(fig)
-
-    monkeypatch.setattr(plt, "close", close)
-    return closed
 
 
 @pytest.fixture(scope="module")
