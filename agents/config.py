@@ -88,13 +88,56 @@ def _rebuild_error(errors: list[tuple[str, str]]) -> ConfigError:
     return ConfigError(errors=errors)
 
 
+def eval_replications_field(default: int) -> Any:
+    """The ``eval_replications`` field with ``default``: one declaration of its rule and meaning for
+    every algorithm, whose defaults differ (PPO 8, HDPO 4)."""
+    return Field(
+        default,
+        ge=2,
+        le=RUN_SETTINGS["replications"][1],
+        description=("Evaluation replications, seeds eval_seed, eval_seed + 1, ... (fixed for the whole run)."),
+    )
+
+
 class TrainingConfig(BaseModel):
     """What every training config (PPO's, HDPO's) shares: strict, frozen, no unknown keys; a
     ``threads`` field read by the one thread rule (:func:`meio.envs.threads.parse_threads`); YAML
     lists for the tuple fields; ``from_dict`` raising :class:`ConfigError` with every problem; and
-    ``to_dict`` / ``replace``. Subclasses declare their fields and their rules between fields."""
+    ``to_dict`` / ``replace``; and the fields that mean the same in every algorithm (how evaluations
+    simulate, the thread counts, the free-text description), declared once here. Subclasses declare
+    their own fields and their rules between fields; where a shared field's default differs, a
+    subclass redeclares it through the same ``*_field`` function with its own default only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    eval_periods: int = Field(
+        2_000,
+        ge=20,
+        le=RUN_SETTINGS["periods"][1],
+        description=("Periods per evaluation replication (after eval_warmup)."),
+    )
+    eval_warmup: int = Field(
+        100, ge=0, le=RUN_SETTINGS["warmup"][1], description=("Warm-up periods discarded in evaluations.")
+    )
+    eval_replications: int = eval_replications_field(8)
+    eval_seed: int = Field(10_000, ge=0, le=RUN_SETTINGS["seed"][1], description="First evaluation seed.")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description=("Threads of PyTorch (1 is fastest on small machines, and stable when they are busy)."),
+    )
+    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(THREADS_SCHEMA)] = Field(
+        None,
+        description=(
+            "Threads of the batched simulator's step (meio.envs.threads): PPO's training environment and every "
+            "evaluation (HDPO trains in PyTorch, on torch_threads). null takes meio train --threads, else the "
+            "environment variable MEIO_THREADS, else 1; an integer >= 1; or auto (the cores not busy when "
+            "training starts). More than one only pays for 128 rows or more (n_envs; eval_replications in "
+            "evaluations) on an idle machine; on a busy one a single thread is many times faster."
+        ),
+    )
+    description: str = Field("", description="Free text: what the config is for and the budget it needs.")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -115,6 +158,16 @@ class TrainingConfig(BaseModel):
             return parse_threads(value, "threads")
         except ValueError as exc:
             raise PydanticCustomError(OWN_ERROR, "{message}", {"message": str(exc)}) from None
+
+    def evaluation_problems(self) -> list[str]:
+        """The rule between the shared evaluation fields: the size of one evaluation
+        (:func:`meio.envs.run_settings.check_run_settings`); subclasses add it to their own rules, so
+        that every problem is reported together."""
+        try:
+            check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
+        except ValueError as exc:
+            return [f"eval_periods, eval_replications: {exc}"]
+        return []
 
     @staticmethod
     def refuse(problems: list[str]) -> None:
@@ -298,6 +351,41 @@ class PPOConfig(TrainingConfig):
     log_std_init: float = Field(
         -1.0, ge=-20.0, le=5.0, description=("Initial log standard deviation of the Gaussian policy.")
     )
+    log_std_final: float | None = Field(
+        None,
+        ge=-20.0,
+        le=5.0,
+        description=(
+            "Anneal the exploration: log_std moves linearly from log_std_init at step 0 to this value at "
+            "total_steps (set before each rollout, not learned), so the last updates optimise a nearly "
+            "deterministic policy (null: log_std is learned from log_std_init)."
+        ),
+    )
+    use_sde: bool = Field(
+        False,
+        description=(
+            "Generalised state-dependent exploration (Raffin et al. 2022, SB3's use_sde): the Gaussian noise "
+            "of the actions is a linear function of the policy's last hidden layer, with weights drawn "
+            "once per sde_sample_freq steps instead of fresh noise every period; log_std_init is then "
+            "the log standard deviation of those weights."
+        ),
+    )
+    sde_sample_freq: int = Field(
+        -1,
+        ge=-1,
+        le=MAX_STEPS,
+        description=("use_sde: draw new noise weights every this many steps of each env copy (-1: once per rollout)."),
+    )
+    value_warmup_steps: int = Field(
+        0,
+        ge=0,
+        le=MAX_STEPS,
+        description=(
+            "Environment steps at the start of a run during which only the value network learns: the "
+            "policy's own layers and log_std are frozen for the updates of those rollouts, so the first "
+            "policy updates follow advantages from a fitted critic instead of a random one (0: none)."
+        ),
+    )
     total_steps: int = Field(
         200_000,
         ge=1,
@@ -310,44 +398,12 @@ class PPOConfig(TrainingConfig):
     eval_every: int = Field(
         20_000, ge=0, le=MAX_STEPS, description=("Evaluate every this many environment steps (0: never).")
     )
-    eval_periods: int = Field(
-        2_000,
-        ge=20,
-        le=RUN_SETTINGS["periods"][1],
-        description=("Periods per evaluation replication (after eval_warmup)."),
-    )
-    eval_warmup: int = Field(
-        100, ge=0, le=RUN_SETTINGS["warmup"][1], description=("Warm-up periods discarded in evaluations.")
-    )
-    eval_replications: int = Field(
-        8,
-        ge=2,
-        le=RUN_SETTINGS["replications"][1],
-        description=("Evaluation replications, seeds eval_seed, eval_seed + 1, ... (fixed for the whole run)."),
-    )
-    eval_seed: int = Field(10_000, ge=0, le=RUN_SETTINGS["seed"][1], description="First evaluation seed.")
     checkpoint_every: int = Field(
         50_000,
         ge=0,
         le=MAX_STEPS,
         description=("Save a checkpoint every this many environment steps (0: only at the end)."),
     )
-    torch_threads: int = Field(
-        1,
-        ge=1,
-        le=1024,
-        description=("Threads of PyTorch (1 is fastest on small machines, and stable when they are busy)."),
-    )
-    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(THREADS_SCHEMA)] = Field(
-        None,
-        description=(
-            "Threads of the batched environment's step (meio.envs.threads): null takes meio train --threads, "
-            "else the environment variable MEIO_THREADS, else 1; an integer >= 1; or auto (the cores not "
-            "busy when training starts). More than one only pays for n_envs >= 128 on an idle machine; on a "
-            "busy one a single thread is many times faster."
-        ),
-    )
-    description: str = Field("", description="Free text: what the config is for and the budget it needs.")
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> PPOConfig:
@@ -361,10 +417,7 @@ class PPOConfig(TrainingConfig):
                 f"n_steps: {self.n_steps} x n_envs {self.n_envs} = {rollout:,} steps per rollout is "
                 f"above {MAX_ROLLOUT:,}, the most one rollout buffer holds ({WHY_MAX})"
             )
-        try:
-            check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
-        except ValueError as exc:
-            problems.append(f"eval_periods, eval_replications: {exc}")
+        problems += self.evaluation_problems()
         if self.episode_start == "initial" and self.continue_share != 1.0:
             problems.append(
                 f"continue_share: {self.continue_share!r} needs episode_start: continue (initial restarts every copy)"

@@ -24,8 +24,8 @@ Reads top to bottom:
    ``final/``, ``checkpoints/ITER/`` for resuming.
 
 The run folder follows PPO's (``meio.agents.train``): ``config.yaml`` (with ``algo: hdpo``),
-``tb/``, ``evaluations.csv`` (same columns; ``steps`` counts iterations), ``best/``, ``final/``,
-``checkpoints/ITER/``, each saved folder written whole or not at all
+``scenario.yaml``, ``tb/``, ``evaluations.csv`` (same columns; ``steps`` counts iterations),
+``best/``, ``final/``, ``checkpoints/ITER/``, each saved folder written whole or not at all
 (:func:`meio.agents.policy.folder_written_whole`).
 """
 
@@ -39,14 +39,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
 import torch
 import yaml
-from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from meio.agents.config import THREADS_SCHEMA, ConfigError, TrainingConfig, configs_dir, read_config
+from meio.agents.config import ConfigError, TrainingConfig, configs_dir, eval_replications_field, read_config
 from meio.agents.policy import (
     HDPO_WEIGHTS_FILE,
     META_FILE,
@@ -59,15 +59,17 @@ from meio.agents.train import (
     EVAL_COLUMNS,
     TrainResult,
     _trim_evaluations,
+    clear_interrupted_hparams,
     evaluation_scalars,
+    run_scenario,
     selection_cost,
     write_run_hparams,
+    write_run_scenario,
 )
 from meio.envs.dynamics import COST_NAMES
 from meio.envs.metrics import evaluate
 from meio.envs.policies import primary_slots
 from meio.envs.resolve import ScenarioLike, resolve
-from meio.envs.run_settings import RUN_SETTINGS, check_run_settings
 from meio.envs.scenario import ScenarioError, read_yaml
 from meio.envs.simulator import Simulator
 from meio.envs.topology import Topology
@@ -186,22 +188,7 @@ class HDPOConfig(TrainingConfig):
         le=MAX_ITERATIONS,
         description=("Evaluate every this many iterations in the simulator (0: only at the end)."),
     )
-    eval_periods: int = Field(
-        2_000,
-        ge=20,
-        le=RUN_SETTINGS["periods"][1],
-        description=("Periods per evaluation replication (after eval_warmup)."),
-    )
-    eval_warmup: int = Field(
-        100, ge=0, le=RUN_SETTINGS["warmup"][1], description=("Warm-up periods discarded in evaluations.")
-    )
-    eval_replications: int = Field(
-        4,
-        ge=2,
-        le=RUN_SETTINGS["replications"][1],
-        description=("Evaluation replications, seeds eval_seed, eval_seed + 1, ... (never used for training)."),
-    )
-    eval_seed: int = Field(10_000, ge=0, le=RUN_SETTINGS["seed"][1], description="First evaluation seed.")
+    eval_replications: int = eval_replications_field(4)  # the rule is TrainingConfig's; only the default differs
     patience: int = Field(
         0,
         ge=0,
@@ -211,12 +198,6 @@ class HDPOConfig(TrainingConfig):
     checkpoint_every: int = Field(
         100, ge=0, le=MAX_ITERATIONS, description=("Save a checkpoint every this many iterations (0: only at the end).")
     )
-    torch_threads: int = Field(1, ge=1, le=1024, description="Threads of PyTorch (1 suits small, busy machines).")
-    threads: Annotated[int | Literal["auto"] | None, WithJsonSchema(THREADS_SCHEMA)] = Field(
-        None,
-        description=("Threads of the evaluation simulator's step (meio.envs.threads); null: MEIO_THREADS, else 1."),
-    )
-    description: str = Field("", description="Free text: what the config is for and the budget it needs.")
 
     @model_validator(mode="after")
     def _fields_agree(self) -> HDPOConfig:
@@ -225,10 +206,7 @@ class HDPOConfig(TrainingConfig):
             problems.append(
                 f"warmup: {self.warmup} is not below horizon {self.horizon}; the loss needs periods after the warm-up"
             )
-        try:
-            check_run_settings(periods=self.eval_periods, replications=self.eval_replications)
-        except ValueError as exc:
-            problems.append(f"eval_periods, eval_replications: {exc}")
+        problems += self.evaluation_problems()
         self.refuse(problems)
         return self
 
@@ -261,6 +239,14 @@ def _mlp(n_in: int, n_out: int, hidden: tuple[int, ...], activation: str) -> tor
         last.bias.zero_()
     layers.append(last)
     return torch.nn.Sequential(*layers)
+
+
+def _run_mlp(mlp: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``, layer by layer without the module-call machinery (no hooks are used here); the
+    network runs once per simulated period, so its Python overhead counts."""
+    for layer in mlp:
+        x = layer.forward(x)
+    return x
 
 
 def _echelon_lead(topo: Topology) -> np.ndarray:
@@ -417,6 +403,42 @@ class HDPONet(torch.nn.Module):
         self.register_buffer("out_node", torch.tensor([e[1] for e in entries], dtype=torch.long), persistent=False)
         self.register_buffer("out_slot", torch.tensor([e[2] for e in entries], dtype=torch.long), persistent=False)
         self.register_buffer("out_scale", f([e[3] for e in entries]), persistent=False)
+        n_out = sum(self.node_outputs)
+        self._z_identity = [e[0] for e in entries] == list(range(n_out))
+        self._node_identity = [e[1] for e in entries] == list(range(n))
+        self._slot_identity = [e[2] for e in entries] == list(range(s_n))
+
+    #: Float buffers the forward pass reads, converted to the state's dtype once (see _buffers_in).
+    _FLOAT_BUFFERS = (
+        "a_in",
+        "a_all",
+        "a_out",
+        "lane_of",
+        "raw_in",
+        "bom",
+        "is_comp",
+        "desc",
+        "mu",
+        "slot_mu",
+        "offset",
+        "out_scale",
+    )
+
+    def _buffers_in(self, dt: torch.dtype) -> dict[str, torch.Tensor]:
+        """The float buffers in dtype ``dt``, kept per dtype until the module is moved or cast
+        (:meth:`_apply`): the network runs once per simulated period, and a ``.to()`` per buffer per
+        call was a tenth of its cost."""
+        cache = self.__dict__.setdefault("_converted", {})
+        if dt not in cache:
+            bufs = {k: getattr(self, k).to(dt) for k in self._FLOAT_BUFFERS}
+            bufs["mu_col"] = bufs["mu"][None, :, None]
+            bufs["slot_mu_col"] = bufs["slot_mu"][None, :, None]
+            cache[dt] = bufs
+        return cache[dt]
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> HDPONet:  # type: ignore[override]
+        self.__dict__.pop("_converted", None)  # .to(), .double(), ...: convert again on next use
+        return super()._apply(fn, recurse)
 
     @staticmethod
     def _scale(arch: str, cfg: HDPOConfig, mu: np.ndarray, bom: np.ndarray, j: int, s: int) -> float:
@@ -425,15 +447,15 @@ class HDPONet(torch.nn.Module):
         return float(mu[j] if arch == "echelon" else mu[j] * bom[s])
 
     # ---- positions and features ----------------------------------------------------------------
-    def positions(self, state: TwinState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def positions(
+        self, state: TwinState, slot_positions: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``(slot positions (B, S), node positions (B, N), echelon positions (B, N), parts)``,
         as :meth:`Simulator.positions` and :meth:`Simulator.echelon_positions` define them
-        (``docs/model.md``); echelon positions are zeros where a node has several suppliers."""
-        dt = state.on_hand.dtype
-        bufs = {
-            k: getattr(self, k).to(dt)
-            for k in ("a_in", "a_all", "a_out", "lane_of", "raw_in", "bom", "is_comp", "desc")
-        }
+        (``docs/model.md``); echelon positions are zeros where a node has several suppliers.
+        ``slot_positions=False`` leaves the slot positions out (``None``): only installation
+        targets use them, and the network's forward pass is overhead-bound."""
+        bufs = self._buffers_in(state.on_hand.dtype)
         pipe = state.pipe.sum(2)
         owed = state.owed.sum(2)
         inflow = pipe + owed
@@ -441,11 +463,13 @@ class HDPONet(torch.nn.Module):
         net = state.on_hand - state.cust_bo - owed_out
         node_in = inflow @ bufs["a_in"]
         node_ip = net + node_in
-        lane_in = inflow @ bufs["lane_of"]
-        dst = self.slot_dst
-        lanes = self.slot_lane_idx
-        comp_ip = state.raw[:, lanes] + lane_in[:, lanes] + bufs["bom"] * net[:, dst]
-        slot_ip = torch.where(bufs["is_comp"] > 0, comp_ip, node_ip[:, dst])
+        slot_ip: torch.Tensor | None = None
+        if slot_positions:
+            lane_in = inflow @ bufs["lane_of"]
+            dst = self.slot_dst
+            lanes = self.slot_lane_idx
+            comp_ip = state.raw[:, lanes] + lane_in[:, lanes] + bufs["bom"] * net[:, dst]
+            slot_ip = torch.where(bufs["is_comp"] > 0, comp_ip, node_ip[:, dst])
         raw_node = state.raw @ bufs["raw_in"]
         if self.echelon_ok:
             physical = state.on_hand + pipe @ bufs["a_all"] + raw_node - state.cust_bo
@@ -459,17 +483,18 @@ class HDPONet(torch.nn.Module):
         """``E_j`` ``(B, N)``: stock on hand, in transit and as components at ``j`` and below it, less
         customer backorders (the echelon position without open obligations); only where every node
         has one supplier (:attr:`echelon_ok`)."""
-        dt = state.on_hand.dtype
-        physical = (
-            state.on_hand + state.pipe.sum(2) @ self.a_all.to(dt) + state.raw @ self.raw_in.to(dt) - state.cust_bo
-        )
-        return physical @ self.desc.to(dt).T
+        bufs = self._buffers_in(state.on_hand.dtype)
+        physical = state.on_hand + state.pipe.sum(2) @ bufs["a_all"] + state.raw @ bufs["raw_in"] - state.cust_bo
+        return physical @ bufs["desc"].T
 
-    def features(self, state: TwinState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(global features (B, F), per-node features (B, N, 7), slot positions, echelon positions)``."""
-        slot_ip, node_ip, echelon, parts = self.positions(state)
+    def features(
+        self, state: TwinState, slot_positions: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(global features (B, F), per-node features (B, N, 7), slot positions, echelon positions)``;
+        ``slot_positions`` as in :meth:`positions`."""
+        slot_ip, node_ip, echelon, parts = self.positions(state, slot_positions)
         dt = state.on_hand.dtype
-        mu = self.mu.to(dt)
+        bufs = self._buffers_in(dt)
         per_node = (
             torch.stack(
                 [
@@ -483,44 +508,59 @@ class HDPONet(torch.nn.Module):
                 ],
                 2,
             )
-            / mu[None, :, None]
+            / bufs["mu_col"]
         )
-        pipe = state.pipe / self.slot_mu.to(dt)[None, :, None]
-        owed = parts["owed"] / self.slot_mu.to(dt)
-        glob = torch.cat([per_node.flatten(1), pipe[:, :, 1:].flatten(1), owed, state.down.to(dt)], 1)
+        # in transit by periods until arrival (column 0 has arrived and is on hand)
+        pipe = state.pipe[:, :, 1:] / bufs["slot_mu_col"]
+        owed = parts["owed"] / bufs["slot_mu"]
+        glob = torch.cat([per_node.flatten(1), pipe.flatten(1), owed, state.down.to(dt)], 1)
         return glob, per_node, slot_ip, echelon
 
     def forward(self, state: TwinState) -> torch.Tensor:
-        glob, per_node, slot_ip, echelon = self.features(state)
+        glob, per_node, slot_ip, echelon = self.features(state, slot_positions=self.arch == "installation")
         dt = state.on_hand.dtype
-        w_dt = next(self.parameters()).dtype
+        w_dt = (self.own if self.own is not None else self.shared[0])[0].weight.dtype
         x = glob.to(w_dt)
         b = x.shape[0]
-        cols: list[torch.Tensor | None] = [None] * self.n_nodes
-        if self.own is not None:
-            z = self.own(x)
-            k = 0
-            for j in self.own_nodes:
-                cols[j] = z[:, k : k + self.node_outputs[j]]
-                k += self.node_outputs[j]
-        for net, group in zip(self.shared, self.groups):
-            own = torch.cat([per_node[:, group].to(w_dt), self.node_params[group].to(w_dt)[None].expand(b, -1, -1)], 2)
-            inp = torch.cat([x[:, None].expand(-1, len(group), -1), own], 2)
-            z = net(inp)  # (B, G, k)
-            for i, j in enumerate(group):
-                cols[j] = z[:, i]
-        z = torch.cat([c for c in cols if c is not None], 1).to(dt) + self.offset.to(dt)
-        orders = torch.zeros(b, self.n_slots, dtype=dt, device=z.device)
+        if self.own is not None and not self.groups:
+            # One network for every node, in node order: its output is z as it stands.
+            z = _run_mlp(self.own, x)
+        else:
+            cols: list[torch.Tensor | None] = [None] * self.n_nodes
+            if self.own is not None:
+                z = _run_mlp(self.own, x)
+                k = 0
+                for j in self.own_nodes:
+                    cols[j] = z[:, k : k + self.node_outputs[j]]
+                    k += self.node_outputs[j]
+            for net, group in zip(self.shared, self.groups):
+                own = torch.cat(
+                    [per_node[:, group].to(w_dt), self.node_params[group].to(w_dt)[None].expand(b, -1, -1)], 2
+                )
+                inp = torch.cat([x[:, None].expand(-1, len(group), -1), own], 2)
+                z = _run_mlp(net, inp)  # (B, G, k)
+                for i, j in enumerate(group):
+                    cols[j] = z[:, i]
+            z = torch.cat([c for c in cols if c is not None], 1)
+        bufs = self._buffers_in(dt)
+        z = z.to(dt) + bufs["offset"]
         if self.out_slot.numel() == 0:
-            return orders
-        zk = z[:, self.out_z]
-        scale = self.out_scale.to(dt)
+            return torch.zeros(b, self.n_slots, dtype=dt, device=z.device)
+        # Index maps that are the identity (one output per slot, in slot order) are skipped: a
+        # gather or scatter by the identity only costs time.
+        zk = z if self._z_identity else z[:, self.out_z]
+        scale = bufs["out_scale"]
         if self.arch == "quantity":
             q = torch.sigmoid(zk) * scale
         elif self.arch == "echelon":
-            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - echelon[:, self.out_node], min=0.0)
+            target = echelon if self._node_identity else echelon[:, self.out_node]
+            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - target, min=0.0)
         else:
-            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - slot_ip[:, self.out_slot], min=0.0)
+            ip = cast(torch.Tensor, slot_ip)  # computed for installation targets
+            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - ip[:, self.out_slot], min=0.0)
+        if self._slot_identity:
+            return q
+        orders = torch.zeros(b, self.n_slots, dtype=dt, device=z.device)
         return orders.index_copy(1, self.out_slot, q)
 
 
@@ -621,7 +661,7 @@ class HDPOPolicy:
 
     def act(self, sim: Simulator) -> np.ndarray:
         net, params = self._for(sim)
-        with torch.no_grad():
+        with torch.inference_mode():
             orders = net(state_from_simulator(sim, params)).to(torch.float64).numpy()
         if sim.topology.integer_orders:
             orders = np.rint(orders)
@@ -735,7 +775,7 @@ class _Run:
 
 
 def train_hdpo(
-    scenario: ScenarioLike,
+    scenario: ScenarioLike | None,
     cfg: HDPOConfig | None,
     run_dir: str | Path,
     seed: int = 0,
@@ -751,9 +791,11 @@ def train_hdpo(
 
     ``seed`` seeds the network's initialisation (torch) and the numpy ``Generator`` that draws each
     batch's row seeds (never an evaluation seed). With ``resume``, the run's own ``config.yaml``
-    holds; a ``cfg`` given may differ from it only in :data:`RESUMABLE_CHANGES`, and training goes
-    on from the newest sound checkpoint (network, Adam's state, the Generator's state) to
-    ``iterations``, step for step as if it had not stopped. ``TrainResult.steps`` counts iterations.
+    holds, ``scenario`` may be ``None`` (the run's own copy; one given must be the same,
+    :func:`meio.agents.train.run_scenario`); a ``cfg`` given may differ from it only in
+    :data:`RESUMABLE_CHANGES`, and training goes on from the newest sound checkpoint (network, Adam's
+    state, the Generator's state) to ``iterations``, step for step as if it had not stopped.
+    ``TrainResult.steps`` counts iterations.
     """
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -761,7 +803,7 @@ def train_hdpo(
     if run.exists() and not run.is_dir():
         raise ValueError(f"--run-dir: {run} is a file; a run folder is a directory")
     if resume:
-        _, seed, saved_cfg = _read_run_config(run)
+        saved_scenario, seed, saved_cfg = _read_run_config(run)
         if cfg is not None:
             differ = [
                 f"{k} ({getattr(saved_cfg, k)!r} saved, {getattr(cfg, k)!r} given)"
@@ -771,7 +813,8 @@ def train_hdpo(
             if differ:
                 raise ConfigError(
                     f"--resume: the config differs from the run's {run / 'config.yaml'} in "
-                    f"{', '.join(differ)}; only {', '.join(RESUMABLE_CHANGES)} may change"
+                    f"{', '.join(differ)}; a run resumes with its own settings (only "
+                    f"{', '.join(RESUMABLE_CHANGES)} may change): drop --config, or start a new run"
                 )
             saved_cfg = saved_cfg.replace(**{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
         cfg = saved_cfg
@@ -780,7 +823,9 @@ def train_hdpo(
             raise ConfigError("config: a new run needs a config (None is only for resuming)")
         if run.exists() and any(run.iterdir()):
             raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
-    topo = resolve(scenario)
+        if scenario is None:
+            raise ScenarioError("scenario: a new run needs a scenario (None is only for resuming)")
+    topo = run_scenario(run, scenario, saved_scenario) if resume else resolve(scenario)
     sc = topo.scenario
     torch.set_num_threads(cfg.torch_threads)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
@@ -836,7 +881,9 @@ def train_hdpo(
     if resume:
         # a run restarted from iteration 0 (no checkpoint yet) evaluates iteration 0 again: drop its old row too
         _trim_evaluations(run, loop.iteration if loop.iteration else -1)
+    clear_interrupted_hparams(run)
     _write_run_config(run, sc.name, seed, cfg)
+    write_run_scenario(run, sc)
 
     from torch.utils.tensorboard import SummaryWriter
 

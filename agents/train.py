@@ -27,7 +27,8 @@ Every saved folder (checkpoints, ``best/``, ``final/``) is written whole or not 
 from its newest sound checkpoint and loses at most one checkpoint interval; a damaged checkpoint is
 reported, set aside as ``checkpoints/STEP.damaged``, and the one before it used.
 
-Run folder layout: ``config.yaml``, ``tb/`` (TensorBoard), ``checkpoints/STEP/``, ``best/``,
+Run folder layout: ``config.yaml``, ``scenario.yaml`` (the scenario trained on, which ``--resume``
+reads), ``tb/`` (TensorBoard), ``checkpoints/STEP/``, ``best/``,
 ``final/`` (each a saved agent: ``model.zip``, ``obs_normalizer.json``, ``meta.json``,
 ``manifest.json``), ``vecnormalize.pkl`` and ``state.json`` inside each checkpoint for resuming, and
 ``evaluations.csv``.
@@ -36,6 +37,7 @@ Run folder layout: ``config.yaml``, ``tb/`` (TensorBoard), ``checkpoints/STEP/``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -43,7 +45,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +76,10 @@ from meio.envs.decentralised import DecentralisedVecEnv
 from meio.envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
 from meio.envs.metrics import SHORT_TOL, Evaluation, evaluate, fill_rate
 from meio.envs.resolve import ScenarioLike, resolve
-from meio.envs.scenario import Scenario, ScenarioError, read_yaml
+from meio.envs.scenario import Scenario, ScenarioError, load_scenario, read_yaml
 from meio.envs.simulator import Simulator
 from meio.envs.spaces import ResidualBase
-from meio.envs.topology import COST_NAMES
+from meio.envs.topology import COST_NAMES, Topology
 from meio.envs.vec_env import MultiEchelonVecEnv, make_vec_env
 
 #: Config fields a resumed run may change: they change speed or bookkeeping, never what is learnt.
@@ -595,6 +597,72 @@ class RunCheckpointCallback(CheckpointCallback):
         return True
 
 
+class ValueWarmup(BaseCallback):
+    """``value_warmup_steps``: the updates of the rollouts that end at or before step ``steps`` train
+    only the critic.
+
+    At the start of a run the advantages come from a value network with random weights, so PPO's
+    first policy updates follow noise; from a good start (a residual on a base-stock policy, whose
+    zero action is that policy) they move the policy away from it. Freezing the policy's own
+    parameters (its hidden layers, the action mean layer and ``log_std``) leaves the ratio
+    ``pi / pi_old`` at 1, so those updates fit the value function alone (Adam skips parameters
+    without a gradient). The rule is read at every rollout's end from the step count, so a resumed
+    run freezes exactly the same updates. ``train/value_warmup`` logs 1 for a frozen update.
+    """
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _policy_parameters(self) -> list[torch.nn.Parameter]:
+        policy = self.model.policy
+        return [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters(), policy.log_std]
+
+    def _on_rollout_end(self) -> None:
+        frozen = self.model.num_timesteps <= self.steps
+        for parameter in self._policy_parameters():
+            parameter.requires_grad_(not frozen)
+        self.logger.record("train/value_warmup", float(frozen))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class ExplorationSchedule(BaseCallback):
+    """``log_std_final``: the policy's ``log_std`` set before every rollout to the linear
+    interpolation from ``log_std_init`` (step 0) to ``log_std_final`` (``total`` steps), and not learned.
+
+    PPO optimises the cost of its stochastic policy. In a pipeline each stage's exploration noise is
+    demand to its supplier, so the best mean action under noise holds stock against the agent's own
+    noise; shrinking the noise over the run moves that optimum to the deterministic policy's, the one
+    evaluations judge. The value depends only on the step count, so a resumed run sets the same one.
+    """
+
+    def __init__(self, start: float, final: float, total: int) -> None:
+        super().__init__()
+        self.start, self.final, self.total = start, final, total
+
+    def value(self, steps: int) -> float:
+        share = min(max(steps / self.total, 0.0), 1.0) if self.total else 1.0
+        return self.start + share * (self.final - self.start)
+
+    def _on_training_start(self) -> None:
+        self._on_rollout_start()
+
+    def _on_rollout_end(self) -> None:
+        self.model.policy.log_std.requires_grad_(False)
+
+    def _on_rollout_start(self) -> None:
+        self.model.policy.log_std.requires_grad_(False)
+        value = self.value(self.model.num_timesteps)
+        with torch.no_grad():
+            self.model.policy.log_std.fill_(value)
+        self.logger.record("train/log_std", value)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def run_callbacks(
     evaluator: EvaluationCallback, checkpointer: RunCheckpointCallback, eval_every: int, checkpoint_every: int
 ) -> CallbackList:
@@ -677,12 +745,144 @@ def read_run_config(run: Path) -> SavedRun:
 def _write_run_config(run: Path, scenario: str, seed: int, cfg: PPOConfig) -> None:
     """Write ``config.yaml`` through a temporary file and a rename: the old one or the new one."""
     text = yaml.safe_dump({"scenario": scenario, "seed": seed, "config": cfg.to_dict()}, sort_keys=False)
-    tmp = run / f".config.yaml.partial-{os.getpid()}"
+    write_file_whole(run / "config.yaml", text)
+
+
+def write_file_whole(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file (``.NAME.partial-PID``, removed by a resume) and a
+    rename, so ``path`` is the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     with tmp.open("w") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, run / "config.yaml")
+    os.replace(tmp, path)
+
+
+#: A run folder's copy of the scenario it trains on (PPO and HDPO runs): ``--resume`` reads it, so a
+#: resumed run needs no ``--scenario``, and trains on what the run began with even if the file it
+#: came from has changed since.
+SCENARIO_FILE = "scenario.yaml"
+
+
+def write_run_scenario(run: Path, scenario: Scenario) -> None:
+    """Write ``RUN/scenario.yaml``: ``scenario`` as :meth:`Scenario.to_dict` gives it. A demand trace
+    is copied too, as the values the run replays, to ``RUN/scenario-trace-I.csv`` (``I`` the node's
+    place in the file; the copy names it relative to the run folder), so the copy is whole: an edited
+    or moved CSV file changes no resumed run, and the folder can move."""
+    data = scenario.to_dict()
+    for i, (node, spec) in enumerate(zip(data["nodes"], scenario.nodes)):
+        if spec.demand is not None and spec.demand.dist == "trace":
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(
+                [[spec.demand.trace_column], *([v] for v in spec.demand.trace)]
+            )
+            name = f"scenario-trace-{i}.csv"
+            write_file_whole(run / name, text.getvalue())
+            node["demand"]["file"] = name
+    write_file_whole(run / SCENARIO_FILE, yaml.safe_dump(data, sort_keys=False))
+
+
+def _without_trace_files(scenario: Scenario) -> Scenario:
+    """``scenario`` with its demand traces' file names blanked: two scenarios that replay the same
+    values are the same scenario, whether their file was named relative or absolute."""
+    nodes = tuple(
+        replace(n, demand=replace(n.demand, trace_file="")) if n.demand is not None and n.demand.dist == "trace" else n
+        for n in scenario.nodes
+    )
+    return replace(scenario, nodes=nodes)
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The first key path (``nodes[1].holding_cost``) where two plain YAML trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            if key not in a or key not in b:
+                return f"{path}.{key}" if path else str(key)
+            found = _first_difference(a[key], b[key], f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path} ({len(a)} entries, {len(b)} given)"
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else path
+
+
+def run_scenario(run: Path, given: ScenarioLike | None, saved_name: str) -> Topology:
+    """The scenario a resumed run trains on, compiled: its own copy (:data:`SCENARIO_FILE`) when
+    ``given`` is ``None``. A scenario ``given`` must be the same as the copy (or, in a run made
+    before runs kept one, have the name its ``config.yaml`` records): a run resumes on its own
+    scenario, so another one is refused, naming both, rather than trained on silently.
+    """
+    path = run / SCENARIO_FILE
+    own: Scenario | None = None
+    if path.is_file():
+        try:
+            own = load_scenario(path)
+        except ScenarioError as exc:
+            raise ScenarioError(
+                f"--resume: {path} is the run's copy of its scenario and does not load: {exc}"
+            ) from None
+    if given is None:
+        if own is not None:
+            return resolve(own)
+        try:
+            return resolve(saved_name)
+        except ScenarioError:
+            raise ScenarioError(
+                f"scenario: the run {run} keeps no copy of its scenario ({SCENARIO_FILE}: runs made before "
+                f"this version) and {saved_name!r}, the name its config.yaml records, is not a shipped "
+                "scenario; pass the scenario the run was trained on with --scenario"
+            ) from None
+    topo = resolve(given)
+    sc = topo.scenario
+    label = sc.source or sc.name
+    if own is None:
+        if sc.name != saved_name:
+            raise ScenarioError(
+                f"scenario: {label!r} is named {sc.name!r}, but the run {run} was trained on {saved_name!r} "
+                "(its config.yaml says so); a run resumes on its own scenario: leave --scenario out, or "
+                "start a new run"
+            )
+        return topo
+    mine, theirs = _without_trace_files(own), _without_trace_files(sc)
+    if mine != theirs:
+        where = _first_difference(mine.to_dict(), theirs.to_dict()) or next(
+            (
+                f"nodes[{i}].demand (the values of its trace)"
+                for i, (a, b) in enumerate(zip(mine.nodes, theirs.nodes))
+                if a.demand != b.demand
+            ),
+            "the values of a demand trace",
+        )
+        raise ScenarioError(
+            f"scenario: {label!r} ({sc.name!r}) differs from the scenario the run {run} was trained on, "
+            f"{own.name!r} (its copy {path}){'' if where == 'name' else f', in {where}'}; a run resumes on its "
+            "own scenario: leave --scenario out, or start a new run"
+        )
+    return topo
+
+
+def clear_interrupted_hparams(run: Path) -> None:
+    """Tidy ``RUN/tb`` after a write of the HParams entry (:func:`write_hparams`) that was cut short:
+    a ``.hparams.partial-*`` folder holds an incomplete session that TensorBoard would read as a
+    second entry of the run, so it is deleted; a ``.hparams.old-*`` is the complete previous entry,
+    put back if the kill fell between its two renames, else deleted. Called when a run (new or
+    resumed) starts writing, so a resume stopped again before its end leaves no stale entry."""
+    tb = run / "tb"
+    for partial in sorted(tb.glob(".hparams.partial-*")):
+        shutil.rmtree(partial, ignore_errors=True)
+    old = sorted(tb.glob(".hparams.old-*"))
+    if old and not (tb / "hparams").exists():
+        os.rename(old.pop(), tb / "hparams")
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -860,7 +1060,7 @@ def _resolve_resume(
 
 
 def train(
-    scenario: ScenarioLike,
+    scenario: ScenarioLike | None,
     cfg: PPOConfig | None,
     run_dir: str | Path,
     seed: int = 0,
@@ -873,7 +1073,8 @@ def train(
     """Train (or, with ``resume``, continue training) a PPO agent; see the module docstring.
 
     Args:
-        scenario: the scenario to train on (with ``resume``, one of the same network as the run's).
+        scenario: the scenario to train on; with ``resume``, ``None`` takes the run's own copy
+            (:data:`SCENARIO_FILE`), and a scenario given must be the same (:func:`run_scenario`).
         cfg: the hyper-parameters; with ``resume``, ``None`` takes the run's own ``config.yaml``, and a
             config given must agree with it except in :data:`RESUMABLE_CHANGES`.
         run_dir: the run folder: new or empty, or with ``resume`` an existing run.
@@ -898,7 +1099,10 @@ def train(
             raise ConfigError("config: a new run needs a config (None is only for resuming)")
         if run.exists() and any(run.iterdir()):
             raise FileExistsError(f"--run-dir: {run} exists and is not empty; pick a new folder or pass --resume")
-    topo = resolve(scenario)  # once: the envs, the evaluation and the baselines share it
+        if scenario is None:
+            raise ScenarioError("scenario: a new run needs a scenario (None is only for resuming)")
+    # once: the envs, the evaluation and the baselines share it
+    topo = run_scenario(run, scenario, saved.scenario) if resume else resolve(scenario)
     sc = topo.scenario
     torch.set_num_threads(cfg.torch_threads)
 
@@ -992,6 +1196,8 @@ def train(
             ent_coef=cfg.ent_coef,
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
+            use_sde=cfg.use_sde,
+            sde_sample_freq=cfg.sde_sample_freq,
             policy_kwargs=policy_kwargs,
             tensorboard_log=str(run / "tb"),
             seed=seed,
@@ -1010,7 +1216,9 @@ def train(
             + (f" (checkpoint {checkpoint.folder.name})" if checkpoint is not None else " (no checkpoint yet)")
             + f" to {total:,}"
         )
+    clear_interrupted_hparams(run)
     _write_run_config(run, sc.name, seed, cfg)
+    write_run_scenario(run, sc)
 
     baseline = _stored_baseline(checkpoint) if checkpoint is not None else (None, None)
     if baseline == (None, None):
@@ -1019,9 +1227,14 @@ def train(
     checkpointer = RunCheckpointCallback(run, evaluator)
     if checkpoint is not None:
         evaluator.best_cost = _best_cost(run, checkpoint)
+    callbacks = run_callbacks(evaluator, checkpointer, eval_every, checkpoint_every)
+    if cfg.value_warmup_steps:
+        callbacks = CallbackList([callbacks, ValueWarmup(cfg.value_warmup_steps)])
+    if cfg.log_std_final is not None:  # last: its freeze of log_std overrides the warm-up's thaw
+        callbacks = CallbackList([callbacks, ExplorationSchedule(cfg.log_std_init, cfg.log_std_final, total)])
     model.learn(
         total_timesteps=total - done,
-        callback=run_callbacks(evaluator, checkpointer, eval_every, checkpoint_every),
+        callback=callbacks,
         tb_log_name="ppo",
         reset_num_timesteps=checkpoint is None,
         progress_bar=progress,
@@ -1049,6 +1262,7 @@ def _finish_resumed(
 ) -> TrainResult:
     """A resumed run already at its total: nothing to learn. If it was stopped after its last
     checkpoint but before ``final/`` was complete, redo the last evaluation and ``final/``."""
+    clear_interrupted_hparams(run)
     baseline = _stored_baseline(checkpoint)
     best = _best_cost(run, checkpoint)
     if not _sound_final(run, checkpoint.steps):

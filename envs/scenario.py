@@ -186,7 +186,7 @@ class Scenario:
     allocation: Literal["fcfs_index", "proportional"] = "fcfs_index"
     horizon: int = 52
     integer_orders: bool = False
-    action_mode: Literal["order_quantity", "order_up_to"] = "order_quantity"
+    action_mode: Literal["order_quantity", "order_up_to", "echelon_order_up_to"] = "order_quantity"
     demand_correlation: tuple[tuple[float, ...], ...] | None = None
     description: str = ""
     source: str = field(default="", compare=False)
@@ -354,7 +354,7 @@ def _parse(data: Any, base_dir: Path, source: str) -> Scenario:
     demand_nodes = [n for n in nodes if n.demand is not None]
     if not demand_nodes:
         raise ScenarioError("nodes: no node has customer demand; give at least one node a demand")
-    errors = _idle_nodes(nodes, lanes)
+    errors = _idle_nodes(nodes, lanes) + _echelon_mode_errors(model.action_mode, nodes, lanes)
     correlation = None
     if model.demand_correlation is not None:
         correlation = _collect(errors, _correlation, data["demand_correlation"], model.demand_correlation, demand_nodes)
@@ -550,6 +550,28 @@ def _network_errors(ids: list[str], lanes: list[Lane]) -> list[tuple[str, str]]:
         for i, n in enumerate(ids)
         if n not in reached
     ]
+
+
+def _echelon_mode_errors(mode: str, nodes: list[Node], lanes: list[Lane]) -> list[tuple[str, str]]:
+    """``action_mode: echelon_order_up_to`` needs every node's echelon inventory position (its own
+    position plus everything downstream; Clark & Scarf 1960), which is defined only where every node
+    has one supplier: one lane in and no bill of materials (the rule of
+    :meth:`meio.envs.topology.Topology.node_with_several_suppliers`, checked here at the file's edge)."""
+    if mode != "echelon_order_up_to":
+        return []
+    for node in nodes:
+        into = [f"lanes[{i}]" for i, lane in enumerate(lanes) if lane.target == node.id]
+        if len(into) > 1 or node.sourcing == "assembly":
+            has = f"{len(into)} lanes in ({', '.join(into)})" if len(into) > 1 else "a bill of materials"
+            return [
+                _error(
+                    "action_mode",
+                    f"'echelon_order_up_to' needs echelon positions, defined only when every node has one "
+                    f"supplier (one lane in, no bill of materials); node {node.id!r} has {has}: use order_up_to "
+                    "or order_quantity",
+                )
+            ]
+    return []
 
 
 def _idle_nodes(nodes: list[Node], lanes: list[Lane]) -> list[tuple[str, str]]:

@@ -646,8 +646,13 @@ class ScenarioModel(_Model):
     )
     horizon: _integer("horizons are integers", ge=1) = Field(52, description="Periods per training episode.")
     integer_orders: Flag = Field(False, description="Round every order to a whole number of units.")
-    action_mode: Literal["order_quantity", "order_up_to"] = Field(
-        "order_quantity", description="What a policy's action means: an order quantity or an order-up-to level."
+    action_mode: Literal["order_quantity", "order_up_to", "echelon_order_up_to"] = Field(
+        "order_quantity",
+        description=(
+            "What an environment's action means by default: an order quantity, an installation order-up-to "
+            "level, or an echelon order-up-to level (every node one supplier). base_stock_residual needs the "
+            "levels training computes: set it in the PPO config's action_mode instead."
+        ),
     )
     demand_correlation: (
         Annotated[
@@ -664,6 +669,20 @@ class ScenarioModel(_Model):
     )
     nodes: list[NodeModel] = Field(min_length=1, description="Stock points, in any order.")
     lanes: list[LaneModel] = Field(min_length=1, description="Supply relations between nodes.")
+
+    @field_validator("action_mode", mode="before")
+    @classmethod
+    def _no_residual(cls, value: Any) -> Any:
+        # The fourth mode of the environments is a residual on base-stock levels that training
+        # computes (meio.agents.train.residual_base); a scenario file cannot hold them.
+        if value == "base_stock_residual":
+            raise fail(
+                "",
+                "'base_stock_residual' cannot be a scenario's action mode: it is a residual on the base-stock "
+                "levels training computes for the run; keep order_quantity, order_up_to or echelon_order_up_to "
+                "here and set action_mode: base_stock_residual in the PPO training config (configs/ppo/*.yaml)",
+            )
+        return value
 
 
 def json_schema() -> dict[str, Any]:

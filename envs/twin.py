@@ -32,6 +32,8 @@ tensor is changed in place, so autograd goes through any number of periods (:fun
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -97,18 +99,6 @@ class TwinDraws(NamedTuple):
         return TwinDraws(self.demand[:, k], self.lead[:, k], self.outage[:, k])
 
 
-class _RoundST(torch.autograd.Function):
-    """``rint(x)`` forward (halves to even, as ``numpy.rint``), identity backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return grad
-
-
 class _WholeKitsST(torch.autograd.Function):
     """``floor(k + 1e-9)`` forward (the kernel's whole kits, ``docs/model.md``), identity backward."""
 
@@ -157,10 +147,20 @@ class TwinParams:
     holding: torch.Tensor  # (N,) h_j
     lane_raw_holding: torch.Tensor  # (M,) holding rate of component stock
     penalty: torch.Tensor  # (N,) p_j (backorder or lost-sales cost)
+    demand_penalty: torch.Tensor  # (D,) p_j of the demand nodes
+    demand_index: torch.Tensor  # (D,) long: the demand nodes
+    one: torch.Tensor  # () 1 and 0 in dtype: where() with a tensor, not a number to convert per call
+    nought: torch.Tensor
     slot_fixed_cost: torch.Tensor  # (S,) K_s, charged only with fixed_costs="count"
     slot_pipeline_cost: torch.Tensor  # (S,)
     initial_inventory: torch.Tensor  # (N,)
     pipe_eye: torch.Tensor  # (P, P) identity: row L puts a shipment L periods out
+    slot_lead: torch.Tensor  # (S,) long: constant lead time L_s (0 on slots with random ones)
+    slot_lead_eye: torch.Tensor  # (S, P) pipe_eye[slot_lead]
+    slot_random: torch.Tensor  # (S,) bool: lead time drawn each period
+    slot_random_ordered: torch.Tensor  # (S,) bool: drawn and without order crossing
+    slot_ordered: torch.Tensor  # (S,) bool: without order crossing
+    slot_rand_col: torch.Tensor  # (S,) long: column of draws.lead of the slot (0 if constant)
     count_fixed: bool
     round_orders: bool
     # index structure (Python ints, floats and bools)
@@ -177,6 +177,9 @@ class TwinParams:
     slot_lt_rand: tuple[int, ...]
     slot_crossing: tuple[bool, ...]
     slot_disruption: tuple[int, ...]
+    slot_same_period: tuple[bool, ...]  # its lead time can be 0: arrives in the period it ships
+    any_random_lead: bool
+    raw_moves: bool  # some lane is a component lane or some node assembles
     lane_bom: tuple[float, ...]
     lane_is_component: tuple[bool, ...]
     demand_nodes: tuple[int, ...]
@@ -239,6 +242,17 @@ class TwinParams:
             return tuple(int(x) for x in a)
 
         n = topo.n_nodes
+        lt_const = np.asarray(topo.slot_lt_const, dtype=np.int64)
+        lt_rand = np.asarray(topo.slot_lt_rand, dtype=np.int64)
+        random = lt_rand >= 0
+        crossing = np.asarray(topo.slot_crossing, dtype=bool)
+        lead = np.where(random, 0, lt_const)
+        shortest = np.where(random, topo.lt_values[np.maximum(lt_rand, 0)].min(1), lt_const)
+        eye = torch.eye(int(topo.pipe_len), dtype=dtype, device=dev)
+
+        def flags(a: np.ndarray) -> torch.Tensor:
+            return torch.tensor(np.asarray(a, dtype=bool), device=dev)
+
         return cls(
             topology=topo,
             device=dev,
@@ -246,10 +260,20 @@ class TwinParams:
             holding=f(topo.holding),
             lane_raw_holding=f(topo.lane_raw_holding),
             penalty=f(topo.penalty),
+            demand_penalty=f(np.asarray(topo.penalty, dtype=float)[np.asarray(topo.demand_nodes, dtype=np.int64)]),
+            demand_index=torch.tensor(np.asarray(topo.demand_nodes, dtype=np.int64), device=dev),
+            one=torch.tensor(1.0, dtype=dtype, device=dev),
+            nought=torch.tensor(0.0, dtype=dtype, device=dev),
             slot_fixed_cost=f(topo.slot_fixed_cost),
             slot_pipeline_cost=f(topo.slot_pipeline_cost),
             initial_inventory=f(topo.initial_inventory),
-            pipe_eye=torch.eye(int(topo.pipe_len), dtype=dtype, device=dev),
+            pipe_eye=eye,
+            slot_lead=torch.tensor(lead, dtype=torch.long, device=dev),
+            slot_lead_eye=eye[torch.tensor(lead, dtype=torch.long, device=dev)],
+            slot_random=flags(random),
+            slot_random_ordered=flags(random & ~crossing),
+            slot_ordered=flags(~crossing),
+            slot_rand_col=torch.tensor(np.maximum(lt_rand, 0), dtype=torch.long, device=dev),
             count_fixed=fixed_costs == "count",
             round_orders=bool(topo.integer_orders),
             node_cap=tuple(float(x) for x in topo.node_capacity),
@@ -265,6 +289,9 @@ class TwinParams:
             slot_lt_rand=ints(topo.slot_lt_rand),
             slot_crossing=tuple(bool(x) for x in topo.slot_crossing),
             slot_disruption=ints(topo.slot_disruption),
+            slot_same_period=tuple(bool(x == 0) for x in shortest),
+            any_random_lead=bool(random.any()),
+            raw_moves=bool(np.any(topo.lane_is_component) or np.any(topo.is_assembly)),
             lane_bom=tuple(float(x) for x in topo.lane_bom),
             lane_is_component=tuple(bool(x) for x in topo.lane_is_component),
             demand_nodes=ints(topo.demand_nodes),
@@ -309,19 +336,25 @@ def initial_state(params: TwinParams, batch: int) -> TwinState:
     )
 
 
+def _copied(a: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``a`` copied into a new tensor: ``from_numpy`` shares the array and ``to(copy=True)`` copies
+    it once, converted (about half the cost of ``torch.tensor(a, dtype=...)``, which a policy pays
+    every simulated period)."""
+    return torch.from_numpy(a).to(dtype=dtype, device=device, copy=True)
+
+
 def state_from_simulator(sim: Simulator, params: TwinParams) -> TwinState:
     """The simulator's current state (its public arrays), copied into tensors."""
-    kw = dict(dtype=params.dtype, device=params.device)
-    ints = dict(dtype=torch.long, device=params.device)
+    dt, dev = params.dtype, params.device
     return TwinState(
-        on_hand=torch.tensor(sim.on_hand, **kw),
-        raw=torch.tensor(sim.raw, **kw),
-        cust_bo=torch.tensor(sim.cust_bo, **kw),
-        owed=torch.tensor(sim.owed, **kw),
-        pipe=torch.tensor(sim.pipe, **kw),
-        last_arr=torch.tensor(sim.last_arr, **ints),
-        down=torch.tensor(sim.down, dtype=torch.bool, device=params.device),
-        t=torch.tensor(sim.t, **ints),
+        on_hand=_copied(sim.on_hand, dt, dev),
+        raw=_copied(sim.raw, dt, dev),
+        cust_bo=_copied(sim.cust_bo, dt, dev),
+        owed=_copied(sim.owed, dt, dev),
+        pipe=_copied(sim.pipe, dt, dev),
+        last_arr=_copied(sim.last_arr, torch.long, dev),
+        down=_copied(sim.down, torch.bool, dev),
+        t=_copied(sim.t, torch.long, dev),
     )
 
 
@@ -344,6 +377,22 @@ def last_draws(sim: Simulator, params: TwinParams) -> TwinDraws:
     )
 
 
+#: The simulator each TwinParams draws its blocks with, by (batch, periods): building one costs as
+#: much as a reset (a seed sequence per row and stream), and a training loop draws a block per step.
+_BLOCK_SIMULATORS: weakref.WeakKeyDictionary[TwinParams, dict[tuple[int, int], Simulator]] = weakref.WeakKeyDictionary()
+
+
+def _block_simulator(params: TwinParams, batch: int, periods: int) -> Simulator:
+    """A simulator of ``batch`` rows and blocks of ``periods`` for ``params``, kept between calls
+    (every draw resets all its rows with new seeds, so no state carries over)."""
+    sims = _BLOCK_SIMULATORS.setdefault(params, {})
+    sim = sims.get((batch, periods))
+    if sim is None:
+        sims.clear()  # a loop draws blocks of one size: keep one simulator
+        sim = sims[(batch, periods)] = Simulator(params.topology, n=batch, chunk=periods, threads=1)
+    return sim
+
+
 def draw_block(params: TwinParams, batch: int, periods: int, seed: int | np.random.Generator) -> TwinDraws:
     """Common random numbers for ``periods`` periods of ``batch`` copies, as a block ``(B, T, ...)``.
 
@@ -362,7 +411,7 @@ def draw_block(params: TwinParams, batch: int, periods: int, seed: int | np.rand
         seeds = int(seed)
     else:
         raise ValueError(f"seed: {seed!r} is not an integer or a numpy.random.Generator")
-    sim = Simulator(params.topology.scenario, n=batch, chunk=periods, threads=1)
+    sim = _block_simulator(params, batch, periods)
     sim.reset(seeds=seeds)
     kw = dict(dtype=params.dtype, device=params.device)
     return TwinDraws(
@@ -413,7 +462,9 @@ def period(
         raise ValueError(
             f"orders: shape {tuple(orders.shape)}; expected ({state.on_hand.shape[0]}, {p.n_slots}) (rows, slots)"
         )
-    if not bool(torch.isfinite(orders).all()):
+    # One reduction and one host read per period; the element-wise test only where the sum is not
+    # finite (a non-finite order, or finite orders whose sum overflows).
+    if not math.isfinite(float(orders.detach().sum())) and not bool(torch.isfinite(orders).all()):
         bad = torch.nonzero(~torch.isfinite(orders))[0].tolist()
         raise ValueError(
             f"orders[{bad[0]}, {bad[1]}] ({p.topology.slot_names[bad[1]]}): "
@@ -422,9 +473,13 @@ def period(
         )
     b_n = orders.shape[0]
     dtype, dev = p.dtype, p.device
+    n_s = p.n_slots
     q_all = torch.clamp(orders.to(dtype), min=0.0)
     if p.round_orders:
-        q_all = _RoundST.apply(q_all)
+        # rint forward, identity backward (straight-through): q + (rint(q) - q) is rint(q) exactly
+        # for q >= 0 (rint(q) - q is exact, Sterbenz), and its derivative in q is 1. Cheaper than
+        # a Python autograd.Function, whose backward calls back into Python every period.
+        q_all = q_all + (torch.round(q_all) - q_all).detach()
     zero = torch.zeros(b_n, dtype=dtype, device=dev)
     # Ages in use per slot at the start of the period (one host read per period): obligations of
     # ages >= 1 change only when their supplier ships, so this bounds every age loop below, as the
@@ -432,19 +487,41 @@ def period(
     live = (state.owed > 0).any(0).cpu().numpy()
     top = np.where(live.any(1), AGES - np.argmax(live[:, ::-1], 1), 1).tolist()
 
+    # The period is overhead-bound (a few hundred small tensors per period): each state tensor is
+    # taken apart into columns once here and put together once in step 5, so a period costs a fixed
+    # number of operations per slot and per age in use, and the autograd graph is as small.
     on_hand = list(state.on_hand.unbind(1))
-    raw = list(state.raw.unbind(1))
-    cust_bo = list(state.cust_bo.unbind(1))
-    # Only the ages in use are taken apart into columns; the others stay one (zero) tensor per slot.
-    owed = [list(state.owed[:, s, : top[s]].unbind(1)) for s in range(p.n_slots)]
-    pipe = list(state.pipe.unbind(1))
-    last_arr = list(state.last_arr.unbind(1))
+    # Component stock changes only at assembly nodes; elsewhere it passes through untouched.
+    raw = list(state.raw.unbind(1)) if p.raw_moves else []
+    # Obligations: only the ages below the oldest in use (``deep``) are taken apart into columns;
+    # the older ones are all 0 and only age (step 5). Without that bound every period would take
+    # apart and put together S x AGES columns, most of them empty.
+    deep = max(top)
+    narrow = deep <= AGES - 2
+    width = deep if narrow else AGES
+    owed_cols = (state.owed[:, :, :deep] if narrow else state.owed).reshape(b_n, n_s * width).unbind(1)
+    owed = [list(owed_cols[s * width : (s + 1) * width]) for s in range(n_s)]
     q_cols = q_all.unbind(1)
     trans = zero
-    eye = p.pipe_eye
+
+    # Lead time of a shipment on each slot this period (B, S) or (S,) and its row of the identity:
+    # a shipment x on slot s adds x * eye[L_s] to the slot's pipeline (step 5). Each slot ships
+    # once per period, so the last arrival it sees is the one of the state.
+    if p.any_random_lead:
+        drawn = draws.lead[:, p.slot_rand_col]
+        # L = max(L drawn, periods until the previous shipment on the slot arrives) without crossing
+        drawn = torch.where(p.slot_random_ordered, torch.maximum(state.last_arr, drawn), drawn)
+        lead_all = torch.where(p.slot_random, drawn, p.slot_lead)
+        lead_eye = p.pipe_eye[lead_all]
+    else:
+        # A constant lead time L: the last arrival on the slot is never more than L periods
+        # away (it was set to L and only counts down), so max(L, last) = L.
+        lead_all = p.slot_lead
+        lead_eye = p.slot_lead_eye
+    shipped: list[torch.Tensor] = [zero] * n_s
 
     # 1. orders join the obligations of age 0
-    for s in range(p.n_slots):
+    for s in range(n_s):
         owed[s][0] = owed[s][0] + q_cols[s]
     if p.count_fixed:
         ordering = (q_all > 0).to(dtype) @ p.slot_fixed_cost
@@ -452,22 +529,9 @@ def period(
         ordering = zero
 
     def dispatch(s: int, x: torch.Tensor) -> None:
-        """``x`` units leave on slot ``s``: into the pipeline at its lead time; transport cost."""
+        """``x`` units leave on slot ``s`` (into its pipeline in step 5); transport cost."""
         nonlocal trans
-        const = p.slot_lt_const[s]
-        if const >= 0:
-            # A constant lead time L: the last arrival on the slot is never more than L periods
-            # away (it was set to L and only counts down), so max(L, last) = L.
-            if not p.slot_crossing[s]:
-                last_arr[s] = torch.where(x > 0, const, last_arr[s])
-            pipe[s] = pipe[s] + x[:, None] * eye[const]
-        else:
-            lead = draws.lead[:, p.slot_lt_rand[s]]
-            if not p.slot_crossing[s]:
-                # L = max(L drawn, periods until the previous shipment on the slot arrives)
-                lead = torch.maximum(last_arr[s], lead)
-                last_arr[s] = torch.where(x > 0, lead, last_arr[s])
-            pipe[s] = pipe[s] + x[:, None] * eye[lead]
+        shipped[s] = x
         if p.slot_unit[s] != 0.0:
             trans = trans + x * p.slot_unit[s]
 
@@ -487,17 +551,20 @@ def period(
             if sent is None and room != float("inf"):
                 take = torch.clamp(take, max=room)
             if up is not None:
-                take = torch.where(up, take, 0.0)
+                take = torch.where(up, take, p.nought)
             owed[s][a] = owed[s][a] - take
             sent = take if sent is None else sent + take
         dispatch(s, sent if sent is not None else zero)
 
     # 3. nodes, suppliers first: receive, assemble, ship
+    # What arrives on each slot: column 0 of the pipeline at the start of the period, plus, on a
+    # slot whose lead time can be 0, what its supplier shipped earlier in this period.
+    arriving = state.pipe[:, :, 0].unbind(1)
     for j in range(len(p.node_cap)):
         for s in p.in_slots[j]:
-            # Column 0 of the pipeline is read here and dropped when the pipelines move (step 5):
-            # nothing is dispatched on a slot after its customer has received.
-            arrived = pipe[s][:, 0]
+            arrived = arriving[s]
+            if p.slot_same_period[s]:
+                arrived = arrived + shipped[s] * lead_eye[..., s, 0]
             lane = p.slot_lane[s]
             if p.lane_is_component[lane]:
                 raw[lane] = raw[lane] + arrived
@@ -545,8 +612,8 @@ def period(
                     want_sum = want_sum + want[i]
                 full = want_sum <= budget
                 # where() evaluates both branches: a safe denominator keeps 0/0 out of the gradient
-                share = torch.where(full, 1.0, budget / torch.where(want_sum > 0, want_sum, 1.0))
-                share = torch.where(active, share, 0.0)
+                share = torch.where(full, p.one, budget / torch.where(want_sum > 0, want_sum, p.one))
+                share = torch.where(active, share, p.nought)
                 for i in here:
                     s = outs[i]
                     g = want[i] * share
@@ -555,7 +622,7 @@ def period(
                         cap_left[i] = cap_left[i] - g
                     give[i] = g if give[i] is None else give[i] + g
                 used = torch.where(share == 1.0, want_sum, budget)
-                budget = budget - torch.where(active, used, 0.0)
+                budget = budget - torch.where(active, used, p.nought)
             else:
                 for i in here:
                     s = outs[i]
@@ -570,35 +637,43 @@ def period(
         for i, s in enumerate(outs):
             dispatch(s, give[i] if give[i] is not None else zero)
 
-    # 4. customer demand: old backorders first, then the new demand
+    # 4. customer demand: old backorders first, then the new demand. The steps are elementwise, so
+    # the demand nodes go through them together as one (B, D) tensor.
     lost = zero
-    outs_d = []
-    for d, j in enumerate(p.demand_nodes):
-        dem = draws.demand[:, d]
-        stock = on_hand[j]
-        if p.backorders:
-            served = torch.minimum(stock, cust_bo[j])
-            stock = stock - served
-            cust_bo[j] = cust_bo[j] - served
-        filled = torch.minimum(stock, dem)
-        stock = stock - filled
-        short = dem - filled
-        on_hand[j] = stock
-        if p.backorders:
-            cust_bo[j] = cust_bo[j] + short
-        else:
-            lost = lost + short * p.penalty[j]
-        by_out = {"demand": dem, "filled": filled, "short": short}
-        outs_d.append(torch.stack([by_out[name] for name in OUT_NAMES], 1))
+    dn = p.demand_nodes
+    dem = draws.demand
+    stock = torch.stack([on_hand[j] for j in dn], 1) if dn else dem
+    cust_bo_t = state.cust_bo
+    if p.backorders and dn:
+        backlog = state.cust_bo.index_select(1, p.demand_index)
+        served = torch.minimum(stock, backlog)
+        stock = stock - served
+        backlog = backlog - served
+    filled = torch.minimum(stock, dem)
+    stock = stock - filled
+    short = dem - filled
+    for j, col in zip(dn, stock.unbind(1)):
+        on_hand[j] = col
+    if p.backorders and dn:
+        # only demand nodes have customers, so only their backorders change
+        cust_bo_t = state.cust_bo.index_copy(1, p.demand_index, backlog + short)
+    elif dn:
+        for col in (short * p.demand_penalty).unbind(1):
+            lost = lost + col
+    by_out = {"demand": dem, "filled": filled, "short": short}
+    node_out = torch.stack([by_out[name] for name in OUT_NAMES], 2)
 
     # 5. costs on end-of-period quantities, then pipelines move and obligations age
     on_hand_t = torch.stack(on_hand, 1)
     raw_t = torch.stack(raw, 1) if raw else state.raw
-    cust_bo_t = torch.stack(cust_bo, 1)
-    hold = on_hand_t @ p.holding + (raw_t @ p.lane_raw_holding if raw else zero)
+    # Component stock that never moves is 0 (it starts at 0): its holding cost adds nothing.
+    hold = on_hand_t @ p.holding + raw_t @ p.lane_raw_holding if raw else on_hand_t @ p.holding
     back = cust_bo_t @ p.penalty if p.backorders else zero
-    pipe_t = torch.stack(pipe, 1)
-    in_transit = pipe_t[:, :, 1:].sum(2)
+    # Shipments join the pipelines at their lead times; a slot without a shipment adds 0.
+    shipped_t = torch.stack(shipped, 1)
+    pipe_t = state.pipe + shipped_t[:, :, None] * lead_eye
+    moving = pipe_t[:, :, 1:]
+    in_transit = moving.sum(2)
     pipeline = in_transit @ p.slot_pipeline_cost
     by_name = {
         "holding": hold,
@@ -609,25 +684,26 @@ def period(
         "pipeline": pipeline,
     }
     costs = torch.stack([by_name[name] for name in COST_NAMES], 1)
-    new_pipe = torch.cat([pipe_t[:, :, 1:], torch.zeros_like(pipe_t[:, :, :1])], 2)
-    owed_t = torch.stack(
-        [
-            torch.cat([torch.stack(o, 1), state.owed[:, s, top[s] :]], 1) if top[s] < AGES else torch.stack(o, 1)
-            for s, o in enumerate(owed)
-        ],
-        1,
-    )
-    new_owed = torch.cat(
-        [
-            torch.zeros_like(owed_t[:, :, :1]),
-            owed_t[:, :, : AGES - 2],
-            owed_t[:, :, AGES - 2 : AGES - 1] + owed_t[:, :, AGES - 1 :],
-        ],
-        2,
-    )
-    last_t = torch.clamp(torch.stack(last_arr, 1) - 1, min=0)
+    new_pipe = torch.cat([moving, torch.zeros_like(pipe_t[:, :, :1])], 2)
+    # Obligations age one period: age a becomes a + 1, the two oldest buckets merge, age 0 is empty.
+    if narrow:
+        head = torch.stack([c for per_slot in owed for c in per_slot], 1).view(b_n, n_s, deep)
+        new_owed = torch.cat(
+            [
+                torch.zeros(b_n, n_s, 1, dtype=dtype, device=dev),
+                head,
+                state.owed[:, :, deep : AGES - 2],
+                state.owed[:, :, AGES - 2 : AGES - 1] + state.owed[:, :, AGES - 1 :],
+            ],
+            2,
+        )
+    else:
+        aged = [[zero, *o[: AGES - 2], o[AGES - 2] + o[AGES - 1]] for o in owed]
+        new_owed = torch.stack([c for per_slot in aged for c in per_slot], 1).view(b_n, n_s, AGES)
+    # A slot without order crossing that shipped remembers when its shipment arrives.
+    last_arr = torch.where((shipped_t > 0) & p.slot_ordered, lead_all, state.last_arr)
+    last_t = torch.clamp(last_arr - 1, min=0)
     down_t = torch.stack(down_cols, 1) if down_cols else state.down
-    node_out = torch.stack(outs_d, 1) if outs_d else torch.zeros(b_n, 0, len(OUT_NAMES), dtype=dtype, device=dev)
     new_state = TwinState(
         on_hand=on_hand_t,
         raw=raw_t,

@@ -124,15 +124,40 @@ def _load_algo_config(algo: str, name: str) -> Any:
         raise
 
 
+def _saved_seed(run_dir: str) -> int | None:
+    """The seed a run folder's ``config.yaml`` records, or ``None`` without a readable one (the
+    trainers then name what is wrong with the file)."""
+    import yaml
+
+    from meio.envs.scenario import read_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = read_yaml(path.read_text(), str(path))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    seed = data.get("seed") if isinstance(data, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def _train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     if args.resume and args.run_dir and Path(args.resume) != Path(args.run_dir):
         raise ValueError(f"--resume: {args.resume!r} and --run-dir {args.run_dir!r} name two folders; give one")
-    scenario_part = args.scenario if "/" not in args.scenario else "scenario"
-    run_dir = args.resume or args.run_dir or f"runs/{scenario_part}-{args.algo or 'ppo'}-seed{args.seed}"
+    if args.scenario is None and not resume:
+        raise ValueError(
+            "--scenario: a new run needs a scenario (a shipped name or a YAML file); only --resume RUN_DIR "
+            "takes it from the run folder"
+        )
+    if args.scenario is None and not (args.resume or args.run_dir):
+        raise ValueError("--resume: name the run folder to continue (--resume RUN_DIR)")
+    seed = 0 if args.seed is None else args.seed
+    scenario_part = "scenario" if args.scenario is None or "/" in args.scenario else args.scenario
+    run_dir = args.resume or args.run_dir or f"runs/{scenario_part}-{args.algo or 'ppo'}-seed{seed}"
     algo = args.algo or "ppo"
     if resume:
-        # the run's config.yaml says which algorithm made it, so resuming needs no --algo
+        # the run folder holds its algorithm, seed, config (config.yaml) and scenario (scenario.yaml), so
+        # resuming needs none of them; one given that contradicts the folder is refused, never applied
         from meio.agents.policy import run_algo
 
         try:
@@ -144,6 +169,12 @@ def _train(args: argparse.Namespace) -> int:
                 f"--algo: {args.algo!r}, but {run_dir} was trained with {saved} (its config.yaml "
                 "says so); leave --algo out to resume it"
             )
+        saved_seed = _saved_seed(run_dir)
+        if args.seed is not None and saved_seed is not None and args.seed != saved_seed:
+            raise ValueError(
+                f"--seed: {args.seed}, but {run_dir} was trained with seed {saved_seed} (its config.yaml "
+                "says so); leave --seed out to resume it"
+            )
         algo = saved or algo
     result: TrainResult
     if algo == "hdpo":
@@ -151,17 +182,18 @@ def _train(args: argparse.Namespace) -> int:
     elif resume:
         from meio.agents.train import train
 
-        # the run's own config.yaml holds its settings and total; a --config other than the default
-        # is checked against it
-        cfg = None if args.config == "default" else _load_algo_config("ppo", args.config)
+        # the run's own config.yaml holds its settings and total; a --config given is checked against it
+        cfg = None if args.config is None else _load_algo_config("ppo", args.config)
         result = train(
             args.scenario, cfg, run_dir, resume=True, progress=True, total_steps=args.total_steps, threads=args.threads
         )
     else:
         from meio.agents.train import train
 
-        cfg = _load_algo_config("ppo", args.config).replace(total_steps=args.total_steps, threads=args.threads)
-        result = train(args.scenario, cfg, run_dir, seed=args.seed, progress=True)
+        cfg = _load_algo_config("ppo", args.config or "default").replace(
+            total_steps=args.total_steps, threads=args.threads
+        )
+        result = train(args.scenario, cfg, run_dir, seed=seed, progress=True)
     unit = "iterations" if algo == "hdpo" else "steps"
     if resume and result.steps_this_call == 0:
         print(f"run folder: {result.run_dir} is at {result.steps} {unit}; nothing was trained")
@@ -185,7 +217,7 @@ def _train_hdpo(args: argparse.Namespace, run_dir: str, resume: bool) -> TrainRe
 
     from meio.agents.hdpo import HDPOConfig, train_hdpo
 
-    cfg = None if resume and args.config == "default" else _load_algo_config("hdpo", args.config)
+    cfg = None if resume and args.config is None else _load_algo_config("hdpo", args.config or "default")
     if resume and cfg is None and (args.total_steps is not None or args.threads is not None):
         # the run's own settings with the new total or speed (train_hdpo checks that only those
         # differ); a missing or broken config.yaml is left to train_hdpo, which names the problem
@@ -202,7 +234,7 @@ def _train_hdpo(args: argparse.Namespace, run_dir: str, resume: bool) -> TrainRe
         cfg = cfg.replace(iterations=args.total_steps, threads=args.threads)
     if resume:
         return train_hdpo(args.scenario, cfg, run_dir, progress=True, resume=True)
-    return train_hdpo(args.scenario, cfg, run_dir, seed=args.seed, progress=True)
+    return train_hdpo(args.scenario, cfg, run_dir, seed=0 if args.seed is None else args.seed, progress=True)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -253,6 +285,12 @@ def _benchmark(args: argparse.Namespace) -> int:
         print(f"skipped {name}: {why}")
     print(f"reference: {result.reference}; report: {files['report']} ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from meio.explain import run_cli
+
+    return run_cli(args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -639,10 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
         "HDPO, gradient descent through the differentiable twin, with the hyper-parameters of a config "
         "(configs/ALGO/NAME.yaml or a path). Logs to TensorBoard under RUN_DIR/tb, evaluates on fixed "
         "seeds against the best applicable baseline, keeps the best agent and writes checkpoints; "
-        "--resume continues an interrupted run to the same total, with the algorithm it was trained "
-        "with.",
+        "--resume RUN_DIR continues an interrupted run to the same total, with the scenario, algorithm, "
+        "seed and config the run folder holds (config.yaml, scenario.yaml); a --scenario, --algo, --seed "
+        "or --config given with it must agree with them.",
     )
-    tr.add_argument("--scenario", required=True, help=SCENARIO_HELP)
+    tr.add_argument("--scenario", help=f"{SCENARIO_HELP} (required, except with --resume: the run's own)")
     tr.add_argument(
         "--algo",
         type=_algo,
@@ -651,11 +690,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument(
         "--config",
-        default="default",
-        help="training config: shipped name (configs/ALGO/NAME.yaml) or YAML path (default: default)",
+        help="training config: shipped name (configs/ALGO/NAME.yaml) or YAML path (default: default; with "
+        "--resume, the run's own)",
     )
     tr.add_argument(
-        "--seed", type=_setting("seed"), default=0, help="seed of the agent and of the first env copy (default 0)"
+        "--seed",
+        type=_setting("seed"),
+        help="seed of the agent and of the first env copy (default 0; with --resume, the run's own)",
     )
     tr.add_argument(
         "--total-steps",
@@ -697,6 +738,38 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--out", help="output folder (default runs/benchmark-SCENARIO)")
     bm.add_argument("--no-frontier", action="store_true", help="skip the cost-service frontier (saves time)")
     bm.set_defaults(func=_benchmark)
+
+    xp = sub.add_parser(
+        "explain",
+        help="what a learned policy learned: its order-up-to levels and allocation as the state changes",
+        description="Simulate each --model agent and the classical --baselines on the same seed and record, per "
+        "period and node, the inventory position before and after ordering (installation, and echelon where "
+        "every node has one supplier), the orders and the on-hand stock, and what each customer of a warehouse "
+        "received when it ran short. Write levels.csv, allocation.csv and levels.png to --out and print the "
+        "levels as a Markdown table (docs/results.md).",
+    )
+    xp.add_argument("--model", action="append", help="run folder or saved agent folder (repeat for several)")
+    xp.add_argument("--scenario", required=True, help=SCENARIO_HELP)
+    xp.add_argument(
+        "--baselines",
+        default="reference",
+        help="'reference' (the benchmark's reference policy), comma-separated baseline names, or 'none' "
+        "(default: reference)",
+    )
+    xp.add_argument(
+        "--periods",
+        type=_setting("periods"),
+        default=5000,
+        help="periods simulated per policy, the warm-up included (default 5000)",
+    )
+    xp.add_argument(
+        "--warmup", type=_setting("warmup"), default=200, help="periods discarded at the start (default 200)"
+    )
+    xp.add_argument("--seed", type=_setting("seed"), default=0, help="seed of every policy's run (default 0)")
+    _search_args(xp)
+    xp.add_argument("--out", help="output folder (default runs/explain/SCENARIO)")
+    _threads_arg(xp)
+    xp.set_defaults(func=_explain)
 
     sw = sub.add_parser(
         "sweep",

@@ -34,6 +34,7 @@ FLOATS = {
     "vf_coef",
     "max_grad_norm",
     "log_std_init",
+    "log_std_final",
 }
 INTS = {
     "n_envs",
@@ -50,8 +51,10 @@ INTS = {
     "eval_seed",
     "checkpoint_every",
     "torch_threads",
+    "value_warmup_steps",
+    "sde_sample_freq",
 }
-BOOLS = {"observe_time", "normalize_obs", "normalize_reward"}
+BOOLS = {"observe_time", "normalize_obs", "normalize_reward", "use_sde"}
 TEXTS = {"control", "action_mode", "lr_schedule", "activation", "description", "episode_start"}
 
 # The documented defaults (docs/agents.md, the field descriptions), with their types.
@@ -83,6 +86,10 @@ DEFAULTS = {
     "net_arch": (64, 64),
     "activation": "tanh",
     "log_std_init": -1.0,
+    "log_std_final": None,
+    "use_sde": False,
+    "sde_sample_freq": -1,
+    "value_warmup_steps": 0,
     "total_steps": 200_000,
     "eval_every": 20_000,
     "eval_periods": 2_000,
@@ -158,7 +165,7 @@ def test_choices_get_a_did_you_mean_hint_and_non_text_keys_are_unknown():
         r"base_stock_residual \(did you mean 'order_up_to'\?\)$",
     ):
         PPOConfig.from_dict({"action_mode": "order_upto"})
-    with pytest.raises(ConfigError, match=r"^7: unknown key; allowed keys: n_envs, control"):
+    with pytest.raises(ConfigError, match=rf"^7: unknown key; allowed keys: {', '.join(PPOConfig.model_fields)}$"):
         PPOConfig.from_dict({7: 1})
 
 
@@ -242,12 +249,13 @@ def test_an_old_run_folder_config_reads_back_and_round_trips(tmp_path):
     saved = read_run_config(tmp_path)
     assert (saved.scenario, saved.seed) == ("ex61", 3)
     assert saved.cfg == load_config("default").replace(description="")
-    # what a new run writes: the old file's fields with their values, in their order, and each field
-    # added since at its default; read back, it is the same config
+    # what a new run writes: the old file's fields with their values, every field in declaration
+    # order (the shared fields of TrainingConfig first), and each field added since at its default;
+    # read back, it is the same config
     old = yaml.safe_load(OLD_RUN)["config"]
     written = saved.cfg.to_dict()
     assert {k: v for k, v in written.items() if k in old} == old
-    assert [k for k in written if k in old] == list(old)
+    assert list(written) == list(PPOConfig.model_fields)
     assert {k: v for k, v in written.items() if k not in old} == {
         k: PPOConfig.model_fields[k].default for k in written if k not in old
     }

@@ -580,7 +580,10 @@ ENUMS = [
     case(
         "action_mode",
         setp("action_mode", "order_upto"),
-        pat("action_mode: 'order_upto' is not one of order_quantity, order_up_to (did you mean 'order_up_to'?)"),
+        pat(
+            "action_mode: 'order_upto' is not one of order_quantity, order_up_to, echelon_order_up_to "
+            "(did you mean 'order_up_to'?)"
+        ),
     ),
     case(
         "demand-dist",
