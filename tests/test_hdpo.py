@@ -163,6 +163,32 @@ def test_a_short_training_lowers_the_cost_on_ex61(tmp_path: Path) -> None:
     assert all("eval/gap_pct" in e for e in seen)  # ex61 has a reference (Clark-Scarf)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_training_on_cuda_takes_the_cpus_steps(tmp_path: Path) -> None:
+    """float64 HDPO on the GPU follows the CPU run: the same initial weights (drawn on the CPU,
+    then moved) and the same common random numbers, so after 6 iterations the weights agree to
+    rounding and the evaluations (in the CPU simulator) to 1e-6; a GPU run stopped at 3 and
+    resumed ends there too, and the saved weights are CPU tensors."""
+    base = {**TINY, "dtype": "float64", "iterations": 6, "eval_every": 3, "checkpoint_every": 3}
+    for device in ("cpu", "cuda"):
+        cfg = HDPOConfig.from_dict({**base, "device": device})
+        train_hdpo("ex61", cfg, tmp_path / device, seed=2, progress=False)
+    train_hdpo("ex61", cfg.replace(iterations=3), tmp_path / "resumed", seed=2, progress=False)
+    train_hdpo("ex61", cfg, tmp_path / "resumed", seed=2, progress=False, resume=True)
+    weights = {
+        run: torch.load(tmp_path / run / "final" / "policy.pt", weights_only=True) for run in ("cpu", "cuda", "resumed")
+    }
+    for run in ("cuda", "resumed"):
+        assert weights[run].keys() == weights["cpu"].keys()
+        for key, value in weights[run].items():
+            assert value.device.type == "cpu"
+            np.testing.assert_allclose(value.numpy(), weights["cpu"][key].numpy(), rtol=1e-7, atol=1e-9, err_msg=key)
+        costs = [
+            [float(r["cost"]) for r in csv.DictReader((tmp_path / x / "evaluations.csv").open())] for x in ("cpu", run)
+        ]
+        assert len(costs[0]) == 3 and costs[1] == pytest.approx(costs[0], rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "data, field",
     [

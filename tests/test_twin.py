@@ -104,7 +104,8 @@ def _lockstep(scenario: str | Scenario, periods: int, rows: int, seed: int, **tw
         for k in range(periods):
             orders = _orders(topo, rng, rows)
             step = sim.step(orders)
-            state, costs, node_out = period(params, state, torch.tensor(orders), last_draws(sim, params))
+            given = torch.tensor(orders, device=params.device)
+            state, costs, node_out = period(params, state, given, last_draws(sim, params))
             _compare(sim, state, costs, node_out, step.costs, step.node_out, f"{name}, seed {seed}, period {k}")
 
 
@@ -114,6 +115,14 @@ def test_parity_with_kernel_on_shipped_scenarios(name: str) -> None:
     ordering costs (fixed_cost, general) are counted without gradient (``fixed_costs="count"``)."""
     periods = LONG_PERIODS if name in LONG else SHORT_PERIODS
     _lockstep(name, periods, ROWS, seed=7, fixed_costs="count")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", list_scenarios())
+def test_parity_with_kernel_on_cuda(name: str) -> None:
+    """The same contract on a CUDA device: the twin's tensors live on the GPU, the kernel's on the
+    CPU, and every state, cost and output agrees to 1e-9 in float64, period by period."""
+    _lockstep(name, SHORT_PERIODS, ROWS, seed=11, fixed_costs="count", device="cuda")
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -255,18 +264,25 @@ def test_rollout_on_draw_block_equals_the_simulator_with_the_same_seeds() -> Non
     assert torch.equal(a.demand, b.demand) and not torch.equal(a.demand, draws.demand[:4, :20])
 
 
-def test_float32_follows_float64() -> None:
-    """float32 runs the same dynamics: 100 periods of ex61 stay within float32 rounding of float64."""
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+def test_float32_follows_float64(device: str) -> None:
+    """float32 runs the same dynamics: 100 periods of ex61 stay within float32 rounding of float64
+    on the CPU (on CUDA, float32 on the GPU against float64 on the CPU)."""
     rows, periods = 16, 100
     out = {}
-    for dtype in (torch.float32, torch.float64):
-        params = TwinParams.from_topology("ex61", dtype=dtype)
+    for dtype, dev in ((torch.float32, device), (torch.float64, "cpu")):
+        params = TwinParams.from_topology("ex61", dtype=dtype, device=dev)
         draws = draw_block(params, rows, periods, seed=2)
         rng = np.random.default_rng(2)
-        orders = torch.tensor(np.stack([_orders(params.topology, rng, rows) for _ in range(periods)]), dtype=dtype)
+        orders = torch.tensor(
+            np.stack([_orders(params.topology, rng, rows) for _ in range(periods)]), dtype=dtype, device=dev
+        )
         result = rollout(params, lambda st, k, o=orders: o[k], initial_state(params, rows), draws)
         assert result.costs.dtype == dtype and result.state.on_hand.dtype == dtype
-        out[dtype] = result.costs.sum(2).double().numpy()
+        assert result.costs.device.type == dev
+        out[dtype] = result.costs.sum(2).double().cpu().numpy()
     np.testing.assert_allclose(out[torch.float32], out[torch.float64], rtol=1e-4, atol=1e-3)
 
 
