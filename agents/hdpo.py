@@ -83,8 +83,11 @@ __all__ = [
     "hdpo_scenario_problem",
     "load_hdpo_config",
     "ordering_slots",
+    "split_slots",
+    "stock_value",
     "train_hdpo",
     "twin_params",
+    "unit_values",
 ]
 
 #: Files of a saved HDPO agent (``best/``, ``final/``, ``checkpoints/ITER/``).
@@ -142,20 +145,23 @@ class HDPOConfig(TrainingConfig):
     transport_credit: bool = Field(
         True,
         description=(
-            "Where every node has one supplier: credit the unit (transport) cost of the stock a trajectory "
-            "adds to each lane's echelon, v_s (E_j(T) - E_j(w)) with E_j the physical echelon stock of the "
-            "lane's node j, so that a unit bought in the last lead time of a trajectory (paid inside it, "
-            "delivered after it) is not charged as a pure loss (see train_hdpo)."
+            "Credit the unit (transport) cost of the stock a trajectory adds, so that a unit bought in the "
+            "last lead time of a trajectory (paid inside it, delivered after it) is not charged as a pure "
+            "loss (see train_hdpo): where every node has one supplier c_s (E_j(T) - E_j(w)) per slot s into "
+            "j, E_j the physical echelon stock of j; elsewhere the change of the stock's value at weighted "
+            "average cost (unit_values)."
         ),
     )
     grad_clip: float = Field(10.0, gt=0.0, description="Clip of the gradient's global L2 norm.")
-    architecture: Literal["auto", "echelon", "installation", "quantity"] = Field(
+    architecture: Literal["auto", "echelon", "installation", "split", "quantity"] = Field(
         "auto",
         description=(
             "echelon: the network sets echelon order-up-to targets, order max(target - echelon position, 0) "
             "(every node one supplier); installation: installation order-up-to targets on each node's primary "
-            "slots; quantity: capped orders on every slot, quantity_cap x mean demand x sigmoid; auto: echelon "
-            "where it applies, else installation."
+            "slots; split: installation targets on the node's position over all its suppliers, the order "
+            "split over its slots without a fixed cost in learned shares (softmax), where a node has several "
+            "such slots (installation elsewhere); quantity: capped orders on every slot, quantity_cap x mean "
+            "demand x sigmoid; auto: echelon where it applies, else split."
         ),
     )
     hidden: tuple[Annotated[int, Field(ge=1, le=MAX_LAYER)], ...] = Field(
@@ -276,6 +282,13 @@ class HDPONet(torch.nn.Module):
     * ``installation``: ``S_j = mu_j softplus(z_j + b_j)``, order on each primary slot ``s``
       ``max(r_s S_j - IP_s, 0)`` (``r_s`` the bill of materials; ``IP_s`` as
       :func:`meio.envs.dynamics.inventory_positions`);
+    * ``split``: where a node ``j`` (not an assembly) has several slots ``s`` in ``P_j`` without a
+      fixed cost (alternative suppliers, transport modes), ``S_j`` as above on the node's position
+      ``IP_j`` over all its suppliers, and the order ``max(S_j - IP_j, 0)`` split in shares
+      ``softmax(y_j)_s`` over ``P_j`` (``y_j`` more outputs, 0 at the start: equal shares); the
+      other nodes as ``installation``. A dual-sourcing rule with one learned share and a common
+      target (the standard-vs-expedited split of Veeraraghavan & Scheller-Wolf 2008, here as a
+      function of the state);
     * ``quantity``: ``q_s = c mu_j r_s sigmoid(z_s + b_s)`` on every slot (``c`` = ``quantity_cap``).
 
     A short supplier rations by the scenario's allocation rule inside the twin and the simulator.
@@ -286,7 +299,7 @@ class HDPONet(torch.nn.Module):
         arch = cfg.architecture
         single = topo.node_with_several_suppliers() is None
         if arch == "auto":
-            arch = "echelon" if single else "installation"
+            arch = "echelon" if single else "split"
         if arch == "echelon" and not single:
             raise ValueError(
                 f"architecture: echelon needs every node to have one supplier; "
@@ -337,12 +350,17 @@ class HDPONet(torch.nn.Module):
         self.echelon_ok = single
         primary = primary_slots(topo)
         self.primary = primary.tolist()
-        # outputs: one per node (targets) or one per slot into the node (quantity)
+        # outputs: one per node (targets) or one per slot into the node (quantity); split nodes: a
+        # target and one share logit per slot they split over
+        split_sets = split_slots(topo) if arch == "split" else {}
         if arch == "quantity":
             out_slots = [[int(s) for s in topo.slots_into(j)] for j in range(n)]
         else:
-            out_slots = [[int(s) for s in primary if topo.slot_dst[s] == j] for j in range(n)]
-        self.node_outputs = [len(out_slots[j]) if arch == "quantity" else 1 for j in range(n)]
+            out_slots = [split_sets.get(j) or [int(s) for s in primary if topo.slot_dst[s] == j] for j in range(n)]
+        self.node_outputs = [
+            len(out_slots[j]) if arch == "quantity" else 1 + (len(out_slots[j]) if j in split_sets else 0)
+            for j in range(n)
+        ]
         lead = topo.lead_in()
         guess = lead + 1.0
         if arch == "echelon":
@@ -354,6 +372,7 @@ class HDPONet(torch.nn.Module):
                 offsets += [math.log(p / (1 - p))] * self.node_outputs[j]
             else:
                 offsets.append(math.log(math.expm1(float(guess[j]))))
+                offsets += [0.0] * (self.node_outputs[j] - 1)  # split shares: equal at the start
         self.register_buffer("offset", f(offsets), persistent=False)
         # roles: nodes with the same suppliers, slots in, customers and children
         has_children = np.isin(np.arange(n), topo.lane_src)
@@ -407,6 +426,20 @@ class HDPONet(torch.nn.Module):
         self._z_identity = [e[0] for e in entries] == list(range(n_out))
         self._node_identity = [e[1] for e in entries] == list(range(n))
         self._slot_identity = [e[2] for e in entries] == list(range(s_n))
+        # split: per entry, its share logit's column (n_out: a column of zeros, for entries that are
+        # a node's only slot) and whether it orders on the node's position; `same` sums the shares'
+        # exponentials over each node's entries (a softmax per node)
+        self.split_nodes = sorted(split_sets)
+        share_col, on_node, same = [], [], np.zeros((len(entries), len(entries)))
+        for e, (_, j, s_, _) in enumerate(entries):
+            k = out_slots[j].index(s_)
+            share_col.append(self.node_slice[j][0] + 1 + k if j in split_sets else n_out)
+            on_node.append(j in split_sets)
+            for e2, other in enumerate(entries):
+                same[e, e2] = float(other[1] == j)
+        self.register_buffer("share_col", torch.tensor(share_col, dtype=torch.long), persistent=False)
+        self.register_buffer("on_node", torch.tensor(on_node, dtype=torch.bool), persistent=False)
+        self.register_buffer("same_node", f(same), persistent=False)
 
     #: Float buffers the forward pass reads, converted to the state's dtype once (see _buffers_in).
     _FLOAT_BUFFERS = (
@@ -422,6 +455,7 @@ class HDPONet(torch.nn.Module):
         "slot_mu",
         "offset",
         "out_scale",
+        "same_node",
     )
 
     def _buffers_in(self, dt: torch.dtype) -> dict[str, torch.Tensor]:
@@ -517,7 +551,7 @@ class HDPONet(torch.nn.Module):
         return glob, per_node, slot_ip, echelon
 
     def forward(self, state: TwinState) -> torch.Tensor:
-        glob, per_node, slot_ip, echelon = self.features(state, slot_positions=self.arch == "installation")
+        glob, per_node, slot_ip, echelon = self.features(state, slot_positions=self.arch in ("installation", "split"))
         dt = state.on_hand.dtype
         w_dt = (self.own if self.own is not None else self.shared[0])[0].weight.dtype
         x = glob.to(w_dt)
@@ -555,6 +589,15 @@ class HDPONet(torch.nn.Module):
         elif self.arch == "echelon":
             target = echelon if self._node_identity else echelon[:, self.out_node]
             q = torch.clamp(torch.nn.functional.softplus(zk) * scale - target, min=0.0)
+        elif self.split_nodes:
+            # a split node orders max(S_j - IP_j, 0) on its position over every supplier, in shares
+            ip = cast(torch.Tensor, slot_ip)[:, self.out_slot]
+            node_ip = per_node[:, :, 5] * bufs["mu"]  # the features' installation positions, in units
+            ip = torch.where(self.on_node, node_ip[:, self.out_node], ip)
+            q = torch.clamp(torch.nn.functional.softplus(zk) * scale - ip, min=0.0)
+            y = torch.cat([z, torch.zeros_like(z[:, :1])], 1)[:, self.share_col]
+            y = torch.exp(y - y.max(1, keepdim=True).values)
+            q = q * (y / (y @ bufs["same_node"]))
         else:
             ip = cast(torch.Tensor, slot_ip)  # computed for installation targets
             q = torch.clamp(torch.nn.functional.softplus(zk) * scale - ip[:, self.out_slot], min=0.0)
@@ -564,12 +607,84 @@ class HDPONet(torch.nn.Module):
         return orders.index_copy(1, self.out_slot, q)
 
 
+def split_slots(topo: Topology) -> dict[int, list[int]]:
+    """``{node: slots}`` for the nodes the ``split`` architecture splits orders over: a node that is
+    not an assembly and has at least two slots in without a fixed ordering cost (alternative
+    suppliers or transport modes), with those slots."""
+    out: dict[int, list[int]] = {}
+    for j in range(topo.n_nodes):
+        if topo.is_assembly[j]:
+            continue
+        free = [int(s) for s in topo.slots_into(j) if float(topo.slot_fixed_cost[s]) == 0.0]
+        if len(free) >= 2:
+            out[j] = free
+    return out
+
+
+def unit_values(topo: Topology, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a unit held in the network has cost to bring there, by weighted average cost
+    (``(v_node (N,), v_slot (S,), v_lane (M,))``): a unit in transit on slot ``s`` has cost
+    ``v_s = c_s + v_src(s)`` (``c_s`` its unit cost, ``v_src = 0`` for an external supplier); a
+    component of lane ``l`` at its node ``v_l = sum_s w_s v_s / sum_s w_s`` over the lane's slots
+    (modes), and a unit on hand at ``j`` ``v_j = sum_l W_l v_l / sum_l W_l`` over its lanes
+    (alternative suppliers), or ``sum_l r_l v_l`` at an assembly (``r_l`` the bill of materials);
+    the weights ``w_s`` are ``flows`` (units ordered on each slot), ``W_l`` their sums per lane.
+    Where nothing flowed into a node, its first slot and lane count (the primary source). With
+    one slot per lane and one supplier per node, ``v_j`` is the sum of the unit costs on the
+    path from outside to ``j``, and ``sum_j v_j E_j`` equals ``sum_s c_s E_dst(s)``
+    (:meth:`HDPONet.physical_echelon`).
+    """
+    flows = np.asarray(flows, dtype=float)
+    v_node = np.zeros(topo.n_nodes)
+    v_slot = np.zeros(topo.n_slots)
+    v_lane = np.zeros(len(topo.lane_src))
+    for j in range(topo.n_nodes):  # topological order: a node's suppliers come before it
+        lanes = [int(x) for x in topo.in_lanes[topo.in_lane_ptr[j] : topo.in_lane_ptr[j + 1]]]
+        if not lanes:
+            continue
+        lane_flow = []
+        for lane in lanes:
+            slots = [int(x) for x in topo.slots_into(j) if int(topo.slot_lane[x]) == lane]
+            for x in slots:
+                src = int(topo.slot_src[x])
+                v_slot[x] = float(topo.slot_unit_cost[x]) + (v_node[src] if src >= 0 else 0.0)
+            w = np.maximum(flows[slots], 0.0)
+            if w.sum() <= 0.0:
+                w = np.eye(len(slots))[0]
+            v_lane[lane] = float(w @ v_slot[slots] / w.sum())
+            lane_flow.append(float(np.maximum(flows[slots], 0.0).sum()))
+        if topo.is_assembly[j]:
+            v_node[j] = float(sum(topo.lane_bom[lane] * v_lane[lane] for lane in lanes))
+        else:
+            weights = np.array(lane_flow)
+            if weights.sum() <= 0.0:
+                weights = np.eye(len(lanes))[0]
+            v_node[j] = float(weights @ v_lane[lanes] / weights.sum())
+    return v_node, v_slot, v_lane
+
+
+def stock_value(state: TwinState, values: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``(B,)``: the value of the stock of each row at :func:`unit_values` ``values``: on hand less
+    customer backorders at ``v_j``, in transit at ``v_s``, components at ``v_l``."""
+    v_node, v_slot, v_lane = values
+    return (state.on_hand - state.cust_bo) @ v_node + state.pipe.sum(2) @ v_slot + state.raw @ v_lane
+
+
 def ordering_slots(topo: Topology, cfg: HDPOConfig) -> np.ndarray:
-    """The slots an :class:`HDPONet` of ``cfg`` may order on: every slot with ``quantity``, else
-    each node's primary slots (:func:`meio.envs.policies.primary_slots`); the others get 0."""
-    if cfg.architecture == "quantity":
+    """The slots an :class:`HDPONet` of ``cfg`` may order on: every slot with ``quantity``; with
+    ``split`` (and ``auto`` where a node has several suppliers) the :func:`split_slots` of the nodes
+    that have them and the primary slots of the others; else each node's primary slots
+    (:func:`meio.envs.policies.primary_slots`). The others get 0."""
+    arch = cfg.architecture
+    if arch == "quantity":
         return np.arange(topo.n_slots)
-    return primary_slots(topo)
+    if arch == "auto":
+        arch = "echelon" if topo.node_with_several_suppliers() is None else "split"
+    if arch != "split":
+        return primary_slots(topo)
+    split = split_slots(topo)
+    slots = [int(s) for s in primary_slots(topo) if int(topo.slot_dst[s]) not in split]
+    return np.array(sorted(slots + [s for v in split.values() for s in v]), dtype=np.int64)
 
 
 def twin_params(
@@ -635,12 +750,21 @@ class HDPOPolicy:
         key = id(sim.topology)
         if key not in self._built:
             topo = sim.topology
+            dtype = torch.float64 if self.cfg.dtype == "float64" else torch.float32
             try:
-                net = HDPONet(topo, self.cfg).to(torch.float64 if self.cfg.dtype == "float64" else torch.float32)
+                net = HDPONet(topo, self.cfg).to(dtype)
             except ValueError as exc:
                 raise ValueError(f"scenario: {topo.scenario.name!r}: {exc}") from None
             try:
-                net.load_state_dict(self.weights, strict=True)
+                try:
+                    net.load_state_dict(self.weights, strict=True)
+                except RuntimeError:
+                    # `auto` chose `installation` where a node has several suppliers before `split`
+                    # existed: an agent saved then has that network's weights
+                    if self.cfg.architecture != "auto" or net.arch != "split":
+                        raise
+                    net = HDPONet(topo, self.cfg.replace(architecture="installation")).to(dtype)
+                    net.load_state_dict(self.weights, strict=True)
             except RuntimeError:
                 on = f" on {self.trained_on!r}" if self.trained_on else ""
                 raise ValueError(
@@ -896,6 +1020,8 @@ def train_hdpo(
 
     if stored_baseline is not None:  # the same seeds and settings: no need to simulate it again
         baseline_name, baseline_cost = stored_baseline
+    elif not cfg.eval_every:  # no evaluations to compare with it (a search can take minutes)
+        baseline_name, baseline_cost = None, None
     else:
         found = reference_baseline(
             topo,
@@ -999,14 +1125,22 @@ def train_hdpo(
     # E_j(w)) = v_s D_j, the transport cost a stationary policy pays per unit sold; the credit has
     # zero mean in the long run and removes the cost of units paid for inside the window and used
     # after it, which would otherwise push every order in the last lead time to 0.
+    # Where a node has several suppliers there is no echelon: the same balance holds for the
+    # value of the stock at weighted average cost (unit_values, with the weights of the units
+    # ordered on each slot in the window), sum_s c_s sum_t x_s,t ~ cost of the units sold +
+    # V(T) - V(w); with one supplier per node the two credits are equal.
     unit = torch.tensor(np.asarray(topo.slot_unit_cost, dtype=float), dtype=dtype, device=params.device)
-    credit_on = bool(cfg.transport_credit and net.echelon_ok and bool((unit != 0).any()))
-    marks: dict[str, torch.Tensor] = {}
+    credit_on = bool(cfg.transport_credit and bool((unit != 0).any()))
+    by_value = credit_on and not net.echelon_ok
+    marks: dict[str, Any] = {}
 
     def policy_fn(state: TwinState, k: int) -> torch.Tensor:
         if credit_on and k == cfg.warmup:
-            marks["start"] = net.physical_echelon(state)
-        return net(state)
+            marks["start"] = state if by_value else net.physical_echelon(state)
+        orders = net(state)
+        if by_value and k >= cfg.warmup:
+            marks["flow"] = marks.get("flow", 0.0) + orders.detach().sum(0)
+        return orders
 
     done_before = loop.iteration
     last_eval = -1
@@ -1019,9 +1153,15 @@ def train_hdpo(
         result = rollout(params, policy_fn, initial_state(params, cfg.batch_size), draws)
         per_part = result.costs[:, cfg.warmup :].mean((0, 1))
         loss = per_part.sum()
-        if credit_on:
+        if by_value:
+            kw = dict(dtype=dtype, device=params.device)
+            values = tuple(torch.tensor(v, **kw) for v in unit_values(topo, marks.pop("flow").cpu().numpy()))
+            added = stock_value(result.state, values) - stock_value(marks.pop("start"), values)
+            credit = added.mean() / (cfg.horizon - cfg.warmup)
+        elif credit_on:
             added = net.physical_echelon(result.state) - marks.pop("start")
             credit = (added[:, net.slot_dst] * unit).sum(1).mean() / (cfg.horizon - cfg.warmup)
+        if credit_on:
             loss = loss - credit
             writer.add_scalar("cost/transport_credit", float(credit.detach()), loop.iteration + 1)
         opt.zero_grad(set_to_none=True)

@@ -9,13 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from meio.agents.config import ConfigError
-from meio.agents.hdpo import HDPOConfig, HDPONet, HDPOPolicy, load_hdpo_config, train_hdpo
+from meio.agents.hdpo import (
+    HDPOConfig,
+    HDPONet,
+    HDPOPolicy,
+    load_hdpo_config,
+    split_slots,
+    stock_value,
+    train_hdpo,
+    unit_values,
+)
 from meio.agents.train import EVAL_COLUMNS
 from meio.envs.metrics import evaluate
 from meio.envs.resolve import resolve
-from meio.envs.scenario import list_scenarios
+from meio.envs.scenario import Scenario, list_scenarios, scenarios_dir
 from meio.envs.simulator import Simulator
 from meio.envs.twin import TwinParams, TwinUnsupported, draw_block, initial_state, rollout, state_from_simulator
 
@@ -106,6 +116,118 @@ def test_orders_are_feasible_by_construction() -> None:
         if arch == "quantity":
             cap = 4.0 * torch.tensor(topo.throughput[topo.slot_dst] * topo.lane_bom[topo.slot_lane])
             assert bool((q <= cap + 1e-9).all())
+
+
+def test_split_orders_the_gap_of_the_nodes_position_in_shares() -> None:
+    """``split`` on ``general``: dc and west (two suppliers each) order ``max(S_j - IP_j, 0)`` on
+    the simulator's node position (over both suppliers), in the shares their outputs set; the
+    express mode (fixed cost) gets nothing; the other nodes order up to ``S_j`` on their one slot."""
+    topo = resolve("general")
+    names = list(topo.node_names)
+    split = split_slots(topo)
+    assert sorted(names[j] for j in split) == ["dc", "west"]
+    express = [s for s in range(topo.n_slots) if float(topo.slot_fixed_cost[s]) > 0]
+    assert express and not any(s in v for v in split.values() for s in express)
+    sim = _random_state(topo, seed=1)
+    net = HDPONet(topo, HDPOConfig.from_dict({"architecture": "split", "hidden": [8]})).double()
+    last = net.own[-1]
+    with torch.no_grad():  # outputs = the offsets, but for dc's shares, set to 3:1
+        last.weight.zero_()
+        last.bias.zero_()
+        dc = names.index("dc")
+        last.bias[net.node_slice[dc][0] + 1] = float(np.log(3.0))
+    with torch.no_grad():
+        orders = net(state_from_simulator(sim, TwinParams.from_topology(topo, fixed_costs="count"))).numpy()
+    node_pos, slot_pos = (a.copy() for a in sim.positions())
+    mu = net.mu.numpy()
+    for j in range(topo.n_nodes):
+        target = mu[j] * float(torch.nn.functional.softplus(net.offset[net.node_slice[j][0]]))
+        if j in split:
+            gap = np.maximum(target - node_pos[:, j], 0.0)
+            assert gap.max() > 0 and (j != dc or gap.min() == 0)  # dc: rows that order and rows that do not
+            shares = [0.75, 0.25] if j == dc else [0.5, 0.5]
+            for s, w in zip(split[j], shares):
+                np.testing.assert_allclose(orders[:, s], w * gap, atol=1e-9)
+        else:
+            (s,) = [s for s in net.primary if topo.slot_dst[s] == j]
+            np.testing.assert_allclose(orders[:, s], np.maximum(target - slot_pos[:, s], 0.0), atol=1e-9)
+    np.testing.assert_array_equal(orders[:, express], 0.0)
+
+
+def _random_state(topo, rows: int = 6, periods: int = 15, seed: int = 2) -> Simulator:
+    """A simulator moved by random orders, each node's mean demand spread over its slots."""
+    sim = Simulator(topo, n=rows)
+    sim.reset(seeds=seed)
+    rng = np.random.default_rng(seed)
+    n_in = np.array([len(topo.slots_into(j)) for j in range(topo.n_nodes)])[topo.slot_dst]
+    scale = np.maximum(topo.throughput[topo.slot_dst], 1.0) / n_in
+    for _ in range(periods):
+        sim.step(rng.uniform(0.0, 1.2, size=(rows, topo.n_slots)) * scale)
+    return sim
+
+
+@pytest.mark.parametrize("name", ["distribution", "orgym_invmgmt_backlog", "geevers_divergent"])
+def test_stock_value_is_the_echelon_credit_with_one_supplier_per_node(name: str) -> None:
+    """With one supplier per node and one slot per lane the stock's value at weighted average cost
+    is ``sum_s c_s E_dst(s)``, the echelon form of the transport credit, whatever the flows."""
+    data = yaml.safe_load((scenarios_dir() / f"{name}.yaml").read_text())
+    for i, lane in enumerate(data["lanes"]):
+        lane["unit_cost"] = 0.1 * (i + 1)
+    topo = resolve(Scenario.from_dict(data))
+    sim = _random_state(topo)
+    net = HDPONet(topo, HDPOConfig.from_dict({})).double()
+    state = state_from_simulator(sim, TwinParams.from_topology(topo))
+    flows = np.random.default_rng(0).uniform(0.0, 5.0, topo.n_slots)
+    values = tuple(torch.tensor(v) for v in unit_values(topo, flows))
+    unit = torch.tensor(np.asarray(topo.slot_unit_cost, dtype=float))
+    want = (net.physical_echelon(state)[:, net.slot_dst] * unit).sum(1)
+    assert float(want.abs().min()) > 0
+    np.testing.assert_allclose(stock_value(state, values).numpy(), want.numpy(), rtol=0, atol=1e-9)
+
+
+def test_unit_values_of_general_by_hand() -> None:
+    """``general``: plant_a's units cost 1.0, plant_b's 0.8; dc buys 3 units by road (+0.1) for each
+    one from plant_b (+0.2), so a unit at dc cost (3 x 1.1 + 1.0) / 4 = 1.075; east adds 0.1; west
+    buys 6 from dc (+0.1) for 2 from plant_b (+0.3): (6 x 1.175 + 2 x 1.1) / 8 = 1.15625. Nothing
+    ordered into a node: its first source counts (dc at 1.1)."""
+    topo = resolve("general")
+    slot = {name: i for i, name in enumerate(topo.slot_names)}
+    flows = np.zeros(topo.n_slots)
+    for name, q in {"plant_a->dc:road": 3, "plant_b->dc": 1, "dc->east": 10, "dc->west": 6, "plant_b->west": 2}.items():
+        flows[slot[name]] = q
+    v_node, v_slot, v_lane = unit_values(topo, flows)
+    by_node = dict(zip(topo.node_names, v_node))
+    assert by_node == pytest.approx({"plant_a": 1.0, "plant_b": 0.8, "dc": 1.075, "east": 1.175, "west": 1.15625})
+    assert v_slot[slot["plant_a->dc:express"]] == pytest.approx(1.6)
+    assert v_slot[slot["plant_b->west"]] == pytest.approx(1.1)
+    v_node, _, _ = unit_values(topo, np.zeros(topo.n_slots))
+    assert dict(zip(topo.node_names, v_node))["dc"] == pytest.approx(1.1)
+    # the value of a state: on hand less backorders at v_j, in transit at v_s, components at v_l
+    sim = _random_state(topo)
+    state = state_from_simulator(sim, TwinParams.from_topology(topo, fixed_costs="count"))
+    v_node, v_slot, v_lane = unit_values(topo, flows)
+    want = (sim.on_hand - sim.cust_bo) @ v_node + sim.pipe.sum(2) @ v_slot + sim.raw @ v_lane
+    got = stock_value(state, tuple(torch.tensor(v) for v in (v_node, v_slot, v_lane)))
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
+
+
+def test_training_on_several_suppliers_credits_the_stock_value(tmp_path: Path) -> None:
+    """``general`` (dc and west have two suppliers each, unit costs on every lane) trains with the
+    weighted-average-cost credit, logged every iteration; switched off, it is not logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def credits(run: Path) -> list[float]:
+        acc = EventAccumulator(str(run / "tb" / "hdpo"))
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        return [e.value for e in acc.Scalars("cost/transport_credit")] if "cost/transport_credit" in tags else []
+
+    cfg = HDPOConfig.from_dict({**TINY, "iterations": 2})
+    train_hdpo("general", cfg, tmp_path / "on", seed=0, progress=False)
+    train_hdpo("general", cfg.replace(transport_credit=False), tmp_path / "off", seed=0, progress=False)
+    logged = credits(tmp_path / "on")
+    assert len(logged) == 2 and all(np.isfinite(logged)) and all(c != 0 for c in logged)
+    assert credits(tmp_path / "off") == []
 
 
 def test_share_roles_shares_one_network_across_the_retailers() -> None:
@@ -235,6 +357,25 @@ def test_save_and_reload_give_identical_actions(tmp_path: Path) -> None:
         sim.step(a)
     with pytest.raises(ValueError, match="^scenario: 'ex61'"):
         loaded.check(Simulator("ex61", n=1))
+
+
+def test_an_agent_saved_when_auto_meant_installation_still_loads(tmp_path: Path) -> None:
+    """On ``general`` ``auto`` now builds ``split``; an agent saved with ``auto`` and an
+    ``installation`` network's weights (as ``auto`` built there before) loads as that network."""
+    topo = resolve("general")
+    cfg = HDPOConfig.from_dict({"hidden": [8]})
+    assert HDPONet(topo, cfg).arch == "split"
+    torch.manual_seed(1)
+    old = HDPONet(topo, cfg.replace(architecture="installation"))
+    HDPOPolicy(old.state_dict(), cfg, trained_on="general").save(tmp_path / "agent", {"scenario": "general"})
+    loaded = HDPOPolicy.load(tmp_path / "agent")
+    reference = HDPOPolicy(old.state_dict(), cfg.replace(architecture="installation"))
+    sim = Simulator(topo, n=3)
+    sim.reset(seeds=4)
+    for _ in range(10):
+        a = loaded.act(sim)
+        np.testing.assert_array_equal(a, reference.act(sim))
+        sim.step(a)
 
 
 def test_resume_reaches_the_same_total_and_the_same_weights(tmp_path: Path) -> None:
