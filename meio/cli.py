@@ -745,8 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate each --model agent and the classical --baselines on the same seed and record, per "
         "period and node, the inventory position before and after ordering (installation, and echelon where "
         "every node has one supplier), the orders and the on-hand stock, and what each customer of a warehouse "
-        "received when it ran short. Write levels.csv, allocation.csv and levels.png to --out and print the "
-        "levels as a Markdown table (docs/results.md).",
+        "received when it ran short. Write levels.csv, allocation.csv, levels.png and, where a node has several "
+        "suppliers or modes, sourcing.csv (where each node bought) to --out and print the tables as Markdown "
+        "(docs/results.md).",
     )
     xp.add_argument("--model", action="append", help="run folder or saved agent folder (repeat for several)")
     xp.add_argument("--scenario", required=True, help=SCENARIO_HELP)

@@ -18,7 +18,7 @@ random numbers, through :func:`meio.envs.metrics.evaluate`) and records per peri
 * for a node with several customers (a warehouse), what each slot was owed before shipping and
   what it was shipped.
 
-Summaries (:func:`level_table`, :func:`allocation_table`):
+Summaries (:func:`level_table`, :func:`allocation_table`, :func:`sourcing_table`):
 
 * **levels**: mean, sd and 5/50/95th percentiles of ``y``; the OLS slopes of ``y`` on ``x`` and on the
   supplier's on hand ``I_{u(j)}``, each a simple regression with its ``R^2``; the mean of ``y`` in
@@ -29,6 +29,8 @@ Summaries (:func:`level_table`, :func:`allocation_table`):
   child ``c``'s share ``q_{c,t} / sum_k q_{k,t}`` of the units shipped, averaged over those periods
   and over all periods with a shipment, beside its share of what was owed in short periods (the
   share proportional rationing gives) and its share of the customer demand below it.
+* **sourcing**: for a node with several slots in (alternative suppliers, transport modes), each
+  slot's mean order and share of what the node ordered, beside its unit and fixed cost.
 
 The simulator applies the scenario's allocation rule; a policy moves the shares only through what
 its orders make the warehouse owe. Shares are what each child received, not what was decided for it.
@@ -359,6 +361,34 @@ def allocation_table(topo: Topology, traces: Sequence[Trace]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sourcing_table(topo: Topology, traces: Sequence[Trace]) -> pd.DataFrame:
+    """Per policy x node with several slots in (alternative suppliers, transport modes) x slot: the
+    mean order per period on the slot (``mean_order``, the node's units), its share of what the
+    node ordered over the record (``share``; NaN where the node ordered nothing), the share of
+    periods with an order on it (``order_periods``), and the slot's unit and fixed cost per order,
+    so that where a policy buys, and at what price, can be read side by side."""
+    rows = []
+    multi = [j for j in range(topo.n_nodes) if len(topo.slots_into(j)) >= 2 and not topo.is_assembly[j]]
+    for tr in traces:
+        for j in multi:
+            slots = [int(s) for s in topo.slots_into(j)]
+            total = float(tr.orders[:, slots].sum())
+            for s in slots:
+                rows.append(
+                    {
+                        "policy": tr.name,
+                        "node": topo.node_names[j],
+                        "slot": topo.slot_names[s],
+                        "mean_order": float(tr.orders[:, s].mean()),
+                        "share": float(tr.orders[:, s].sum() / total) if total > 0 else math.nan,
+                        "order_periods": float((tr.orders[:, s] > 0.0).mean()),
+                        "unit_cost": float(topo.slot_unit_cost[s]),
+                        "fixed_cost": float(topo.slot_fixed_cost[s]),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 # ---- the plot -----------------------------------------------------------------------------------
 def plot_levels(topo: Topology, traces: Sequence[Trace], path: Path) -> None:
     """``levels.png``: one panel per node and basis (installation for every node, echelon for a node
@@ -420,10 +450,12 @@ class Explanation:
     settings: dict[str, int]
     levels: pd.DataFrame = field(init=False)
     allocation: pd.DataFrame = field(init=False)
+    sourcing: pd.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
         self.levels = level_table(self.topology, self.traces)
         self.allocation = allocation_table(self.topology, self.traces)
+        self.sourcing = sourcing_table(self.topology, self.traces)
 
     def costs(self) -> dict[str, float]:
         """Mean cost per period of each policy over the record (the same seed for all)."""
@@ -437,6 +469,9 @@ class Explanation:
             "allocation": folder / "allocation.csv",
             "plot": folder / "levels.png",
         }
+        if len(self.sourcing):
+            files["sourcing"] = folder / "sourcing.csv"
+            self.sourcing.to_csv(files["sourcing"], index=False)
         self.levels.to_csv(files["levels"], index=False)
         self.allocation.to_csv(files["allocation"], index=False)
         plot_levels(self.topology, self.traces, files["plot"])
@@ -613,5 +648,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if len(ex.allocation):
         print()
         print(markdown_table(ex.allocation))
+    if len(ex.sourcing):
+        print()
+        print(markdown_table(ex.sourcing))
     print(f"wrote {', '.join(str(p) for p in files.values())}")
     return 0

@@ -12,6 +12,7 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from meio.cli import main
@@ -238,3 +239,39 @@ def test_the_command_writes_its_files_and_prints_the_levels(tmp_path):
     rows = [line for line in rows if line.split(" | ")[2] in ("installation", "echelon")]  # the levels table
     assert len(rows) == 4  # wh on both bases, r1, r2
     assert all(line.split(" | ")[4] == "0.0000" for line in rows)  # sd of a base-stock level
+
+
+class _FixedSplit:
+    """On ``general``: dc orders 3 units by road and 1 from plant_b every period, west 2 from dc and
+    nothing from plant_b; the plants order 4 each; east nothing."""
+
+    name = "split"
+
+    def act(self, sim: Simulator) -> np.ndarray:
+        topo = sim.topology
+        want = {"external->plant_a": 4.0, "external->plant_b": 4.0, "plant_a->dc:road": 3.0, "plant_b->dc": 1.0}
+        want["dc->west"] = 2.0
+        orders = np.zeros((sim.n, topo.n_slots))
+        for s, name in enumerate(topo.slot_names):
+            orders[:, s] = want.get(name, 0.0)
+        return orders
+
+
+def test_sourcing_shows_where_each_node_bought(tmp_path):
+    """A fixed 3:1 split at dc shows as shares 0.75 and 0.25, express 0, and west buying only from
+    dc as share 1; only dc and west (several slots in) are listed; a base-stock policy, which
+    orders on primary slots only, has share 1 on the first slot of each."""
+    topo = resolve("general")
+    policy = BaseStockPolicy(topo, {"plant_a": 40.0, "plant_b": 30.0, "dc": 50.0, "east": 25.0, "west": 20.0}, name="bs")
+    ex = explain(topo, baselines="none", periods=120, warmup=20, policies=[_FixedSplit(), policy])
+    table = ex.sourcing.set_index(["policy", "slot"])
+    assert set(ex.sourcing.node) == {"dc", "west"}
+    got = {s: table.loc[("split", s)] for s in ("plant_a->dc:road", "plant_a->dc:express", "plant_b->dc")}
+    assert [got[s]["share"] for s in got] == pytest.approx([0.75, 0.0, 0.25])
+    assert [got[s]["mean_order"] for s in got] == pytest.approx([3.0, 0.0, 1.0])
+    assert got["plant_a->dc:express"]["fixed_cost"] == 5.0 and got["plant_b->dc"]["unit_cost"] == 0.2
+    assert table.loc[("split", "dc->west")]["share"] == 1.0 and table.loc[("split", "plant_b->west")]["share"] == 0.0
+    for s in ("plant_a->dc:road", "dc->west"):  # the primary slots of dc and west
+        assert table.loc[("bs", s)]["share"] == 1.0
+    files = ex.write(tmp_path)
+    assert files["sourcing"].name == "sourcing.csv" and len(pd.read_csv(files["sourcing"])) == len(ex.sourcing)
