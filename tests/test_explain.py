@@ -262,7 +262,9 @@ def test_sourcing_shows_where_each_node_bought(tmp_path):
     dc as share 1; only dc and west (several slots in) are listed; a base-stock policy, which
     orders on primary slots only, has share 1 on the first slot of each."""
     topo = resolve("general")
-    policy = BaseStockPolicy(topo, {"plant_a": 40.0, "plant_b": 30.0, "dc": 50.0, "east": 25.0, "west": 20.0}, name="bs")
+    policy = BaseStockPolicy(
+        topo, {"plant_a": 40.0, "plant_b": 30.0, "dc": 50.0, "east": 25.0, "west": 20.0}, name="bs"
+    )
     ex = explain(topo, baselines="none", periods=120, warmup=20, policies=[_FixedSplit(), policy])
     table = ex.sourcing.set_index(["policy", "slot"])
     assert set(ex.sourcing.node) == {"dc", "west"}
