@@ -1020,8 +1020,6 @@ def train_hdpo(
 
     if stored_baseline is not None:  # the same seeds and settings: no need to simulate it again
         baseline_name, baseline_cost = stored_baseline
-    elif not cfg.eval_every:  # no evaluations to compare with it (a search can take minutes)
-        baseline_name, baseline_cost = None, None
     else:
         found = reference_baseline(
             topo,
