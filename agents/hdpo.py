@@ -296,10 +296,8 @@ class HDPONet(torch.nn.Module):
 
     def __init__(self, topo: Topology, cfg: HDPOConfig) -> None:
         super().__init__()
-        arch = cfg.architecture
+        arch = resolved_architecture(topo, cfg)
         single = topo.node_with_several_suppliers() is None
-        if arch == "auto":
-            arch = "echelon" if single else "split"
         if arch == "echelon" and not single:
             raise ValueError(
                 f"architecture: echelon needs every node to have one supplier; "
@@ -607,6 +605,14 @@ class HDPONet(torch.nn.Module):
         return orders.index_copy(1, self.out_slot, q)
 
 
+def resolved_architecture(topo: Topology, cfg: HDPOConfig) -> str:
+    """``cfg.architecture``, with ``auto`` resolved: ``echelon`` where every node has one supplier,
+    else ``split``."""
+    if cfg.architecture != "auto":
+        return cfg.architecture
+    return "echelon" if topo.node_with_several_suppliers() is None else "split"
+
+
 def split_slots(topo: Topology) -> dict[int, list[int]]:
     """``{node: slots}`` for the nodes the ``split`` architecture splits orders over: a node that is
     not an assembly and has at least two slots in without a fixed ordering cost (alternative
@@ -675,11 +681,9 @@ def ordering_slots(topo: Topology, cfg: HDPOConfig) -> np.ndarray:
     ``split`` (and ``auto`` where a node has several suppliers) the :func:`split_slots` of the nodes
     that have them and the primary slots of the others; else each node's primary slots
     (:func:`meio.envs.policies.primary_slots`). The others get 0."""
-    arch = cfg.architecture
+    arch = resolved_architecture(topo, cfg)
     if arch == "quantity":
         return np.arange(topo.n_slots)
-    if arch == "auto":
-        arch = "echelon" if topo.node_with_several_suppliers() is None else "split"
     if arch != "split":
         return primary_slots(topo)
     split = split_slots(topo)
