@@ -54,6 +54,7 @@ from meio.agents.policy import (
     folder_written_whole,
     manifest_problem,
     read_json,
+    set_aside_damaged,
 )
 from meio.agents.train import (
     EVAL_COLUMNS,
@@ -969,6 +970,7 @@ def train_hdpo(
     meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
 
     stored_baseline: tuple[str | None, float | None] | None = None
+    damaged_folders: list[Path] = []  # set aside once the run goes on
     if resume:
         damaged: list[str] = []
         for candidate in reversed(checkpoint_steps(run)):
@@ -995,6 +997,7 @@ def train_hdpo(
             if isinstance(loaded, str):
                 _note(f"resume: skipped checkpoint {candidate}: {loaded}")
                 damaged.append(f"{candidate.name}: {loaded}")
+                damaged_folders.append(candidate)
                 continue
             _note(f"resume: continuing {run} from iteration {loop.iteration:,} to {cfg.iterations:,}")
             break
@@ -1007,6 +1010,7 @@ def train_hdpo(
 
     run.mkdir(parents=True, exist_ok=True)
     if resume:
+        set_aside_damaged(run, damaged_folders)
         # a run restarted from iteration 0 (no checkpoint yet) evaluates iteration 0 again: drop its old row too
         _trim_evaluations(run, loop.iteration if loop.iteration else -1)
     clear_interrupted_hparams(run)

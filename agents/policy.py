@@ -120,6 +120,30 @@ def folder_written_whole(target: Path) -> Iterator[Path]:
         raise
 
 
+def set_aside_damaged(run: Path, damaged: list[Path]) -> None:
+    """On resuming ``run`` (PPO or HDPO): move the ``damaged`` checkpoint folders to ``STEP.damaged``
+    (kept for inspection, out of the way of the new checkpoint at that step), delete incomplete
+    writes, and put back a ``best/`` or ``final/`` whose replacement was cut between its two renames."""
+    for folder in damaged:
+        target = folder.with_name(folder.name + ".damaged")
+        k = 1
+        while target.exists():
+            k += 1
+            target = folder.with_name(f"{folder.name}.damaged-{k}")
+        os.rename(folder, target)
+    for name in ("best", "final"):  # a kill between the two renames of a replacement
+        old = sorted(run.glob(f".{name}.old-*"))
+        if old and not (run / name).exists():
+            os.rename(old.pop(), run / name)
+        for folder in old:
+            shutil.rmtree(folder, ignore_errors=True)
+    for partial in [*run.glob(".*.partial-*"), *run.glob("checkpoints/.*.partial-*")]:
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink()
+
+
 def check_model_fits(
     model: PPO, scenario: str, obs_size: int, action_size: int, control: str, trained: str, remedy: str
 ) -> None:

@@ -71,6 +71,7 @@ from meio.agents.policy import (
     load_model,
     manifest_problem,
     read_json,
+    set_aside_damaged,
 )
 from meio.envs.decentralised import DecentralisedVecEnv
 from meio.envs.dynamics import O_DEMAND, O_FILLED, O_SHORT
@@ -955,30 +956,6 @@ def _newest_sound_checkpoint(
     return None, damaged
 
 
-def _set_aside(run: Path, damaged: list[tuple[Path, str]]) -> None:
-    """Move damaged checkpoints to ``STEP.damaged`` (kept for inspection, out of the way of the new
-    checkpoint at that step), delete incomplete writes, and put back a ``best/`` or ``final/`` whose
-    replacement was cut between its two renames."""
-    for folder, _ in damaged:
-        target = folder.with_name(folder.name + ".damaged")
-        k = 1
-        while target.exists():
-            k += 1
-            target = folder.with_name(f"{folder.name}.damaged-{k}")
-        os.rename(folder, target)
-    for name in ("best", "final"):  # a kill between the two renames of a replacement
-        old = sorted(run.glob(f".{name}.old-*"))
-        if old and not (run / name).exists():
-            os.rename(old.pop(), run / name)
-        for folder in old:
-            shutil.rmtree(folder, ignore_errors=True)
-    for partial in [*run.glob(".*.partial-*"), *run.glob("checkpoints/.*.partial-*")]:
-        if partial.is_dir():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
-            partial.unlink()
-
-
 def _trim_evaluations(run: Path, steps: int) -> None:
     """Drop the rows of ``evaluations.csv`` past ``steps``: that stretch of training is redone."""
     path = run / "evaluations.csv"
@@ -1208,7 +1185,7 @@ def train(
     # everything is checked: from here on the run folder changes
     run.mkdir(parents=True, exist_ok=True)
     if resume:
-        _set_aside(run, damaged)
+        set_aside_damaged(run, [folder for folder, _ in damaged])
         # a run restarted from step 0 (no checkpoint yet) evaluates step 0 again: drop its old row too
         _trim_evaluations(run, done if checkpoint is not None else -1)
         _note(

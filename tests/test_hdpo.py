@@ -402,6 +402,34 @@ def test_resume_reaches_the_same_total_and_the_same_weights(tmp_path: Path) -> N
         train_hdpo("ex61", cfg.replace(hidden=[4]), tmp_path / "b", progress=False, resume=True)
 
 
+def test_resume_sets_aside_a_damaged_checkpoint_and_mends_what_a_kill_left(tmp_path: Path, capsys) -> None:
+    """As PPO's resume does: a damaged checkpoint is kept as ``STEP.damaged`` (not overwritten by the
+    new one at that iteration), a ``best/`` whose replacement was cut between its two renames is put
+    back, and incomplete writes are deleted."""
+    from meio.agents.policy import manifest_problem
+
+    cfg = HDPOConfig.from_dict({**TINY, "iterations": 4, "checkpoint_every": 2, "eval_every": 2})
+    run = tmp_path / "r"
+    train_hdpo("ex61", cfg, run, seed=3, progress=False)
+    with (run / "checkpoints" / "4" / "policy.pt").open("ab") as fh:
+        fh.write(b"x")
+    damaged_bytes = (run / "checkpoints" / "4" / "policy.pt").read_bytes()
+    best_meta = (run / "best" / "meta.json").read_text()
+    (run / "best").rename(run / ".best.old-123")
+    (run / ".final.partial-123").mkdir()
+    (run / "checkpoints" / ".6.partial-123").mkdir()
+    capsys.readouterr()
+    again = train_hdpo("ex61", cfg, run, seed=3, progress=False, resume=True)
+    assert f"skipped checkpoint {run / 'checkpoints' / '4'}" in capsys.readouterr().err
+    assert again.steps_this_call == 2
+    assert (run / "checkpoints" / "4.damaged" / "policy.pt").read_bytes() == damaged_bytes
+    assert manifest_problem(run / "checkpoints" / "4") is None
+    assert not list(run.glob(".*")) and not list((run / "checkpoints").glob(".*"))
+    # best/ came back before the resumed evaluations compared themselves with it
+    assert (run / "best").is_dir() and manifest_problem(run / "best") is None
+    assert json.loads((run / "best" / "meta.json").read_text())["eval_cost"] <= json.loads(best_meta)["eval_cost"]
+
+
 @pytest.mark.parametrize(("name", "sold"), [("orgym_invmgmt_backlog", "demand"), ("orgym_invmgmt", "filled")])
 def test_transport_credit_is_the_flow_balance_of_the_echelon(name: str, sold: str) -> None:
     """The truncation credit rests on flow conservation: over periods [w, T) the units shipped on a
