@@ -42,7 +42,9 @@ builds an endless backlog. The parameters are found by the project's pattern sea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -405,44 +407,72 @@ class _Layout:
                 param[:, slots] = x[:, cols[1:]]
         return level, param
 
-    def start(self, start: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    def start(self, start: Mapping[str, float], main: Mapping[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """A starting vector and first steps from single-sourcing levels ``start`` (``{node: S_j}``).
 
         A slot's level is shifted by the mean demand over the difference between its lead time and
         that of the node's primary slot (the one ``start`` was found for); base-surge starts with a
         base of ``max(mu - sigma, mu / 2, mu - 0.8 c_e)`` in all (``c_e`` the fast slot's capacity),
         shared equally by the slow slots within their capacities; fixed split with equal weights.
+
+        ``main`` (``{node: slot}``) makes ``slot`` the one supply option of each node it names
+        instead: dual index with the levels of the slower slots equal to the main one's (they never
+        order), base-surge with the whole base on the main slot (none where it is the fast slot),
+        fixed split with all the weight on it; the node's level is shifted to the main slot's lead
+        time, and each node upstream whose mean flow changes with it by its change over its own
+        lead time plus the review period.
         """
         topo, plan = self.topo, self.plan
         missing = [n for n in topo.node_names if n not in start]
         if missing:
             raise ValueError(f"start: no level for {', '.join(missing)}; every node needs one")
+        main = dict(main or {})
         mu = flow_means(topo)
         sd = topo.throughput_sd
         steps_node = initial_steps(topo, "installation")
-        prim = {int(topo.slot_dst[s]): int(s) for s in primary_slots(topo)[::-1]}
+        primary = primary_slots(topo)
+        prim = {int(topo.slot_dst[s]): int(s) for s in primary[::-1]}
+        base_level = np.array([max(float(start[n]), 0.0) for n in topo.node_names])
+        if main:
+            chosen = set(primary.tolist())
+            for j, m in main.items():
+                chosen.discard(prim.get(j, -1))
+                chosen.add(int(m))
+            shift = flow_means(topo, np.array(sorted(chosen))) - flow_means(topo, primary)
+            base_level = np.maximum(base_level + shift * (topo.lead_in() + 1.0), 0.0)
         x = np.zeros(self.width)
         step = np.zeros(self.width)
         for j, cols in self.node_cols.items():
-            s0 = max(float(start[topo.node_names[j]]), 0.0)
+            s0 = float(base_level[j])
             slots = plan.slots_of(j)
             r = plan.rule[j]
             lp = plan.lead[prim[j]] if j in prim else 0
+            m = main.get(j)
             if r == BASE:
                 x[cols[0]], step[cols[0]] = s0, steps_node[j]
             elif r == INDEX:
                 z = np.maximum.accumulate([max(s0 + mu[j] * (plan.lead[s] - lp), 0.0) for s in slots])
+                if m is not None:
+                    k = list(slots).index(m)
+                    z[k + 1 :] = z[k]
                 x[cols] = np.diff(z, prepend=0.0)
                 step[cols] = steps_node[j]
             elif r == SURGE:
                 x[cols[0]] = max(s0 + mu[j] * (plan.lead[slots[0]] - lp), 0.0)
                 step[cols[0]] = steps_node[j]
                 base = max(mu[j] - sd[j], 0.5 * mu[j], mu[j] - 0.8 * topo.slot_capacity[slots[0]])
-                x[cols[1:]] = _equal_fill(base, 0.95 * self.q_cap[slots[1:]])
+                if m is None:
+                    x[cols[1:]] = _equal_fill(base, 0.95 * self.q_cap[slots[1:]])
+                elif m != slots[0]:
+                    k = list(slots).index(m)
+                    x[cols[k]] = min(base, 0.95 * self.q_cap[m])
                 step[cols[1:]] = max(0.1 * mu[j], 0.5)
             else:
                 x[cols[0]], step[cols[0]] = s0, steps_node[j]
                 x[cols[1:]] = 1.0
+                if m is not None:
+                    x[cols[0]] = max(s0 + mu[j] * (plan.lead[m] - lp), 0.0)
+                    x[cols[1:]] = np.asarray(slots) == m
                 step[cols[1:]] = 0.5
         return x, step
 
@@ -551,17 +581,42 @@ def optimise_sourcing(
         level, param = layout.decode(c)
         return simulate_sourcing(topo, plan, level, param, periods, warmup, replications, seed, sims).mean(axis=1)
 
+    # The single-sourcing start makes the first-listed supplier every node's main one, which a local
+    # search cannot undo where another is cheaper: moving the flow takes large steps at the node and
+    # at both suppliers together, and the start that has moved it can cost more than the mixed one
+    # until the levels around it are searched too. So every start with other main supply options
+    # is screened by a short search, and the best of them searched in full beside the mixed start;
+    # the better of the two is kept (on the search's seeds).
+    label = f"search {family} {sc.name}"
+    screened = []
+    for main, x_main in main_slot_starts(layout, start, objective):
+        x_s, _ = pattern_search(objective, x_main, step0, integer=False, max_rounds=SCREEN_ROUNDS, min_step=min_step)
+        screened.append((float(objective(x_s[None, :])[0]), main, x_s))
     # Continuous search even for integer scenarios: shares and constant orders need fractions; the
     # simulator rounds the orders themselves.
+    show = label if progress else None
     x, trace = pattern_search(
-        objective,
-        x0,
-        step0,
-        integer=False,
-        max_rounds=max_rounds,
-        min_step=min_step,
-        progress=f"search {family} {sc.name}" if progress else None,
+        objective, x0, step0, integer=False, max_rounds=max_rounds, min_step=min_step, progress=show
     )
+    how_main = ""
+    if screened:
+        _, main, x_s = min(screened, key=lambda r: r[0])
+        x_m, trace_m = pattern_search(
+            objective,
+            x_s,
+            step0,
+            integer=False,
+            max_rounds=max_rounds,
+            min_step=min_step,
+            progress=f"{label} (main supply options)" if progress else None,
+        )
+        if objective(x_m[None, :])[0] < objective(x[None, :])[0]:
+            x, trace = x_m, trace_m
+            names = topo.slot_names
+            how_main = (
+                f"main supply options {', '.join(names[m] for m in main.values())} (best of "
+                f"{len(screened)} screened starts); "
+            )
     level, param = (a[0] for a in layout.decode(x))
     return _baseline(
         topo,
@@ -569,9 +624,42 @@ def optimise_sourcing(
         level,
         param,
         name or family,
-        f"pattern search on {replications} x {periods} periods, common random numbers "
+        f"{how_main}pattern search on {replications} x {periods} periods, common random numbers "
         f"(seeds {seed}..{seed + replications - 1}), {trace.rounds} rounds",
     )
+
+
+#: Up to this many combinations of main supply options are each screened by a short search;
+#: beyond, the main options are chosen node by node by the cost of their starts.
+MAIN_SLOT_COMBINATIONS = 12
+#: Rounds of each screening search.
+SCREEN_ROUNDS = 6
+
+
+def main_slot_starts(
+    layout: _Layout, start: Mapping[str, float], objective: Callable[[np.ndarray], np.ndarray]
+) -> list[tuple[dict[int, int], np.ndarray]]:
+    """Starts that make one supply option the main one at every node with several
+    (``[({node: slot}, x0), ...]``, :meth:`_Layout.start`): every combination where there are at
+    most :data:`MAIN_SLOT_COMBINATIONS`; else one, chosen node by node, upstream first, by the cost
+    of its start (``objective``, on common random numbers), a node keeping the mixed start where no
+    option of its own beats it."""
+    plan = layout.plan
+    nodes = [j for j in range(layout.topo.n_nodes) if plan.rule[j] != BASE]
+    options = [[int(s) for s in plan.slots_of(j)] for j in nodes]
+    if math.prod(len(o) for o in options) <= MAIN_SLOT_COMBINATIONS:
+        combos = [dict(zip(nodes, c)) for c in itertools.product(*options)]
+        return [(m, layout.start(start, m)[0]) for m in combos]
+    main: dict[int, int] = {}
+    x = layout.start(start)[0]
+    best = float(objective(x[None, :])[0])
+    for j, opts in zip(nodes, options):
+        xs = np.array([layout.start(start, {**main, j: m})[0] for m in opts])
+        costs = objective(xs)
+        k = int(np.argmin(costs))
+        if costs[k] < best:
+            main[j], x, best = opts[k], xs[k], float(costs[k])
+    return [(main, x)] if main else []
 
 
 def _baseline(

@@ -398,3 +398,81 @@ def test_benchmark_report_carries_the_notes(tmp_path):
     assert "- `local`: " in report
     assert "dc orders only on plant_a->dc:road; never uses plant_a->dc:express, plant_b->dc" in report
     assert "stock at plant_b is never shipped" in report
+
+
+def dominated_first_listed() -> Scenario:
+    """One shop that buys from outside by two modes; the first listed, ``slow``, is slower and
+    dearer than ``quick``, which has no capacity limit."""
+    return Scenario.from_dict(
+        {
+            "name": "dominated_first",
+            "integer_orders": True,
+            "nodes": [
+                {
+                    "id": "shop",
+                    "holding_cost": 1.0,
+                    "backorder_cost": 9.0,
+                    "demand": {"dist": "poisson", "mean": 5},
+                }
+            ],
+            "lanes": [
+                {
+                    "from": "external",
+                    "to": "shop",
+                    "modes": [
+                        {"name": "slow", "lead_time": 4, "unit_cost": 1.0},
+                        {"name": "quick", "lead_time": 1, "unit_cost": 0.5},
+                    ],
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("family", ["dual_index", "tailored_base_surge", "fixed_split"])
+def test_a_dominated_first_listed_mode_is_left_and_the_optimum_reached(family):
+    """Every unit bought by the slower, dearer first-listed mode could have been bought by the
+    other later and cheaper, so the optimum is the base-stock policy on the quick mode alone:
+    S* = F^-1(p / (p + h)) of the demand over its lead time and the review period, two periods of
+    Poisson(5), whose cost per period is exact. Each family's search, started from single-sourcing
+    levels for the first-listed mode, must find it."""
+    sc = dominated_first_listed()
+    topo = compile_topology(sc)
+    lead_demand = stats.poisson(10)
+    k = np.arange(0, 80)
+    s_star = int(lead_demand.ppf(0.9))
+    optimum = float(np.sum(lead_demand.pmf(k) * (np.maximum(s_star - k, 0) + 9.0 * np.maximum(k - s_star, 0))))
+    optimum += 5 * 0.5
+    found = optimise_sourcing(sc, family, {"shop": 28.0}, periods=400, warmup=20, replications=4)
+    sim = Simulator(sc, n=6)
+    policy = found.policy(sim.topology)
+    ev = evaluate(sim, policy, periods=4000, warmup=50, replications=6, seed=0)
+    assert ev.cost_mean > optimum - 2 * ev.cost_ci95 - 0.05
+    assert ev.cost_mean < 1.02 * optimum
+    sim.reset(seeds=0)
+    shipped = np.zeros(topo.n_slots)
+    for _ in range(500):
+        shipped += sim.step(policy.act(sim)).shipped.sum(axis=0)
+    slow = topo.slot_names.index("external->shop:slow")
+    assert shipped[slow] <= 0.02 * shipped.sum()
+
+
+def test_the_families_buy_where_it_is_cheapest_on_general():
+    """On ``general`` the dc can buy from plant_a by road (unit cost 1.0 + 0.1, lead time 2-3) or
+    express, or from plant_b (0.8 + 0.2, lead time 1 after plant_b's 3): plant_b is cheaper landed
+    and faster. The dual-index and base-surge searches make it the dc's main supplier, and cost
+    less than searches kept to the first-listed supplier's start."""
+    start = {"plant_a": 35.43, "plant_b": 0.0, "dc": 54.97, "east": 26.91, "west": 22.18}
+    topo = compile_topology(load_scenario("general"))
+    for family in ("dual_index", "tailored_base_surge"):
+        found = optimise_sourcing("general", family, start, periods=400, warmup=50, replications=4)
+        assert "main supply options plant_b->dc" in found.notes, (family, found.notes)
+        sim = Simulator(topo, n=4)
+        policy = found.policy(sim.topology)
+        sim.reset(seeds=list(range(4)))
+        shipped = np.zeros(topo.n_slots)
+        for _ in range(600):
+            shipped += sim.step(policy.act(sim)).shipped.sum(axis=0)
+        into_dc = [topo.slot_names.index(n) for n in ("plant_a->dc:road", "plant_a->dc:express", "plant_b->dc")]
+        share_b = shipped[topo.slot_names.index("plant_b->dc")] / shipped[into_dc].sum()
+        assert share_b > 0.8, (family, share_b)
