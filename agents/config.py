@@ -432,12 +432,23 @@ def _declared_rule(model: type[BaseModel], name: str) -> tuple[Any, float | None
     (``None`` dropped from an optional type)."""
     info = model.model_fields[name]
     kind: Any = info.annotation
+    metadata = list(info.metadata)
     if get_origin(kind) in (Union, types.UnionType):
-        kind = next(a for a in get_args(kind) if a is not type(None))
+        options = [a for a in get_args(kind) if a is not type(None)]
+        words = [a for a in options if get_origin(a) is Literal]
+        numbers = [a for a in options if get_origin(a) is not Literal]
+        if words and numbers:  # e.g. an integer or "auto": the number's rule, the words named
+            kind = numbers[0]
+            if get_origin(kind) is Annotated:
+                kind, *extra = get_args(kind)
+                metadata += [r for f in extra for r in getattr(f, "metadata", [f])]
+            kind = (kind, words[0])
+        else:
+            kind = options[0]
     lo: float | None = None
     strict = False
     hi: float | None = None
-    for rule in info.metadata:
+    for rule in metadata:
         if getattr(rule, "ge", None) is not None:
             lo = rule.ge
         if getattr(rule, "gt", None) is not None:
@@ -450,6 +461,12 @@ def _declared_rule(model: type[BaseModel], name: str) -> tuple[Any, float | None
 def _problem(model: type[BaseModel], name: str, error: ErrorDetails, value: Any) -> str:
     """What is wrong with ``value`` for field ``name``, in the words of the field's declared rule."""
     kind, lo, strict, hi = _declared_rule(model, name)
+    if isinstance(kind, tuple):  # a number or one of some words
+        number, words = kind[0], get_args(kind[1])
+        what = "an integer" if number is int else "a number"
+        bounds = f" in {lo:g}..{hi:g}" if lo is not None and hi is not None else f" >= {lo:g}" if lo is not None else ""
+        hint = did_you_mean(value, words) if isinstance(value, str) else ""
+        return f"{value!r} is not {', '.join(map(repr, words))} or {what}{bounds}{hint}"
     if kind is bool:
         return f"{value!r} is not true or false"
     if kind is str:

@@ -113,6 +113,12 @@ def _note(message: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Config
 # ------------------------------------------------------------------------------------------------
+#: ``warmup: auto``: twice the longest echelon lead time, and at least this many periods.
+AUTO_MIN_WARMUP = 20
+#: ``horizon: auto``: the warm-up plus this many periods in the loss.
+AUTO_LOSS_PERIODS = 40
+
+
 class HDPOConfig(TrainingConfig):
     """Hyper-parameters of :func:`train_hdpo`. Defaults follow the serial-system recipe of Alvo,
     Russo & Kanoria (2023, their ``vanilla_serial`` and ``serial_system`` settings: Adam at
@@ -133,14 +139,20 @@ class HDPOConfig(TrainingConfig):
         le=MAX_ROWS,
         description=("Trajectories per gradient step B (rows of common random numbers, fresh per step)."),
     )
-    horizon: int = Field(
-        60, ge=2, le=100_000, description=("Periods T simulated per trajectory, from the scenario's initial state.")
+    horizon: Annotated[int, Field(ge=2, le=100_000)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Periods T simulated per trajectory, from the scenario's initial state; auto: the warm-up plus "
+            f"{AUTO_LOSS_PERIODS} periods in the loss."
+        ),
     )
-    warmup: int = Field(
-        20,
-        ge=0,
-        le=100_000,
-        description=("First w periods of each trajectory left out of the loss (the start-up transient); w < horizon."),
+    warmup: Annotated[int, Field(ge=0, le=100_000)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "First w periods of each trajectory left out of the loss (the start-up transient); w < horizon. "
+            f"auto: twice the network's longest echelon lead time, at least {AUTO_MIN_WARMUP}, so that the "
+            "pipelines have filled and emptied once before the loss counts."
+        ),
     )
     learning_rate: float = Field(0.01, gt=0.0, le=10.0, description="Adam learning rate.")
     transport_credit: bool = Field(
@@ -209,13 +221,33 @@ class HDPOConfig(TrainingConfig):
     @model_validator(mode="after")
     def _fields_agree(self) -> HDPOConfig:
         problems = []
-        if self.warmup >= self.horizon:
+        if isinstance(self.warmup, int) and isinstance(self.horizon, int) and self.warmup >= self.horizon:
             problems.append(
                 f"warmup: {self.warmup} is not below horizon {self.horizon}; the loss needs periods after the warm-up"
             )
         problems += self.evaluation_problems()
         self.refuse(problems)
         return self
+
+
+def trajectory_periods(topo: Topology, cfg: HDPOConfig) -> tuple[int, int]:
+    """``(T, w)``: the periods of each training trajectory and its warm-up on ``topo``, with
+    ``auto`` resolved (:class:`HDPOConfig`): ``w = max(20, 2 L)``, ``L`` the longest echelon lead
+    time of the network (:func:`_echelon_lead`, the longest chain of mean lead times, rounded up),
+    ``T = w + 40``. A trajectory starts from the scenario's initial state, often with empty
+    pipelines; the warm-up must let the stock of the longest echelon turn over before the loss
+    counts, or the policy learns the start-up transient (e.g. ``orgym_invmgmt_backlog``, lead
+    times 3 + 5 + 10 = 18: w = 36)."""
+    longest = int(math.ceil(float(_echelon_lead(topo).max(initial=0.0)) - 1e-9))
+    warmup = max(AUTO_MIN_WARMUP, 2 * longest) if cfg.warmup == "auto" else int(cfg.warmup)
+    horizon = warmup + AUTO_LOSS_PERIODS if cfg.horizon == "auto" else int(cfg.horizon)
+    if warmup >= horizon:
+        raise ConfigError(
+            f"warmup: auto gives {warmup} periods on {topo.scenario.name!r} (twice its longest echelon lead "
+            f"time, {longest}), not below horizon {horizon}; set horizon: auto, a horizon above {warmup}, or a "
+            "warmup below it"
+        )
+    return horizon, warmup
 
 
 def hdpo_configs_dir() -> Path:
@@ -961,13 +993,19 @@ def train_hdpo(
     problem = hdpo_scenario_problem(topo, cfg)
     if problem is not None:
         raise ValueError(f"scenario: {sc.name!r}: {problem}")
+    horizon, warmup = trajectory_periods(topo, cfg)
     params = twin_params(topo, cfg, device=cfg.device, dtype=dtype)
     torch.manual_seed(seed)
     net = HDPONet(topo, cfg).to(device=params.device, dtype=dtype)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     rng = np.random.default_rng(seed)
     loop = _Run()
-    meta = {"scenario": sc.name, "scenario_source": sc.source, "seed": seed}
+    meta = {
+        "scenario": sc.name,
+        "scenario_source": sc.source,
+        "seed": seed,
+        "trajectory": f"{horizon} periods, {warmup} warm-up",
+    }
 
     stored_baseline: tuple[str | None, float | None] | None = None
     damaged_folders: list[Path] = []  # set aside once the run goes on
@@ -1141,10 +1179,10 @@ def train_hdpo(
     marks: dict[str, Any] = {}
 
     def policy_fn(state: TwinState, k: int) -> torch.Tensor:
-        if credit_on and k == cfg.warmup:
+        if credit_on and k == warmup:
             marks["start"] = state if by_value else net.physical_echelon(state)
         orders = net(state)
-        if by_value and k >= cfg.warmup:
+        if by_value and k >= warmup:
             marks["flow"] = marks.get("flow", 0.0) + orders.detach().sum(0)
         return orders
 
@@ -1155,18 +1193,18 @@ def train_hdpo(
     while loop.iteration < cfg.iterations and not loop.stopped:
         t0 = time.perf_counter()
         base = _training_base(rng, cfg.batch_size, eval_lo, eval_hi)
-        draws = draw_block(params, cfg.batch_size, cfg.horizon, base)
+        draws = draw_block(params, cfg.batch_size, horizon, base)
         result = rollout(params, policy_fn, initial_state(params, cfg.batch_size), draws)
-        per_part = result.costs[:, cfg.warmup :].mean((0, 1))
+        per_part = result.costs[:, warmup:].mean((0, 1))
         loss = per_part.sum()
         if by_value:
             kw = dict(dtype=dtype, device=params.device)
             values = tuple(torch.tensor(v, **kw) for v in unit_values(topo, marks.pop("flow").cpu().numpy()))
             added = stock_value(result.state, values) - stock_value(marks.pop("start"), values)
-            credit = added.mean() / (cfg.horizon - cfg.warmup)
+            credit = added.mean() / (horizon - warmup)
         elif credit_on:
             added = net.physical_echelon(result.state) - marks.pop("start")
-            credit = (added[:, net.slot_dst] * unit).sum(1).mean() / (cfg.horizon - cfg.warmup)
+            credit = (added[:, net.slot_dst] * unit).sum(1).mean() / (horizon - warmup)
         if credit_on:
             loss = loss - credit
             writer.add_scalar("cost/transport_credit", float(credit.detach()), loop.iteration + 1)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from meio.agents.hdpo import HDPONet, HDPOPolicy, load_hdpo_config, twin_params
+from meio.agents.hdpo import HDPONet, HDPOPolicy, load_hdpo_config, trajectory_periods, twin_params
 from meio.agents.policy import folder_written_whole
 from meio.baselines.run import reference_baseline
 from meio.envs.metrics import evaluate
@@ -60,6 +60,7 @@ def profile(
     cfg = cfg.replace(device=device or cfg.device, batch_size=batch_size or cfg.batch_size)
     torch.set_num_threads(1)
     topo = resolve(scenario)
+    horizon, warmup = trajectory_periods(topo, cfg)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     params = twin_params(topo, cfg, device=cfg.device, dtype=dtype)
     torch.manual_seed(seed)
@@ -74,14 +75,14 @@ def profile(
     clock = _clock(params.device)
     for _ in range(iterations):
         t = clock()
-        draws = draw_block(params, cfg.batch_size, cfg.horizon, int(rng.integers(0, 2**30)))
+        draws = draw_block(params, cfg.batch_size, horizon, int(rng.integers(0, 2**30)))
         spent["draws"] += clock() - t
         state = initial_state(params, cfg.batch_size)
         costs = []
         start = None
-        for k in range(cfg.horizon):
+        for k in range(horizon):
             t = clock()
-            if credit_on and k == cfg.warmup:
+            if credit_on and k == warmup:
                 start = net.physical_echelon(state)
             orders = net(state)
             t1 = clock()
@@ -90,10 +91,10 @@ def profile(
             spent["twin"] += clock() - t1
             costs.append(c)
         t = clock()
-        loss = torch.stack(costs, 1)[:, cfg.warmup :].mean((0, 1)).sum()
+        loss = torch.stack(costs, 1)[:, warmup:].mean((0, 1)).sum()
         if credit_on and start is not None:
             added = net.physical_echelon(state) - start
-            loss = loss - (added[:, net.slot_dst] * unit).sum(1).mean() / (cfg.horizon - cfg.warmup)
+            loss = loss - (added[:, net.slot_dst] * unit).sum(1).mean() / (horizon - warmup)
         spent["loss"] += clock() - t
         t = clock()
         opt.zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ from meio.agents.hdpo import (
 from meio.agents.train import EVAL_COLUMNS
 from meio.envs.metrics import evaluate
 from meio.envs.resolve import resolve
-from meio.envs.scenario import Scenario, list_scenarios, scenarios_dir
+from meio.envs.scenario import Scenario, list_scenarios, read_yaml, scenarios_dir
 from meio.envs.simulator import Simulator
 from meio.envs.twin import TwinParams, TwinUnsupported, draw_block, initial_state, rollout, state_from_simulator
 
@@ -322,6 +322,8 @@ def test_training_on_cuda_takes_the_cpus_steps(tmp_path: Path) -> None:
         ({"architecture": "echelons"}, "architecture"),
         ({"hidden": [32, 0]}, "hidden"),
         ({"horizon": 10, "warmup": 10}, "warmup"),
+        ({"warmup": "autp"}, "warmup"),
+        ({"horizon": 1}, "horizon"),
         ({"dtype": "float16"}, "dtype"),
     ],
 )
@@ -329,6 +331,34 @@ def test_config_errors_name_the_field(data: dict, field: str) -> None:
     with pytest.raises(ConfigError) as err:
         HDPOConfig.from_dict(data)
     assert any(f == field and msg.startswith(f"{field}: ") for f, msg in err.value.errors), err.value.errors
+
+
+def test_auto_trajectories_let_the_longest_pipeline_fill_before_the_loss_counts(tmp_path: Path) -> None:
+    """``warmup: auto`` is twice the network's longest chain of lead times (at least 20) and
+    ``horizon: auto`` 40 periods more: orgym_invmgmt_backlog's chain is 10 + 5 + 3 = 18 periods
+    (its lanes, read here from the scenario file, not from the code under test), beer_game_basic's
+    4 x 4, ex61's 0 + 1 + 2. A run uses the resolved lengths and says so; an auto warm-up that does
+    not fit a set horizon is refused naming the field."""
+    from meio.agents.hdpo import trajectory_periods
+
+    cfg = HDPOConfig()
+    assert cfg.horizon == cfg.warmup == "auto"
+    chain = sum(
+        int(lane["lead_time"])
+        for lane in read_yaml((scenarios_dir() / "orgym_invmgmt_backlog.yaml").read_text())["lanes"]
+    )
+    assert chain == 18
+    assert trajectory_periods(resolve("orgym_invmgmt_backlog"), cfg) == (2 * chain + 40, 2 * chain)
+    assert trajectory_periods(resolve("beer_game_basic"), cfg) == (72, 32)
+    assert trajectory_periods(resolve("ex61"), cfg) == (60, 20)
+    assert trajectory_periods(resolve("ex61"), cfg.replace(horizon=30)) == (30, 20)
+    assert trajectory_periods(resolve("ex61"), cfg.replace(warmup=5)) == (45, 5)
+    with pytest.raises(ConfigError, match=r"^warmup: auto gives 36 periods on 'orgym_invmgmt_backlog'.*horizon 30"):
+        trajectory_periods(resolve("orgym_invmgmt_backlog"), cfg.replace(horizon=30))
+    tiny = HDPOConfig.from_dict({**TINY, "horizon": "auto", "warmup": "auto", "iterations": 1})
+    result = train_hdpo("beer_game_basic", tiny, tmp_path / "r", progress=False)
+    assert result.steps == 1
+    assert json.loads((tmp_path / "r" / "final" / "meta.json").read_text())["trajectory"] == "72 periods, 32 warm-up"
 
 
 def test_unknown_key_gets_a_hint_and_shipped_configs_load() -> None:

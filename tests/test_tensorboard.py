@@ -171,7 +171,8 @@ def _final_metrics(run: Path) -> tuple[dict[str, Any], dict[str, tuple[int, floa
 
 def _expected_hparams(run: Path, algo: str) -> dict[str, Any]:
     """The run's ``config.yaml`` as HParams values: booleans, numbers and strings as they are, lists
-    and nulls as JSON text; with the algorithm, scenario (and its file, as ``final/`` records it) and seed."""
+    and nulls as JSON text; with the algorithm, scenario (and its file, as ``final/`` records it),
+    seed and, for HDPO, the trajectory lengths."""
     saved = yaml.safe_load((run / "config.yaml").read_text())
     source = json.loads((run / "final" / "meta.json").read_text())["scenario_source"]
     out: dict[str, Any] = {
@@ -180,6 +181,8 @@ def _expected_hparams(run: Path, algo: str) -> dict[str, Any]:
         "scenario_source": source,
         "seed": float(saved["seed"]),
     }
+    if algo == "hdpo":  # the trajectory lengths the run used (set as integers in this test's config)
+        out["trajectory"] = f"{saved['config']['horizon']} periods, {saved['config']['warmup']} warm-up"
 
     def add(prefix: str, config: dict[str, Any]) -> None:
         for key, value in config.items():
