@@ -261,6 +261,14 @@ class PPOConfig(TrainingConfig):
             "and only lets the policy's orders drift with it."
         ),
     )
+    observe_echelon: bool = Field(
+        False,
+        description=(
+            "Add each node's echelon inventory position (the node and everything downstream of it) to the "
+            "observation, the quantity echelon_order_up_to targets are compared with; networks where every "
+            "node has one supplier."
+        ),
+    )
     pipeline_length: int | None = Field(
         None,
         ge=0,

@@ -53,6 +53,7 @@ from meio.agents.policy import (
     checkpoint_steps,
     folder_written_whole,
     manifest_problem,
+    one_torch_thread,
     read_json,
     set_aside_damaged,
 )
@@ -822,7 +823,7 @@ class HDPOPolicy:
 
     def act(self, sim: Simulator) -> np.ndarray:
         net, params = self._for(sim)
-        with torch.inference_mode():
+        with one_torch_thread(), torch.inference_mode():
             orders = net(state_from_simulator(sim, params)).to(torch.float64).numpy()
         if sim.topology.integer_orders:
             orders = np.rint(orders)

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
 
 from meio.envs.decentralised import NodeView
 from meio.envs.hints import did_you_mean
@@ -38,6 +40,52 @@ MANIFEST_FILE = "manifest.json"
 #: Files a training checkpoint holds besides the saved agent's (written and read by ``meio.agents.train``).
 VECNORM_FILE = "vecnormalize.pkl"
 STATE_FILE = "state.json"
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block, then put the caller's count back.
+
+    A policy's forward pass per period works on a few rows (one per replication): the work of one
+    layer is microseconds, less than waking a second thread, and torch's threads wait for work by
+    spinning, so on a machine where another process holds a core two threads ran an evaluation 2.5x
+    slower than one (``benchmarks/policy_speed.py``). Setting the count costs under a microsecond.
+    """
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
+
+
+def deterministic_actions(model: PPO, obs: np.ndarray) -> np.ndarray:
+    """``model.predict(obs, deterministic=True)[0]`` for a batch of observations, without its
+    per-call overhead where the action distribution is a Gaussian used as is (the mode is the
+    network's mean action, clipped to the action space; SB3 itself does the same).
+
+    ``predict`` also switches every module to evaluation mode, converts and checks the observation
+    and builds the distribution object at every call: three quarters of its time at a few rows.
+    Other distributions (squashed state-dependent noise) go through ``predict``.
+    """
+    policy = model.policy
+    dist = getattr(policy, "action_dist", None)
+    plain = type(dist) is DiagGaussianDistribution or (
+        type(dist) is StateDependentNoiseDistribution and dist.bijector is None
+    )
+    if not plain or not hasattr(policy, "mlp_extractor"):
+        return model.predict(obs, deterministic=True)[0]
+    if policy.training:  # predict leaves the policy in evaluation mode too
+        policy.set_training_mode(False)
+    space = model.action_space
+    with torch.inference_mode():
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=policy.device)
+        features = policy.extract_features(x, policy.pi_features_extractor)
+        mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        actions = mean.cpu().numpy().reshape((-1, *space.shape))
+    return np.clip(actions, space.low, space.high)
 
 
 # ---- folders written whole or not at all -----------------------------------------------------------
@@ -177,6 +225,7 @@ class PPOPolicy:
         trained_on: str | None = None,
         pipeline_length: int | None = None,
         residual: ResidualBase | None = None,
+        observe_echelon: bool = False,
     ) -> None:
         self.model = model
         # base_stock_residual: the base-stock levels the actions are a residual on (saved in meta.json)
@@ -187,6 +236,7 @@ class PPOPolicy:
         self.observe_time = observe_time
         # the fixed number of pipeline features per slot it was trained with (None: the lead times')
         self.pipeline_length = pipeline_length
+        self.observe_echelon = observe_echelon  # echelon positions among the features
         self.action_mode = action_mode
         self.obs_mean = obs_mean
         self.obs_var = obs_var
@@ -204,6 +254,7 @@ class PPOPolicy:
                 horizon=self.horizon,
                 observe_time=self.observe_time,
                 pipeline_length=self.pipeline_length,
+                observe_echelon=self.observe_echelon,
             )
             view = NodeView(sim.topology, obs_map) if self.control == "decentralised" else None
             self._check_fits(
@@ -240,10 +291,11 @@ class PPOPolicy:
     def act(self, sim: Simulator) -> np.ndarray:
         obs_map, action_map, view = self._for(sim)
         obs = obs_map(sim, np.zeros((sim.n, obs_map.size), dtype=np.float32))
-        if view is not None:  # every node acts on its own view
-            action, _ = self.model.predict(self.normalize(view.local_obs(obs)), deterministic=True)
-            return action_map.to_orders(sim, view.network_action(action))
-        action, _ = self.model.predict(self.normalize(obs), deterministic=True)
+        with one_torch_thread():
+            if view is not None:  # every node acts on its own view
+                action = deterministic_actions(self.model, self.normalize(view.local_obs(obs)))
+                return action_map.to_orders(sim, view.network_action(action))
+            action = deterministic_actions(self.model, self.normalize(obs))
         return action_map.to_orders(sim, np.asarray(action, dtype=np.float64).reshape(sim.n, -1))
 
     # ---- saving and loading ---------------------------------------------------------------------
@@ -285,6 +337,7 @@ class PPOPolicy:
                     "horizon": self.horizon,
                     "observe_time": self.observe_time,
                     "pipeline_length": self.pipeline_length,
+                    "observe_echelon": self.observe_echelon,
                     **({} if self.residual is None else {"residual_base": self.residual.to_dict()}),
                 },
                 indent=2,
@@ -329,6 +382,7 @@ class PPOPolicy:
             "observe_time": meta.get("observe_time", True),
             "trained_on": meta.get("scenario"),
             "pipeline_length": meta.get("pipeline_length"),
+            "observe_echelon": meta.get("observe_echelon", False),
         }
         if action_mode == "base_stock_residual":
             extra["residual"] = ResidualBase.from_dict(

@@ -481,6 +481,7 @@ class EvaluationCallback(BaseCallback):
             horizon=self.horizon,
             observe_time=self.cfg.observe_time,
             pipeline_length=self.cfg.pipeline_length,
+            observe_echelon=self.cfg.observe_echelon,
             trained_on=self.scenario.name,
             residual=_base_env(self.training_env).action_map.residual,
         )
@@ -1090,6 +1091,7 @@ def train(
         horizon=cfg.horizon,
         observe_time=cfg.observe_time,
         pipeline_length=cfg.pipeline_length,
+        observe_echelon=cfg.observe_echelon,
         initial_stock_spread=cfg.initial_stock_spread,
         threads=cfg.threads,
         episode_start=cfg.episode_start,

@@ -30,6 +30,8 @@ import multiprocessing as mp
 import os
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 
 import gymnasium as gym
@@ -160,22 +162,24 @@ def _spin(stop: Event, spinning: Event, deadline: float) -> None:
             x += 1
 
 
-def busy_rate(name: str, n: int, seconds: float, threads: int, busy: int) -> float:
-    """Steps/s of ``n`` copies with ``threads`` threads while ``busy`` processes spin."""
-    # fork starts the spinner at once (spawn would import this script again); the child runs only the
-    # pure-Python loop of _spin, touching nothing of numba's threads that a fork does not copy.
+@contextmanager
+def cores_spinning(busy: int, deadline_s: float) -> Iterator[None]:
+    """``busy`` processes, one core each, spinning inside the block (and never past ``deadline_s``
+    seconds from now)."""
+    # fork starts the spinner at once (spawn would import the script again); the child runs only the
+    # pure-Python loop of _spin, touching nothing of numba's or torch's threads that a fork does not copy.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     stop = ctx.Event()
     procs = []
     try:
         for _ in range(busy):
             spinning = ctx.Event()
-            proc = ctx.Process(target=_spin, args=(stop, spinning, time.time() + 3 * seconds + 120), daemon=True)
+            proc = ctx.Process(target=_spin, args=(stop, spinning, time.time() + deadline_s), daemon=True)
             proc.start()
             procs.append(proc)
             if not spinning.wait(120):
                 raise RuntimeError("a busy process did not start within 120 s")
-        return vec_env(name, n, seconds, threads=threads)
+        yield
     finally:
         stop.set()
         for proc in procs:
@@ -183,6 +187,12 @@ def busy_rate(name: str, n: int, seconds: float, threads: int, busy: int) -> flo
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
+
+
+def busy_rate(name: str, n: int, seconds: float, threads: int, busy: int) -> float:
+    """Steps/s of ``n`` copies with ``threads`` threads while ``busy`` processes spin."""
+    with cores_spinning(busy, 3 * seconds + 120):
+        return vec_env(name, n, seconds, threads=threads)
 
 
 def threads_table(name: str, n: int, seconds: float, busy: int) -> None:

@@ -84,6 +84,7 @@ class DecentralisedVecEnv(VecEnv):
         continue_share: float = 1.0,
         pipeline_length: int | None = None,
         residual: ResidualBase | None = None,
+        observe_echelon: bool = False,
     ) -> None:
         self.inner = MultiEchelonVecEnv(
             scenario,
@@ -98,6 +99,7 @@ class DecentralisedVecEnv(VecEnv):
             continue_share=continue_share,
             pipeline_length=pipeline_length,
             residual=residual,
+            observe_echelon=observe_echelon,
         )
         self.view = NodeView(self.inner.topology, self.inner.observation_map)
         self.topology = self.inner.topology

@@ -114,7 +114,8 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
     the scenario's initial stock; ``f > 0``: exploring starts, every episode starts with on-hand
     stock drawn uniformly on ``[0, f mu_j (1 + L_j)]`` at each node, the observation's scale),
     ``residual`` (the base-stock levels of ``action_mode="base_stock_residual"``,
-    :class:`meio.envs.spaces.ResidualBase`).
+    :class:`meio.envs.spaces.ResidualBase`), ``observe_echelon`` (default ``False``; ``True`` adds
+    each node's echelon inventory position, where every node has one supplier).
 
     ## Version history
     * v0: initial version; ``reset`` option ``episode_start``.
@@ -131,6 +132,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         observe_time: bool = True,
         initial_stock_spread: float = 0.0,
         residual: ResidualBase | None = None,
+        observe_echelon: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not one of {self.metadata['render_modes']} or None")
@@ -140,7 +142,7 @@ class MultiEchelonEnv(gym.Env[np.ndarray, np.ndarray]):
         self.sim = Simulator(topo, n=1)
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode, residual)
-        self.observation_map = ObservationMap(topo, observe_time=observe_time)
+        self.observation_map = ObservationMap(topo, observe_time=observe_time, observe_echelon=observe_echelon)
         self.initial_stock_spread = check_spread(initial_stock_spread)
         self.observation_space = self.observation_map.space()
         self.action_space = spaces.Box(-1.0, 1.0, (topo.n_slots,), np.float32)

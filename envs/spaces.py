@@ -12,6 +12,7 @@ feature                    per                                                  
 ``pipeline[k]``            slot, ``k = 1..max lead time``: arriving in k periods   ``mu_j b``
 ``components``             component lane of an assembly node                      ``mu_j b``
 ``position``               node: installation inventory position                   ``mu_j (1+L_j)``
+``echelon_position``       node (``observe_echelon`` only): echelon position       ``mu_j (1+L^e_j)``
 ``last_demand``            demand node: last period's demand                       ``mu_j``
 ``outage``                 disrupted external lane: 1 while the supplier is out    1
 ``periods_left``           (horizon - t mod horizon) / horizon                     1
@@ -27,6 +28,12 @@ horizon``. With ``observe_time=False`` the feature is left out: a policy for the
 problem, whose truncated episodes are bootstrapped (SB3 does so), has no use for the clock, and
 without it the same state always gets the same order. ``mu_j`` is the mean demand per period
 passing through node ``j``, ``L_j`` the longest mean lead time into it, ``b`` the lane's bill-of-materials ratio.
+
+``observe_echelon=True`` adds each node's echelon inventory position (the node and everything
+downstream of it, :meth:`Simulator.echelon_positions`, docs/model.md), scaled by ``mu_j (1 + L^e_j)``
+with ``L^e_j`` the longest chain of mean lead times from the node's supplier down to a customer:
+the quantity an ``echelon_order_up_to`` target is compared with, which the other features give
+only as a sum of many. It is defined where every node has one supplier; elsewhere it is refused.
 
 Actions are in ``[-1, 1]``, one per slot (lane and mode, in scenario order), mapped affinely to
 ``[0, max]``: order quantities (``order_quantity``; ``max`` is the mode's ``max_order``, by
@@ -73,14 +80,17 @@ class ObservationMap:
         horizon: int | None = None,
         observe_time: bool = True,
         pipeline_length: int | None = None,
+        observe_echelon: bool = False,
     ) -> None:
         """``horizon``: the episode length ``periods_left`` counts down (default: the scenario's);
         ``observe_time``: include ``periods_left`` (the last feature); ``pipeline_length``: ``None``
         gives each slot one ``pipeline[k]`` feature per period of its longest lead time; an integer
         ``P`` gives every slot exactly ``P`` (zeros past its longest lead time), so the observation's
         size does not depend on the lead times and an agent trained at one lead time can act at
-        another. A scenario with a lead time longer than ``P`` is refused."""
+        another. A scenario with a lead time longer than ``P`` is refused. ``observe_echelon``: add
+        each node's echelon position (networks where every node has one supplier)."""
         n = topo.n_nodes
+        self.observe_echelon = check_observe_echelon(topo, observe_echelon)
         mu = np.maximum(topo.throughput, 1e-9)
         self.node_scale = mu * (1.0 + topo.lead_in())
         self.slot_scale = mu[topo.slot_dst] * topo.lane_bom[topo.slot_lane]
@@ -115,6 +125,13 @@ class ObservationMap:
         ]
         feats += [(f"components[{lane_names[m]}]", frozenset({int(topo.lane_dst[m])})) for m in self.component_lanes]
         feats += [(f"position[{x}]", frozenset({j})) for j, x in enumerate(names)]
+        if self.observe_echelon:
+            feats += [(f"echelon_position[{x}]", frozenset({j})) for j, x in enumerate(names)]
+            lead = np.zeros(n)  # L^e_j: the longest echelon lead time of a slot into j
+            np.maximum.at(lead, topo.slot_dst, echelon_lead_times(topo))
+            self.echelon_scale = mu * (1.0 + lead)
+        else:
+            self.echelon_scale = np.ones(0)
         feats += [(f"last_demand[{names[j]}]", frozenset({int(j)})) for j in topo.demand_nodes]
         feats += [
             (f"outage[{lane_names[topo.slot_lane[q]]}]", frozenset({int(topo.slot_dst[q])}))
@@ -135,6 +152,7 @@ class ObservationMap:
     def __call__(self, sim: Simulator, out: np.ndarray) -> np.ndarray:
         """Write the observation of every row of ``sim`` into ``out`` (``(n, size)`` float32)."""
         node_ip, _ = sim.positions()
+        echelon = sim.echelon_positions() if self.observe_echelon else np.zeros((sim.n, 0))
         (_observe if sim.parallel else _observe_serial)(
             sim.on_hand,
             sim.cust_bo,
@@ -143,10 +161,12 @@ class ObservationMap:
             sim.pipe,
             sim.raw,
             node_ip,
+            echelon,
             sim.last_node_out,
             sim.down,
             sim.t,
             self.node_scale,
+            self.echelon_scale,
             self.slot_scale,
             self.lane_scale,
             self.component_lanes,
@@ -167,6 +187,20 @@ class ObservationMap:
         from gymnasium import spaces
 
         return spaces.Box(-OBS_BOUND, OBS_BOUND, (self.size,), np.float32)
+
+
+def check_observe_echelon(topo: Topology, observe_echelon: bool) -> bool:
+    """``observe_echelon`` if it is a bool that the network allows: echelon positions are defined
+    where every node has one supplier."""
+    if not isinstance(observe_echelon, (bool, np.bool_)):
+        raise ValueError(f"observe_echelon: {observe_echelon!r} is not true or false")
+    several = topo.node_with_several_suppliers() if observe_echelon else None
+    if several is not None:
+        raise ValueError(
+            f"observe_echelon: echelon positions are defined when every node has one supplier; "
+            f"{several!r} of {topo.scenario.name!r} has several (set observe_echelon: false)"
+        )
+    return bool(observe_echelon)
 
 
 def check_pipeline_length(topo: Topology, pipeline_length: int | None) -> int | None:
@@ -205,10 +239,12 @@ def _observe(
     pipe,
     raw,
     node_ip,
+    echelon,
     node_out,
     down,
     t,
     node_scale,
+    echelon_scale,
     slot_scale,
     lane_scale,
     component_lanes,
@@ -248,6 +284,9 @@ def _observe(
             f += 1
         for j in range(n_nodes):
             out[b, f] = node_ip[b, j] / node_scale[j]
+            f += 1
+        for j in range(echelon.shape[1]):
+            out[b, f] = echelon[b, j] / echelon_scale[j]
             f += 1
         for d in range(demand_nodes.shape[0]):
             out[b, f] = node_out[b, d, O_DEMAND] / demand_scale[d]

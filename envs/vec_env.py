@@ -66,6 +66,7 @@ class MultiEchelonVecEnv(VecEnv):
         continue_share: float = 1.0,
         pipeline_length: int | None = None,
         residual: ResidualBase | None = None,
+        observe_echelon: bool = False,
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
@@ -75,7 +76,9 @@ class MultiEchelonVecEnv(VecEnv):
         self.sim = Simulator(topo, n=int(n_envs), threads=threads)
         self.action_mode = action_mode or self.scenario.action_mode
         self.action_map = ActionMap(topo, self.action_mode, residual)
-        self.observation_map = ObservationMap(topo, observe_time=observe_time, pipeline_length=pipeline_length)
+        self.observation_map = ObservationMap(
+            topo, observe_time=observe_time, pipeline_length=pipeline_length, observe_echelon=observe_echelon
+        )
         self.initial_stock_spread = check_spread(initial_stock_spread)
         self.episode_start, self.continue_share = check_episode_start(episode_start, continue_share)
         # Rows whose episodes continue from the state they ended in (the rest restart).

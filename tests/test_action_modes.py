@@ -26,7 +26,7 @@ from meio.envs.policies import BaseStockPolicy  # noqa: E402
 from meio.envs.resolve import resolve  # noqa: E402
 from meio.envs.scenario import Scenario  # noqa: E402
 from meio.envs.simulator import Simulator  # noqa: E402
-from meio.envs.spaces import ActionMap, ResidualBase, echelon_lead_times  # noqa: E402
+from meio.envs.spaces import ActionMap, ObservationMap, ResidualBase, echelon_lead_times  # noqa: E402
 
 
 def _serial() -> dict:
@@ -136,6 +136,100 @@ def test_echelon_positions_and_orders_agree_with_a_hand_computation_on_the_refer
             lts = {key: int(topo.slot_lt_const[q]) for q, key in enumerate(slots)}
             ref.step({key: float(orders[b, q]) for q, key in enumerate(slots)}, demand, lts, {})
         sim.step(orders)
+
+
+@pytest.mark.parametrize("make", [_serial, _distribution])
+def test_echelon_observations_are_the_hand_computed_echelon_positions(make):
+    """``observe_echelon``: one feature per node, the echelon position of the reference's per-node
+    state over its scale ``mu_j (1 + L^e_j)``; every other feature as without the option."""
+    scenario = Scenario.from_dict(make())
+    periods, n = 30, 2
+    sim = Simulator(scenario, n=n, chunk=periods + 1)
+    sim.reset(seeds=5)
+    topo = sim.topology
+    plain, with_echelon = ObservationMap(topo), ObservationMap(topo, observe_echelon=True)
+    names = list(topo.node_names)
+    cols = [with_echelon.labels.index(f"echelon_position[{x}]") for x in names]
+    others = [i for i in range(with_echelon.size) if i not in cols]
+    assert [with_echelon.labels[i] for i in others] == list(plain.labels)
+    # the scale: mean demand through the node times 1 + the lead times from its supplier down
+    lead_down = {"serial_test": {"retailer": 2, "dc": 3, "plant": 6}, "distribution_test": {"r1": 1, "r2": 2, "wh": 4}}
+    mu = {"retailer": 4, "dc": 4, "plant": 4, "r1": 3, "r2": 5, "wh": 8}
+    np.testing.assert_allclose(with_echelon.echelon_scale, [mu[x] * (1 + lead_down[scenario.name][x]) for x in names])
+    refs = [ReferenceSimulator(scenario) for _ in range(n)]
+    slots = [(int(topo.slot_lane[q]), int(topo.slot_mode[q])) for q in range(topo.n_slots)]
+    demand_names = [topo.node_names[j] for j in topo.demand_nodes]
+    rng = np.random.default_rng(1)
+    for t in range(periods):
+        obs = with_echelon(sim, np.zeros((n, with_echelon.size), dtype=np.float32))
+        hand = np.array([[_hand_echelon(ref, x) for x in names] for ref in refs])
+        np.testing.assert_allclose(
+            obs[:, cols] * with_echelon.echelon_scale, hand, rtol=1e-6, atol=1e-4, err_msg=f"period {t}"
+        )
+        np.testing.assert_array_equal(obs[:, others], plain(sim, np.zeros((n, plain.size), dtype=np.float32)))
+        orders = rng.uniform(0, 12, (n, topo.n_slots))
+        for b, ref in enumerate(refs):
+            p = int(sim.pos[b])
+            demand = {x: float(sim.demand_chunk[b, p, d]) for d, x in enumerate(demand_names)}
+            lts = {key: int(topo.slot_lt_const[q]) for q, key in enumerate(slots)}
+            ref.step({key: float(orders[b, q]) for q, key in enumerate(slots)}, demand, lts, {})
+        sim.step(orders)
+
+
+def test_the_parallel_observation_kernel_writes_the_same_echelon_positions():
+    sim = Simulator("beer_game_basic", n=130, threads=2)
+    sim.reset(seeds=0)
+    obs_map = ObservationMap(sim.topology, observe_echelon=True)
+    cols = [i for i, label in enumerate(obs_map.labels) if label.startswith("echelon_position[")]
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        sim.step(rng.uniform(0, 3, (130, sim.topology.n_slots)))
+    assert sim.parallel
+    obs = obs_map(sim, np.zeros((130, obs_map.size), dtype=np.float32))
+    np.testing.assert_allclose(obs[:, cols] * obs_map.echelon_scale, sim.echelon_positions(), rtol=1e-6)
+
+
+def test_echelon_observations_are_refused_where_a_node_has_several_suppliers():
+    with pytest.raises(
+        ValueError,
+        match=r"observe_echelon: echelon positions are defined when every node has one supplier; 'dc' of 'general'",
+    ):
+        ObservationMap(resolve("general"), observe_echelon=True)
+    with pytest.raises(ValueError, match=r"observe_echelon: 'yes' is not true or false"):
+        ObservationMap(resolve("ex61"), observe_echelon="yes")
+    with pytest.raises(ConfigError, match="observe_echelon"):
+        PPOConfig.from_dict({"observe_echelon": "sometimes"})
+
+
+def test_a_saved_and_reloaded_agent_that_observes_echelon_positions_gives_identical_actions(tmp_path):
+    from stable_baselines3 import PPO
+
+    from meio.agents.policy import PPOPolicy
+    from meio.envs.vec_env import make_vec_env
+
+    venv = make_vec_env("ex61", n_envs=2, seed=0, action_mode="echelon_order_up_to", observe_echelon=True)
+    assert venv.observation_space.shape[0] == ObservationMap(resolve("ex61")).size + 3
+    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, seed=0, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # weights that make the actions depend on the state
+        for w in model.policy.parameters():
+            w.add_(0.3 * torch.randn(w.shape, generator=gen))
+    agent = PPOPolicy(model, "echelon_order_up_to", None, None, observe_echelon=True)
+    agent.save(tmp_path / "a", {"scenario": "ex61"})
+    loaded = PPOPolicy.load(tmp_path / "a")
+    assert loaded.observe_echelon is True
+    sims = [Simulator("ex61", n=4) for _ in range(2)]
+    for sim in sims:
+        sim.reset(seeds=11)
+    for _ in range(20):
+        a, b = agent.act(sims[0]), loaded.act(sims[1])
+        np.testing.assert_array_equal(a, b)
+        sims[0].step(a)
+        sims[1].step(b)
+    # without the echelon features the network would get 3 inputs too few: refused, not misread
+    blind = PPOPolicy(model, "echelon_order_up_to", None, None, observe_echelon=False)
+    with pytest.raises(ValueError, match="observation"):
+        blind.act(sims[0])
 
 
 def test_echelon_orders_on_a_hand_built_state():

@@ -131,6 +131,65 @@ def test_saved_policy_gives_identical_actions_after_reload(run, tmp_path):
     assert find_saved_agent(run) == run / "best"
 
 
+@pytest.mark.parametrize(
+    "policy_kwargs",
+    [
+        {"log_std_init": -2.0},
+        {"use_sde": True, "log_std_init": -2.0},  # state-dependent noise: its mode is the mean too
+        {"use_sde": True, "squash_output": True},  # squashed: left to predict
+    ],
+    ids=["gaussian", "sde", "sde-squashed"],
+)
+def test_the_direct_forward_pass_gives_the_actions_of_predict(policy_kwargs):
+    import torch
+    from stable_baselines3 import PPO
+
+    from meio.agents.policy import deterministic_actions
+    from meio.envs.vec_env import make_vec_env
+
+    venv = make_vec_env("distribution", n_envs=2, seed=0)
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=8,
+        batch_size=16,
+        seed=0,
+        device="cpu",
+        use_sde="use_sde" in policy_kwargs,
+        policy_kwargs={k: v for k, v in policy_kwargs.items() if k != "use_sde"},
+    )
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # large weights: many mean actions fall outside [-1, 1] and are clipped
+        for w in model.policy.parameters():
+            w.add_(torch.randn(w.shape, generator=gen))
+    obs = np.random.default_rng(2).normal(0, 3, (33, venv.observation_space.shape[0])).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    got = deterministic_actions(model, obs)
+    assert got.shape == expected.shape == (33, venv.action_space.shape[0]) and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    assert 0.05 < np.mean(np.abs(expected) == 1.0) < 0.95  # both clipped and unclipped actions compared
+    model.policy.set_training_mode(True)  # as SB3's train() leaves it; the result is the same
+    np.testing.assert_array_equal(deterministic_actions(model, obs), expected)
+
+
+def test_policies_run_torch_on_one_thread_and_give_the_callers_count_back():
+    import torch
+
+    from meio.agents.policy import one_torch_thread
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"), one_torch_thread():
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_clockless_agent_keeps_its_observation_layout_through_save_and_reload(tmp_path):
     cfg = PPOConfig.from_dict(
         {**SMALL, "total_steps": 256, "eval_every": 0, "checkpoint_every": 0, "observe_time": False}

@@ -54,7 +54,7 @@ INTS = {
     "value_warmup_steps",
     "sde_sample_freq",
 }
-BOOLS = {"observe_time", "normalize_obs", "normalize_reward", "use_sde"}
+BOOLS = {"observe_time", "observe_echelon", "normalize_obs", "normalize_reward", "use_sde"}
 TEXTS = {"control", "action_mode", "lr_schedule", "activation", "description", "episode_start"}
 
 # The documented defaults (docs/agents.md, the field descriptions), with their types.
@@ -64,6 +64,7 @@ DEFAULTS = {
     "action_mode": "order_up_to",
     "horizon": None,
     "observe_time": True,
+    "observe_echelon": False,
     "pipeline_length": None,
     "initial_stock_spread": 0.0,
     "episode_start": "initial",
