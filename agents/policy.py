@@ -249,6 +249,14 @@ class PPOPolicy:
     def _for(self, sim: Simulator) -> tuple[ObservationMap, ActionMap, NodeView | None]:
         key = id(sim.topology)
         if key not in self._maps:
+            several = sim.topology.node_with_several_suppliers() if self.observe_echelon else None
+            if several is not None:
+                on = f" on {self.trained_on!r}" if self.trained_on else ""
+                raise ValueError(
+                    f"scenario: {sim.scenario.name!r}: the model {self.name!r} was trained{on} observing "
+                    f"echelon positions (observe_echelon), defined when every node has one supplier; "
+                    f"{several!r} has several"
+                )
             obs_map = ObservationMap(
                 sim.topology,
                 horizon=self.horizon,

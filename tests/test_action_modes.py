@@ -226,6 +226,13 @@ def test_a_saved_and_reloaded_agent_that_observes_echelon_positions_gives_identi
         np.testing.assert_array_equal(a, b)
         sims[0].step(a)
         sims[1].step(b)
+    other = Simulator("general", n=2)
+    other.reset(seeds=0)
+    with pytest.raises(
+        ValueError,
+        match=r"scenario: 'general': the model 'ppo' was trained on 'ex61' observing echelon positions .*'dc' has several",
+    ):
+        loaded.act(other)
     # without the echelon features the network would get 3 inputs too few: refused, not misread
     blind = PPOPolicy(model, "echelon_order_up_to", None, None, observe_echelon=False)
     with pytest.raises(ValueError, match="observation"):
