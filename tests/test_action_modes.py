@@ -109,6 +109,19 @@ def _hand_echelon(ref: ReferenceSimulator, node: str) -> float:
     return total
 
 
+def _step_both(sim: Simulator, refs: list[ReferenceSimulator], orders: np.ndarray) -> None:
+    """One period of the simulator and of each row's reference, with the simulator's demand draws."""
+    topo = sim.topology
+    slots = [(int(topo.slot_lane[q]), int(topo.slot_mode[q])) for q in range(topo.n_slots)]
+    demand_names = [topo.node_names[j] for j in topo.demand_nodes]
+    lts = {key: int(topo.slot_lt_const[q]) for q, key in enumerate(slots)}
+    for b, ref in enumerate(refs):
+        p = int(sim.pos[b])
+        demand = {x: float(sim.demand_chunk[b, p, d]) for d, x in enumerate(demand_names)}
+        ref.step({key: float(orders[b, q]) for q, key in enumerate(slots)}, demand, lts, {})
+    sim.step(orders)
+
+
 @pytest.mark.parametrize("make", [_serial, _distribution])
 def test_echelon_positions_and_orders_agree_with_a_hand_computation_on_the_reference(make):
     scenario = Scenario.from_dict(make())
@@ -117,10 +130,8 @@ def test_echelon_positions_and_orders_agree_with_a_hand_computation_on_the_refer
     sim.reset(seeds=3)
     topo = sim.topology
     refs = [ReferenceSimulator(scenario) for _ in range(n)]
-    slots = [(int(topo.slot_lane[q]), int(topo.slot_mode[q])) for q in range(topo.n_slots)]
     amap = ActionMap(topo, "echelon_order_up_to")
     rng = np.random.default_rng(0)
-    demand_names = [topo.node_names[j] for j in topo.demand_nodes]
     for t in range(periods):
         hand = np.array([[_hand_echelon(ref, x) for x in topo.node_names] for ref in refs])
         np.testing.assert_allclose(sim.echelon_positions(), hand, atol=1e-9, err_msg=f"period {t}")
@@ -130,12 +141,7 @@ def test_echelon_positions_and_orders_agree_with_a_hand_computation_on_the_refer
         # one supplier per node: order = max(0, target - echelon position of the slot's destination)
         expected = np.maximum(targets - hand[:, topo.slot_dst], 0.0)
         np.testing.assert_allclose(orders, expected, atol=1e-9)
-        for b, ref in enumerate(refs):
-            p = int(sim.pos[b])
-            demand = {x: float(sim.demand_chunk[b, p, d]) for d, x in enumerate(demand_names)}
-            lts = {key: int(topo.slot_lt_const[q]) for q, key in enumerate(slots)}
-            ref.step({key: float(orders[b, q]) for q, key in enumerate(slots)}, demand, lts, {})
-        sim.step(orders)
+        _step_both(sim, refs, orders)
 
 
 @pytest.mark.parametrize("make", [_serial, _distribution])
@@ -157,8 +163,6 @@ def test_echelon_observations_are_the_hand_computed_echelon_positions(make):
     mu = {"retailer": 4, "dc": 4, "plant": 4, "r1": 3, "r2": 5, "wh": 8}
     np.testing.assert_allclose(with_echelon.echelon_scale, [mu[x] * (1 + lead_down[scenario.name][x]) for x in names])
     refs = [ReferenceSimulator(scenario) for _ in range(n)]
-    slots = [(int(topo.slot_lane[q]), int(topo.slot_mode[q])) for q in range(topo.n_slots)]
-    demand_names = [topo.node_names[j] for j in topo.demand_nodes]
     rng = np.random.default_rng(1)
     for t in range(periods):
         obs = with_echelon(sim, np.zeros((n, with_echelon.size), dtype=np.float32))
@@ -168,12 +172,7 @@ def test_echelon_observations_are_the_hand_computed_echelon_positions(make):
         )
         np.testing.assert_array_equal(obs[:, others], plain(sim, np.zeros((n, plain.size), dtype=np.float32)))
         orders = rng.uniform(0, 12, (n, topo.n_slots))
-        for b, ref in enumerate(refs):
-            p = int(sim.pos[b])
-            demand = {x: float(sim.demand_chunk[b, p, d]) for d, x in enumerate(demand_names)}
-            lts = {key: int(topo.slot_lt_const[q]) for q, key in enumerate(slots)}
-            ref.step({key: float(orders[b, q]) for q, key in enumerate(slots)}, demand, lts, {})
-        sim.step(orders)
+        _step_both(sim, refs, orders)
 
 
 def test_the_parallel_observation_kernel_writes_the_same_echelon_positions():
@@ -201,6 +200,28 @@ def test_echelon_observations_are_refused_where_a_node_has_several_suppliers():
         PPOConfig.from_dict({"observe_echelon": "sometimes"})
 
 
+def _perturbed(model):
+    """``model`` with weights moved off their initial values, so that actions depend on the state."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for w in model.policy.parameters():
+            w.add_(0.3 * torch.randn(w.shape, generator=gen))
+    return model
+
+
+def _assert_same_actions(agent, loaded, scenario="ex61", periods=20):
+    """``agent`` and ``loaded`` order the same on the same seeds, period after period."""
+    sims = [Simulator(scenario, n=4) for _ in range(2)]
+    for sim in sims:
+        sim.reset(seeds=11)
+    for _ in range(periods):
+        a, b = agent.act(sims[0]), loaded.act(sims[1])
+        np.testing.assert_array_equal(a, b)
+        sims[0].step(a)
+        sims[1].step(b)
+    return sims[0]
+
+
 def test_a_saved_and_reloaded_agent_that_observes_echelon_positions_gives_identical_actions(tmp_path):
     from stable_baselines3 import PPO
 
@@ -209,34 +230,23 @@ def test_a_saved_and_reloaded_agent_that_observes_echelon_positions_gives_identi
 
     venv = make_vec_env("ex61", n_envs=2, seed=0, action_mode="echelon_order_up_to", observe_echelon=True)
     assert venv.observation_space.shape[0] == ObservationMap(resolve("ex61")).size + 3
-    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, seed=0, device="cpu")
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # weights that make the actions depend on the state
-        for w in model.policy.parameters():
-            w.add_(0.3 * torch.randn(w.shape, generator=gen))
+    model = _perturbed(PPO("MlpPolicy", venv, n_steps=8, batch_size=16, seed=0, device="cpu"))
     agent = PPOPolicy(model, "echelon_order_up_to", None, None, observe_echelon=True)
     agent.save(tmp_path / "a", {"scenario": "ex61"})
     loaded = PPOPolicy.load(tmp_path / "a")
     assert loaded.observe_echelon is True
-    sims = [Simulator("ex61", n=4) for _ in range(2)]
-    for sim in sims:
-        sim.reset(seeds=11)
-    for _ in range(20):
-        a, b = agent.act(sims[0]), loaded.act(sims[1])
-        np.testing.assert_array_equal(a, b)
-        sims[0].step(a)
-        sims[1].step(b)
+    sim = _assert_same_actions(agent, loaded)
     other = Simulator("general", n=2)
     other.reset(seeds=0)
     with pytest.raises(
         ValueError,
-        match=r"scenario: 'general': the model 'ppo' was trained on 'ex61' observing echelon positions .*'dc' has several",
+        match=r"scenario: 'general': the model 'ppo' was trained on 'ex61' observing echelon positions .*'dc' has",
     ):
         loaded.act(other)
     # without the echelon features the network would get 3 inputs too few: refused, not misread
     blind = PPOPolicy(model, "echelon_order_up_to", None, None, observe_echelon=False)
     with pytest.raises(ValueError, match="observation"):
-        blind.act(sims[0])
+        blind.act(sim)
 
 
 def test_echelon_orders_on_a_hand_built_state():
@@ -323,23 +333,15 @@ def test_a_saved_and_reloaded_residual_agent_gives_identical_actions(tmp_path):
     levels = {"retailer": 6.49, "dc": 12.02, "plant": 22.71}
     base = ResidualBase("echelon", levels, residual_range=1.5, name="clark_scarf")
     venv = make_vec_env("ex61", n_envs=2, seed=0, action_mode="base_stock_residual", residual=base)
-    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, seed=0, device="cpu", policy_kwargs={"log_std_init": 0.0})
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # move the weights off their initial values (the mean action would be ~0)
-        for w in model.policy.parameters():
-            w.add_(0.3 * torch.randn(w.shape, generator=gen))
+    # weights moved off their initial values (the mean action would be ~0, the base policy itself)
+    model = _perturbed(
+        PPO("MlpPolicy", venv, n_steps=8, batch_size=16, seed=0, device="cpu", policy_kwargs={"log_std_init": 0.0})
+    )
     agent = PPOPolicy(model, "base_stock_residual", None, None, residual=base)
     agent.save(tmp_path / "a", {"scenario": "ex61"})
     loaded = PPOPolicy.load(tmp_path / "a")
     assert loaded.residual == base
-    sims = [Simulator("ex61", n=4) for _ in range(2)]
-    for sim in sims:
-        sim.reset(seeds=11)
-    for _ in range(20):
-        a, b = agent.act(sims[0]), loaded.act(sims[1])
-        np.testing.assert_array_equal(a, b)
-        sims[0].step(a)
-        sims[1].step(b)
+    _assert_same_actions(agent, loaded)
     # the saved levels, not the scenario's current baseline, drive the loaded agent
     meta = (tmp_path / "a" / "meta.json").read_text()
     assert '"residual_range": 1.5' in meta and '"kind": "echelon"' in meta
