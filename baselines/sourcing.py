@@ -46,7 +46,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numba as nb
 import numpy as np
@@ -560,12 +560,16 @@ def optimise_sourcing(
     min_step: float = 0.1,
     name: str | None = None,
     progress: bool = False,
+    other_starts: Mapping[str, Mapping[str, float]] | None = None,
 ) -> SourcingBaseline:
     """Search the parameters of a sourcing family by pattern search on common random numbers.
 
     ``start``: single-sourcing installation levels ``{node: S_j}`` (e.g. the optimised installation
     policy's); :meth:`_Layout.start` turns them into the family's first parameters. The search sees
     only the seeds ``seed .. seed + replications - 1``; re-cost the result on other seeds.
+    ``other_starts``: more such levels by name (e.g. ``{"local": ...}``), each searched the same way;
+    the search is local and lands elsewhere from elsewhere, so the cheapest result on the search's
+    seeds is kept, its notes naming its start where it is not ``start``.
     """
     topo = resolve(scenario)
     sc = topo.scenario
@@ -573,7 +577,6 @@ def optimise_sourcing(
     if not (plan.rule != BASE).any():
         raise ValueError(f"scenario {sc.name}: no node has two or more supply options; {family} does not apply")
     layout = _Layout.build(topo, plan)
-    x0, step0 = layout.start(start)
 
     sims: dict[int, Simulator] = {}
 
@@ -581,42 +584,24 @@ def optimise_sourcing(
         level, param = layout.decode(c)
         return simulate_sourcing(topo, plan, level, param, periods, warmup, replications, seed, sims).mean(axis=1)
 
-    # The single-sourcing start makes the first-listed supplier every node's main one, which a local
-    # search cannot undo where another is cheaper: moving the flow takes large steps at the node and
-    # at both suppliers together, and the start that has moved it can cost more than the mixed one
-    # until the levels around it are searched too. So every start with other main supply options
-    # is screened by a short search, and the best of them searched in full beside the mixed start;
-    # the better of the two is kept (on the search's seeds).
     label = f"search {family} {sc.name}"
-    screened = []
-    for main, x_main in main_slot_starts(layout, start, objective):
-        x_s, _ = pattern_search(objective, x_main, step0, integer=False, max_rounds=SCREEN_ROUNDS, min_step=min_step)
-        screened.append((float(objective(x_s[None, :])[0]), main, x_s))
-    # Continuous search even for integer scenarios: shares and constant orders need fractions; the
-    # simulator rounds the orders themselves.
-    show = label if progress else None
-    x, trace = pattern_search(
-        objective, x0, step0, integer=False, max_rounds=max_rounds, min_step=min_step, progress=show
-    )
-    how_main = ""
-    if screened:
-        _, main, x_s = min(screened, key=lambda r: r[0])
-        x_m, trace_m = pattern_search(
+    found = [
+        _search_from(
+            layout,
             objective,
-            x_s,
-            step0,
-            integer=False,
-            max_rounds=max_rounds,
-            min_step=min_step,
-            progress=f"{label} (main supply options)" if progress else None,
+            levels,
+            max_rounds,
+            min_step,
+            (f"{label} from {how}" if how else label) if progress else None,
         )
-        if objective(x_m[None, :])[0] < objective(x[None, :])[0]:
-            x, trace = x_m, trace_m
-            names = topo.slot_names
-            how_main = (
-                f"main supply options {', '.join(names[m] for m in main.values())} (best of "
-                f"{len(screened)} screened starts); "
-            )
+        for how, levels in {"": start, **dict(other_starts or {})}.items()
+    ]
+    k = min(range(len(found)), key=lambda i: found[i][0])
+    _, x, trace, how_main = found[k]
+    if k > 0:
+        how_main = (
+            f"started from the {list(other_starts or {})[k - 1]} levels (best of {len(found)} starts); {how_main}"
+        )
     level, param = (a[0] for a in layout.decode(x))
     return _baseline(
         topo,
@@ -627,6 +612,58 @@ def optimise_sourcing(
         f"{how_main}pattern search on {replications} x {periods} periods, common random numbers "
         f"(seeds {seed}..{seed + replications - 1}), {trace.rounds} rounds",
     )
+
+
+def _search_from(
+    layout: _Layout,
+    objective: Callable[[np.ndarray], np.ndarray],
+    start: Mapping[str, float],
+    max_rounds: int,
+    min_step: float,
+    progress: str | None,
+) -> tuple[float, np.ndarray, Any, str]:
+    """The search from one set of single-sourcing levels: ``(cost on the search's seeds, x, trace,
+    note on the main supply options)``.
+
+    The single-sourcing start makes the first-listed supplier every node's main one, which a local
+    search cannot undo where another is cheaper: moving the flow takes large steps at the node and
+    at both suppliers together, and the start that has moved it can cost more than the mixed one
+    until the levels around it are searched too. So every start with other main supply options
+    is screened by a short search, and the best of them searched in full beside the mixed start;
+    the better of the two is kept (on the search's seeds).
+    """
+    x0, step0 = layout.start(start)
+    screened = []
+    for main, x_main in main_slot_starts(layout, start, objective):
+        x_s, _ = pattern_search(objective, x_main, step0, integer=False, max_rounds=SCREEN_ROUNDS, min_step=min_step)
+        screened.append((float(objective(x_s[None, :])[0]), main, x_s))
+    # Continuous search even for integer scenarios: shares and constant orders need fractions; the
+    # simulator rounds the orders themselves.
+    x, trace = pattern_search(
+        objective, x0, step0, integer=False, max_rounds=max_rounds, min_step=min_step, progress=progress
+    )
+    cost = float(objective(x[None, :])[0])
+    how_main = ""
+    if screened:
+        _, main, x_s = min(screened, key=lambda r: r[0])
+        x_m, trace_m = pattern_search(
+            objective,
+            x_s,
+            step0,
+            integer=False,
+            max_rounds=max_rounds,
+            min_step=min_step,
+            progress=f"{progress} (main supply options)" if progress else None,
+        )
+        cost_m = float(objective(x_m[None, :])[0])
+        if cost_m < cost:
+            x, trace, cost = x_m, trace_m, cost_m
+            names = layout.topo.slot_names
+            how_main = (
+                f"main supply options {', '.join(names[m] for m in main.values())} (best of "
+                f"{len(screened)} screened starts); "
+            )
+    return cost, x, trace, how_main
 
 
 #: Up to this many combinations of main supply options are each screened by a short search;
