@@ -46,13 +46,13 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numba as nb
 import numpy as np
 
 from meio.baselines.base import Baseline
-from meio.baselines.search import SEARCH_SEED, initial_steps, pattern_search
+from meio.baselines.search import SEARCH_SEED, SearchTrace, initial_steps, pattern_search
 from meio.envs.policies import primary_slots
 from meio.envs.resolve import ScenarioLike, resolve
 from meio.envs.simulator import Simulator
@@ -584,6 +584,11 @@ def optimise_sourcing(
         level, param = layout.decode(c)
         return simulate_sourcing(topo, plan, level, param, periods, warmup, replications, seed, sims).mean(axis=1)
 
+    for how, levels in (other_starts or {}).items():  # refused before any search, naming the start
+        try:
+            layout.start(levels)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("start:", f"other_starts[{how!r}]:", 1)) from None
     label = f"search {family} {sc.name}"
     found = [
         _search_from(
@@ -621,7 +626,7 @@ def _search_from(
     max_rounds: int,
     min_step: float,
     progress: str | None,
-) -> tuple[float, np.ndarray, Any, str]:
+) -> tuple[float, np.ndarray, SearchTrace, str]:
     """The search from one set of single-sourcing levels: ``(cost on the search's seeds, x, trace,
     note on the main supply options)``.
 

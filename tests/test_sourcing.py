@@ -496,3 +496,13 @@ def test_the_families_keep_the_better_of_the_two_single_sourcing_starts():
     assert "started from the local rule levels (best of 2 starts)" in b_both.notes
     # and the family still buys where it is cheapest: far below installation base-stock
     assert ev_both.cost_mean < 0.75 * both["optimised_installation"][1].cost_mean
+
+
+def test_an_incomplete_other_start_is_refused_naming_it_before_any_search():
+    with pytest.raises(ValueError, match=r"other_starts\['mine'\]: no level for dc, east, west; every node needs one"):
+        optimise_sourcing(
+            "general",
+            "dual_index",
+            {"plant_a": 35.0, "plant_b": 0.0, "dc": 55.0, "east": 27.0, "west": 22.0},
+            other_starts={"mine": {"plant_a": 35.0, "plant_b": 0.0}},
+        )
