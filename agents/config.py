@@ -394,6 +394,18 @@ class PPOConfig(TrainingConfig):
             "policy updates follow advantages from a fitted critic instead of a random one (0: none)."
         ),
     )
+    crn_group: int = Field(
+        1,
+        ge=1,
+        le=RUN_SETTINGS["n"][1],
+        description=(
+            "Common random numbers in training: the env copies form groups of this many that share their "
+            "demand, lead times and outages (copy i is seeded seed + i // crn_group), and an action's "
+            "advantage is its lambda-return minus the mean of the other members' at the same step (an "
+            "input-driven baseline, Mao et al. 2019), so the demand noise that every member sees cancels. "
+            "1: independent copies, advantages from the critic (GAE). n_envs must be a multiple."
+        ),
+    )
     total_steps: int = Field(
         200_000,
         ge=1,
@@ -430,6 +442,16 @@ class PPOConfig(TrainingConfig):
             problems.append(
                 f"continue_share: {self.continue_share!r} needs episode_start: continue (initial restarts every copy)"
             )
+        if self.crn_group > 1:
+            if self.n_envs % self.crn_group:
+                problems.append(f"crn_group: {self.crn_group} does not divide n_envs {self.n_envs}")
+            if self.control != "centralised":
+                problems.append(f"crn_group: {self.crn_group} needs control: centralised (one copy per network)")
+            if self.continue_share != 1.0:
+                problems.append(
+                    f"crn_group: {self.crn_group} needs every copy to start its episodes alike "
+                    f"(continue_share 1, not {self.continue_share!r})"
+                )
         self.refuse(problems)
         return self
 

@@ -630,6 +630,40 @@ class ValueWarmup(BaseCallback):
         return True
 
 
+class GroupBaseline(BaseCallback):
+    """``crn_group``: the advantages of a rollout measured against the other members of each group
+    of env copies that share their random numbers (an input-driven baseline: Mao, Venkatakrishnan,
+    Schwarzkopf and Alizadeh, "Variance Reduction for Reinforcement Learning in Input-Driven
+    Environments", ICLR 2019).
+
+    In an inventory network every random number is exogenous: the demand, lead times and outages a
+    copy sees do not depend on its orders. On a long pipeline they move the return far more than an
+    action does, and a critic that sees only the state cannot predict them (its
+    ``explained_variance`` stays near or below 0), so GAE's advantages are mostly demand noise. The
+    members of a group start together from the same state and see the same demand; they differ only
+    by their own exploration. An action's advantage is its lambda-return (SB3's ``returns``: GAE
+    plus the critic's value) minus the mean lambda-return of the group's other members at the same
+    step. That baseline does not depend on the action (the others' noise is independent of it), so
+    the policy gradient stays unbiased, and the demand noise the members share cancels. The critic
+    is still trained on the lambda-returns and still bootstraps truncated episodes. Set in the
+    rollout buffer when the rollout ends, before PPO's update reads it.
+    """
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        steps, n = buffer.returns.shape
+        returns = buffer.returns.reshape(steps, n // self.group, self.group)
+        others = (returns.sum(axis=2, keepdims=True) - returns) / (self.group - 1)
+        buffer.advantages = (returns - others).reshape(steps, n).astype(buffer.advantages.dtype)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class ExplorationSchedule(BaseCallback):
     """``log_std_final``: the policy's ``log_std`` set before every rollout to the linear
     interpolation from ``log_std_init`` (step 0) to ``log_std_final`` (``total`` steps), and not learned.
@@ -1099,7 +1133,9 @@ def train(
         residual=residual_base(topo, cfg),
     )
     venv = (
-        DecentralisedVecEnv(topo, **env_kwargs) if cfg.control == "decentralised" else make_vec_env(topo, **env_kwargs)
+        DecentralisedVecEnv(topo, **env_kwargs)
+        if cfg.control == "decentralised"
+        else make_vec_env(topo, crn_group=cfg.crn_group, **env_kwargs)
     )
     rollout = cfg.n_steps * venv.num_envs
     total = _round_up(cfg.total_steps, rollout)
@@ -1209,6 +1245,8 @@ def train(
     callbacks = run_callbacks(evaluator, checkpointer, eval_every, checkpoint_every)
     if cfg.value_warmup_steps:
         callbacks = CallbackList([callbacks, ValueWarmup(cfg.value_warmup_steps)])
+    if cfg.crn_group > 1:
+        callbacks = CallbackList([callbacks, GroupBaseline(cfg.crn_group)])
     if cfg.log_std_final is not None:  # last: its freeze of log_std overrides the warm-up's thaw
         callbacks = CallbackList([callbacks, ExplorationSchedule(cfg.log_std_init, cfg.log_std_final, total)])
     model.learn(

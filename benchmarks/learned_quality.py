@@ -78,10 +78,11 @@ def shipped_scenarios() -> list[str]:
     return sorted(p.stem for p in configs_dir("scenarios").glob("*.yaml"))
 
 
-def config_for(method: str, scenario: str) -> tuple[str, Path]:
+def config_for(method: str, scenario: str, root: Path | None = None) -> tuple[str, Path]:
     """``(name, path)`` of ``method``'s config for ``scenario``: the file named after the scenario
-    where there is one, else ``default``."""
-    folder = configs_dir(method)
+    where there is one, else ``default``; in ``root/<method>/`` where given (``--configs``), else in
+    the shipped ``configs/<method>/``."""
+    folder = configs_dir(method) if root is None else root / method
     own = folder / f"{scenario}.yaml"
     return (scenario, own) if own.is_file() else ("default", folder / "default.yaml")
 
@@ -281,7 +282,7 @@ def method_row(
 ) -> dict[str, Any]:
     """The table's columns of one method on one scenario and seed (training it first if needed);
     ``reference()`` gives the best classical policy's evaluation and the evaluation simulator."""
-    name, path = config_for(method, scenario)
+    name, path = config_for(method, scenario, args.configs)
     cfg = scale_config(method, load_method_config(method, path), args.steps_scale)
     row: dict[str, Any] = {f"{method}_config": name}
     why = skip_reason(method, topo, cfg)
@@ -382,6 +383,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=0, help="evaluation warm-up periods (default 0: from the start)")
     parser.add_argument("--eval-seed", type=int, default=0, help="first seed of the evaluation (default 0)")
     parser.add_argument("--out", type=Path, default=Path("runs/learned_quality"), help="output folder")
+    parser.add_argument(
+        "--configs",
+        type=Path,
+        default=None,
+        help="folder of configs to train with, DIR/<method>/<scenario>.yaml or DIR/<method>/default.yaml "
+        "(default: the shipped configs/)",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse finished runs and evaluations in --out")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps-scale", type=float, default=None, help="training budget x this (default 1)")
@@ -429,6 +437,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--periods/--warmup/--replications/--eval-seed: {exc}")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out: {args.out} is a file; give a folder")
+    if args.configs is not None:
+        for m in args.methods:
+            default = args.configs / m / "default.yaml"
+            if not default.is_file():
+                parser.error(f"--configs: {default} not found; each method needs a default.yaml")
     if not args.reuse:
         for s in args.scenarios:
             for m in args.methods:

@@ -1,7 +1,10 @@
 """A batched stable-baselines3 ``VecEnv``: ``n_envs`` copies stepped by one call of the step function.
 
 Row ``i`` behaves exactly like :class:`meio.envs.multi_echelon.MultiEchelonEnv` reset with seed
-``seed + i`` (SB3's seeding convention): same observations, rewards and episode ends.
+``seed + i`` (SB3's seeding convention): same observations, rewards and episode ends. With
+``crn_group`` ``k > 1`` the rows form groups of ``k`` that share their seed, ``seed + i // k``: the
+members of a group see the same demand, lead times and outages (common random numbers), whatever
+their actions.
 
 Following SB3, an episode that reaches the horizon is reset in the same ``step_wait``: the returned
 observation is the new episode's first, ``info["terminal_observation"]`` holds the last one and
@@ -67,9 +70,16 @@ class MultiEchelonVecEnv(VecEnv):
         pipeline_length: int | None = None,
         residual: ResidualBase | None = None,
         observe_echelon: bool = False,
+        crn_group: int = 1,
     ) -> None:
         if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: {n_envs!r} is not an integer >= 1")
+        if isinstance(crn_group, bool) or not isinstance(crn_group, (int, np.integer)) or crn_group < 1:
+            raise ValueError(f"crn_group: {crn_group!r} is not an integer >= 1")
+        if n_envs % crn_group:
+            raise ValueError(f"crn_group: {crn_group} does not divide n_envs {n_envs}")
+        # Copies i and j share their random numbers where i // crn_group == j // crn_group.
+        self.crn_group = int(crn_group)
         topo = resolve_topology(scenario, horizon)
         self.topology = topo
         self.scenario = topo.scenario
@@ -106,6 +116,13 @@ class MultiEchelonVecEnv(VecEnv):
             self.seed(seed)
 
     # ---- VecEnv API ---------------------------------------------------------------------------
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seeds for the next reset: copy ``i`` gets ``seed + i // crn_group`` (SB3's ``seed + i``
+        with groups of one), so the copies of a group draw the same demand, lead times and outages."""
+        seeds = super().seed(seed)
+        self._seeds = [seeds[0] + i // self.crn_group for i in range(self.num_envs)]
+        return self._seeds
+
     def reset(self) -> np.ndarray:
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
         self._start_episodes(np.arange(self.num_envs), seeds)

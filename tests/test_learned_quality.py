@@ -117,3 +117,19 @@ def test_existing_run_needs_reuse(
     with pytest.raises(SystemExit):
         lq.parse_args(["--scenarios", "ex61", "--methods", "hdpo", "--out", str(out)])
     assert "pass --reuse" in capsys.readouterr().err
+
+
+def test_a_configs_folder_replaces_the_shipped_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lq = _script()
+    (tmp_path / "ppo").mkdir()
+    (tmp_path / "ppo" / "default.yaml").write_text("crn_group: 8\n")
+    (tmp_path / "ppo" / "serial4.yaml").write_text("gamma: 0.95\n")
+    assert lq.config_for("ppo", "ex61", tmp_path) == ("default", tmp_path / "ppo" / "default.yaml")
+    assert lq.config_for("ppo", "serial4", tmp_path) == ("serial4", tmp_path / "ppo" / "serial4.yaml")
+    # without the folder, the shipped one: distribution has its own PPO config there
+    name, path = lq.config_for("ppo", "distribution")
+    assert (name, path.parent.name) == ("distribution", "ppo") and path.is_file()
+    assert lq.parse_args(["--methods", "ppo", "--configs", str(tmp_path)]).configs == tmp_path
+    with pytest.raises(SystemExit):
+        lq.parse_args(["--methods", "ppo,hdpo", "--configs", str(tmp_path)])
+    assert f"--configs: {tmp_path / 'hdpo' / 'default.yaml'} not found" in capsys.readouterr().err
