@@ -53,6 +53,7 @@ INTS = {
     "torch_threads",
     "value_warmup_steps",
     "sde_sample_freq",
+    "crn_group",
 }
 BOOLS = {"observe_time", "observe_echelon", "normalize_obs", "normalize_reward", "use_sde"}
 TEXTS = {"control", "action_mode", "lr_schedule", "activation", "description", "episode_start"}
@@ -91,6 +92,7 @@ DEFAULTS = {
     "use_sde": False,
     "sde_sample_freq": -1,
     "value_warmup_steps": 0,
+    "crn_group": 1,
     "total_steps": 200_000,
     "eval_every": 20_000,
     "eval_periods": 2_000,
@@ -295,6 +297,7 @@ def test_the_schema_refuses_unknown_keys_and_broken_rules():
 # and the rules between fields; the cross-field messages are matched to leave those out.
 CROSS_RULES = re.compile(
     r"exceeds the rollout size|steps per rollout|^eval_periods, eval_replications: |needs episode_start: continue"
+    r"|does not divide n_envs"
 )
 VALUES = [
     -1,
