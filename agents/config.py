@@ -19,6 +19,7 @@ this keeps visible: PyYAML reads ``3e-4`` (no dot) as text, which is refused wit
 from __future__ import annotations
 
 import functools
+import math
 import re
 import types
 from collections.abc import Mapping
@@ -403,7 +404,8 @@ class PPOConfig(TrainingConfig):
             "demand, lead times and outages (copy i is seeded seed + i // crn_group), and an action's "
             "advantage is its lambda-return minus the mean of the other members' at the same step (an "
             "input-driven baseline, Mao et al. 2019), so the demand noise that every member sees cancels. "
-            "1: independent copies, advantages from the critic (GAE). n_envs must be a multiple."
+            "1: independent copies, advantages from the critic (GAE). n_envs must be a multiple, and so must "
+            "the number of copies that continue their episodes (continue_share)."
         ),
     )
     total_steps: int = Field(
@@ -447,10 +449,12 @@ class PPOConfig(TrainingConfig):
                 problems.append(f"crn_group: {self.crn_group} does not divide n_envs {self.n_envs}")
             if self.control != "centralised":
                 problems.append(f"crn_group: {self.crn_group} needs control: centralised (one copy per network)")
-            if self.continue_share != 1.0:
+            going_on = math.ceil(self.continue_share * self.n_envs)
+            if going_on % self.crn_group and not self.n_envs % self.crn_group:
                 problems.append(
-                    f"crn_group: {self.crn_group} needs every copy to start its episodes alike "
-                    f"(continue_share 1, not {self.continue_share!r})"
+                    f"crn_group: {self.crn_group} needs the members of a group to start their episodes alike: "
+                    f"continue_share {self.continue_share!r} lets ceil({self.continue_share!r} x {self.n_envs}) = "
+                    f"{going_on} copies continue, not a multiple of {self.crn_group}"
                 )
         self.refuse(problems)
         return self

@@ -94,7 +94,14 @@ class MultiEchelonVecEnv(VecEnv):
         # Rows whose episodes continue from the state they ended in (the rest restart).
         self._continues = np.zeros(int(n_envs), dtype=bool)
         if self.episode_start == "continue":
-            self._continues[: math.ceil(self.continue_share * int(n_envs))] = True
+            going_on = math.ceil(self.continue_share * int(n_envs))
+            if going_on % self.crn_group:
+                raise ValueError(
+                    f"crn_group: {self.crn_group} needs the members of a group to start their episodes alike: "
+                    f"continue_share {self.continue_share!r} lets {going_on} copies continue, not a multiple of "
+                    f"{self.crn_group}"
+                )
+            self._continues[:going_on] = True
         self._ep_t0 = np.zeros(int(n_envs), dtype=np.int64)
         self.render_mode = None
         self.step_infos = step_infos

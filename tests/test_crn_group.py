@@ -131,8 +131,9 @@ def test_a_training_run_with_groups_trains_and_saves_its_setting(tmp_path):
         ({"n_envs": 64, "crn_group": 3}, r"crn_group: 3 does not divide n_envs 64"),
         ({"n_envs": 8, "crn_group": 4, "control": "decentralised"}, r"crn_group: 4 needs control: centralised"),
         (
-            {"n_envs": 8, "crn_group": 4, "episode_start": "continue", "continue_share": 0.5},
-            r"crn_group: 4 needs every copy to start its episodes alike",
+            {"n_envs": 8, "crn_group": 4, "episode_start": "continue", "continue_share": 0.25},
+            r"crn_group: 4 needs the members of a group to start their episodes alike: continue_share 0.25 "
+            r"lets ceil\(0.25 x 8\) = 2 copies continue, not a multiple of 4",
         ),
     ],
 )
@@ -144,3 +145,23 @@ def test_bad_group_settings_are_refused_naming_the_field(settings, message):
 def test_the_env_refuses_a_group_that_does_not_divide_its_copies():
     with pytest.raises(ValueError, match=r"^crn_group: 3 does not divide n_envs 8"):
         make_vec_env("ex61", n_envs=8, crn_group=3)
+    with pytest.raises(ValueError, match=r"^crn_group: 4 needs the members of a group to start their episodes alike"):
+        make_vec_env("ex61", n_envs=8, crn_group=4, episode_start="continue", continue_share=0.75)
+
+
+def test_whole_groups_continue_and_the_others_restart_together():
+    # continue_share 0.5 of 8 copies in groups of 4: the first group continues, the second restarts
+    assert PPOConfig.from_dict(
+        {"n_envs": 8, "crn_group": 4, "episode_start": "continue", "continue_share": 0.5}
+    ).continue_share == pytest.approx(0.5)
+    venv = make_vec_env("ex61", n_envs=8, seed=0, crn_group=4, horizon=5, episode_start="continue", continue_share=0.5)
+    venv.reset()
+    rng = np.random.default_rng(2)
+    for _ in range(5):  # one episode, then every copy is truncated at once
+        obs, _, dones, _ = venv.step(rng.uniform(-1, 1, (8, venv.action_space.shape[0])).astype(np.float32))
+    assert dones.all()
+    np.testing.assert_array_equal(venv.sim.t, [5, 5, 5, 5, 0, 0, 0, 0])
+    # the restarted group is back at the scenario's state, all four alike
+    for i in range(5, 8):
+        np.testing.assert_array_equal(obs[i], obs[4])
+    assert not np.array_equal(obs[0], obs[4])
