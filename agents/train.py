@@ -638,8 +638,8 @@ class GroupBaseline(BaseCallback):
 
     In an inventory network every random number is exogenous: the demand, lead times and outages a
     copy sees do not depend on its orders. On a long pipeline they move the return far more than an
-    action does, and a critic that sees only the state cannot predict them (its
-    ``explained_variance`` stays near or below 0), so GAE's advantages are mostly demand noise. The
+    action does, and a critic that sees only the state cannot predict them, so GAE's advantages
+    are mostly demand noise. The
     members of a group start together from the same state and see the same demand; they differ only
     by their own exploration. An action's advantage is its lambda-return (SB3's ``returns``: GAE
     plus the critic's value) minus the mean lambda-return of the group's other members at the same
